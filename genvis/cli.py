@@ -1,0 +1,69 @@
+"""The ``genvis`` command line: the one entry point the Snakemake workflow calls.
+
+Each sub-command lives in its own module under ``genvis.commands`` and provides
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
+sub-command runs, so ``genvis --help`` stays fast (no torch import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from genvis import __version__
+from genvis.errors import GenvisError
+
+# (sub-command, module under genvis.commands, one-line help)
+COMMANDS: list[tuple[str, str, str]] = [
+    ("synth", "synth", "write a synthetic OVIS-style occlusion benchmark (frames + json)"),
+    ("import-davis", "import_davis", "convert a DAVIS-layout dataset to YouTube-VIS json"),
+    ("split", "split", "split a VIS json by video into train and held-out parts (local scoring)"),
+    ("evaluate", "evaluate", "score YouTube-VIS results json against ground truth (video AP/AR)"),
+    ("train-detector", "train_detector", "train the Mask2Former frame detector on a dataset's frames"),
+    ("import-checkpoint", "import_checkpoint", "convert an official Mask2Former/VITA/GenVIS detector checkpoint"),
+    ("extract", "extract", "stage one: run the frozen detector and write the Zarr feature cache"),
+    ("train", "train", "stage two: train the GenVIS video modules from the cache"),
+    ("infer", "infer", "stage two: clip-by-clip inference from the cache, YouTube-VIS results json"),
+    ("demo", "demo", "run detector + GenVIS on a video file or frame folder, write results and overlay"),
+    ("report", "report", "write ablation tables (markdown, CSV) and plots from metrics files"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with one sub-parser per entry of ``COMMANDS``."""
+    parser = argparse.ArgumentParser(prog="genvis", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"genvis {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Arguments are added lazily in main() once the command is known.
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``genvis`` CLI. Returns the process exit code (0 on success, 2 on bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    names = {name: module for name, module, _ in COMMANDS}
+    if not argv or argv[0] not in names:
+        args = parser.parse_args(argv)  # prints help / version / error
+        if args.command is None:
+            parser.print_help()
+            return 1
+    name = argv[0]
+    module = importlib.import_module(f"genvis.commands.{names[name]}")
+    help_text = next(h for n, _, h in COMMANDS if n == name)
+    sub = argparse.ArgumentParser(prog=f"genvis {name}", description=help_text)
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except GenvisError as exc:
+        print(f"genvis {name}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
