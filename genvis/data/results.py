@@ -1,0 +1,173 @@
+"""YouTube-VIS / OVIS results json (read, validate, write) and the evaluation-server zip.
+
+The results file is a json list, one entry per predicted instance (video-level)::
+
+    [{"video_id": int, "category_id": int, "score": float in [0, 1],
+      "segmentations": [RLE | null, ...]  (one per frame of the video)}, ...]
+
+RLEs are compressed COCO RLEs ``{"size": [H, W], "counts": str}`` (uncompressed RLEs are
+accepted on reading and converted). The CodaLab servers of OVIS and YouTube-VIS take a zip
+holding ``results.json`` at its root (:func:`write_results_zip`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from genvis.data import masks as mask_ops
+from genvis.data.ytvis import VISDataset, read_json_file
+from genvis.errors import InputError
+from genvis.utils.io import atomic_path, atomic_write_json
+
+
+@dataclass
+class VideoResult:
+    """One predicted instance over a whole video.
+
+    Attributes:
+        video_id: id of the video in the ground-truth / annotation file.
+        category_id: json category id (not the contiguous index).
+        score: confidence in [0, 1] (float).
+        segmentations: one compressed RLE per frame (``{"size": [H, W], "counts": str}``),
+            or None for a frame without a mask.
+    """
+
+    video_id: int
+    category_id: int
+    score: float
+    segmentations: list[dict | None]
+
+    def to_json(self) -> dict[str, Any]:
+        """The json entry."""
+        return {"video_id": int(self.video_id), "category_id": int(self.category_id),
+                "score": float(self.score), "segmentations": list(self.segmentations)}
+
+
+def write_results(results: Iterable[VideoResult], path: str | os.PathLike) -> None:
+    """Write results json atomically.
+
+    Raises:
+        InputError: a score is NaN/infinite or outside [0, 1] (nothing is written).
+    """
+    entries = []
+    for i, r in enumerate(results):
+        s = float(r.score)
+        if not math.isfinite(s) or not 0.0 <= s <= 1.0:
+            raise InputError(path, f"result {i}: score {r.score!r} is not a finite number in [0, 1]")
+        entries.append(r.to_json())
+    atomic_write_json(path, entries)
+
+
+def _read_results_obj(path: Path) -> Any:
+    if path.suffix.lower() == ".zip":
+        if not path.exists():
+            raise InputError(path, "file not found")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                if "results.json" not in zf.namelist():
+                    raise InputError(path, "zip has no results.json at its root")
+                return json.loads(zf.read("results.json"))
+        except zipfile.BadZipFile as exc:
+            raise InputError(path, "not a valid zip file") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(path, f"results.json in the zip is not valid json ({exc})") from exc
+    return read_json_file(path)
+
+
+def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = None) -> list[VideoResult]:
+    """Validate a parsed results json (see :func:`read_results`)."""
+    if isinstance(data, dict) and "videos" in data:
+        raise InputError(source, "this is an annotation file (has 'videos'), not a results list")
+    if not isinstance(data, list):
+        raise InputError(source, f"not a VIS results file: top level is a {type(data).__name__}, expected a list")
+    out: list[VideoResult] = []
+    for i, r in enumerate(data):
+        if not isinstance(r, dict):
+            raise InputError(source, f"result {i} is not an object")
+        missing = [k for k in ("video_id", "category_id", "score", "segmentations") if k not in r]
+        if missing:
+            raise InputError(source, f"result {i} lacks {', '.join(missing)}")
+        score = r["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
+                or not 0.0 <= score <= 1.0:
+            raise InputError(source, f"result {i}: score {score!r} is not a finite number in [0, 1]")
+        vid, cid = r["video_id"], r["category_id"]
+        if not isinstance(vid, int) or isinstance(vid, bool) or not isinstance(cid, int) or isinstance(cid, bool):
+            raise InputError(source, f"result {i}: video_id and category_id must be integers")
+        segs = r["segmentations"]
+        if not isinstance(segs, list):
+            raise InputError(source, f"result {i}: 'segmentations' must be a list (one RLE or null per frame)")
+        video = None
+        if gt is not None:
+            try:
+                video = gt.video(vid)
+            except KeyError:
+                raise InputError(source, f"result {i}: video_id {vid} is not in the ground truth "
+                                         f"{gt.path or ''}".rstrip()) from None
+            try:
+                gt.category_index(cid)
+            except KeyError:
+                raise InputError(source, f"result {i}: category_id {cid} is not in the ground truth "
+                                         f"{gt.path or ''}".rstrip()) from None
+            if len(segs) != video.length:
+                raise InputError(source, f"result {i}: {len(segs)} segmentations but video {vid} has "
+                                         f"{video.length} frames")
+        rles: list[dict | None] = []
+        for t, s in enumerate(segs):
+            if s is None:
+                rles.append(None)
+                continue
+            if not isinstance(s, dict) or "size" not in s or "counts" not in s:
+                raise InputError(source, f"result {i} frame {t}: segmentation must be an RLE "
+                                         "{'size', 'counts'} or null")
+            if video is not None and mask_ops.segmentation_size(s) != (video.height, video.width):
+                raise InputError(source, f"result {i} frame {t}: mask size {list(s['size'])} (H, W) disagrees "
+                                         f"with video {vid} size [{video.height}, {video.width}]")
+            try:
+                rles.append(mask_ops.to_rle(s, int(s["size"][0]), int(s["size"][1])))
+            except (ValueError, TypeError, IndexError) as exc:
+                raise InputError(source, f"result {i} frame {t}: bad RLE ({exc})") from exc
+        out.append(VideoResult(vid, cid, float(score), rles))
+    return out
+
+
+def read_results(path: str | os.PathLike, gt: VISDataset | None = None) -> list[VideoResult]:
+    """Read and validate a results json (or a server zip holding ``results.json``).
+
+    Args:
+        path: results ``.json`` or ``.zip``.
+        gt: ground truth to check against (video ids, category ids, frame counts, mask
+            sizes); None checks the structure only.
+
+    Returns:
+        The results in file order (file order breaks score ties in the evaluation).
+
+    Raises:
+        InputError: missing/unreadable file, not a results list, NaN or out-of-range
+            score, unknown video or category, wrong number of frames or mask size.
+    """
+    path = Path(path)
+    return parse_results(_read_results_obj(path), path, gt)
+
+
+def write_results_zip(results_json_path: str | os.PathLike, zip_path: str | os.PathLike) -> None:
+    """Pack a results json into the server zip layout (``results.json`` at the zip root), atomically.
+
+    Raises:
+        InputError: ``results_json_path`` is missing or not a results list.
+    """
+    results_json_path = Path(results_json_path)
+    data = read_json_file(results_json_path)
+    parse_results(data, results_json_path)  # structure check before packing
+    with atomic_path(zip_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.write(results_json_path, arcname="results.json")
+
+
+__all__ = ["VideoResult", "write_results", "read_results", "parse_results", "write_results_zip"]
