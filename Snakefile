@@ -1,0 +1,88 @@
+# genvis: GenVIS (CVPR 2023) video instance segmentation in two stages.
+#   stage one: frozen frame detector -> Zarr cache (cache/<dataset>/<split>/<detector>.zarr)
+#   stage two: GenVIS video modules trained / evaluated from the cache (runs/...)
+# Named targets: quickstart, davis_eval, ovis_eval, ytvis19_eval, ytvis21_eval, ytvis22_eval,
+# ablations. See README.md. Config: config/config.yaml (schema: workflow/schemas/).
+#
+# config/ and workflow/ are found relative to this file, so the workflow can run in any
+# working directory (snakemake --directory DIR); outputs go there.
+
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
+
+
+validate(config, str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/detector.smk"
+include: "workflow/rules/cache.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all,
+    quickstart,
+    davis_eval,
+    ovis_eval,
+    ytvis19_eval,
+    ytvis21_eval,
+    ytvis22_eval,
+    ablations,
+
+
+rule all:
+    """Default target: the quickstart."""
+    input:
+        lambda wc: dataset_targets("synth"),
+
+
+rule quickstart:
+    """Synthetic benchmark end to end: synth, detector, extract, GenVIS + baselines, evaluate, report."""
+    input:
+        lambda wc: dataset_targets("synth"),
+
+
+rule davis_eval:
+    """DAVIS 2016 240p: import, EfficientNet-Lite0 detector, cache, GenVIS, held-out metrics."""
+    input:
+        lambda wc: dataset_targets("davis"),
+
+
+rule ovis_eval:
+    """OVIS: server zip for valid + metrics on a held-out part of train."""
+    input:
+        lambda wc: dataset_targets("ovis"),
+
+
+rule ytvis19_eval:
+    """YouTube-VIS 2019: server zip for valid + metrics on a held-out part of train."""
+    input:
+        lambda wc: dataset_targets("ytvis19"),
+
+
+rule ytvis21_eval:
+    """YouTube-VIS 2021: server zip for valid + metrics on a held-out part of train."""
+    input:
+        lambda wc: dataset_targets("ytvis21"),
+
+
+rule ytvis22_eval:
+    """YouTube-VIS 2022: server zip for valid + metrics on a held-out part of train."""
+    input:
+        lambda wc: dataset_targets("ytvis22"),
+
+
+rule ablations:
+    """Tables 4, 5, 6 and Fig. 3 (markdown, CSV, PNG) on config ablations.dataset / .split."""
+    input:
+        lambda wc: f"reports/{config['ablations']['dataset']}/ablations" if "ablations" in config
+        else report_spec("", "ablations"),

@@ -1,0 +1,79 @@
+# Data: generate the synthetic benchmark, import DAVIS, split a train set by video.
+# Every output is an annotation json (YouTube-VIS / OVIS format) under data/<dataset>/.
+
+
+def _synth_args(wildcards):
+    s = dataset_cfg(wildcards.dataset).get("synth")
+    if s is None:
+        raise ConfigError(f"datasets.{wildcards.dataset}.synth", "missing: genvis synth settings")
+    args = f"--videos {int(s.get('videos', 24))} --seed {int(s.get('seed', 0))}"
+    if s.get("height"):
+        args += f" --height {int(s['height'])}"
+    if s.get("width"):
+        args += f" --width {int(s['width'])}"
+    return args
+
+
+rule synth:
+    """Synthetic OVIS-style occlusion benchmark: frames + train.json + valid.json."""
+    output:
+        train="data/{dataset}/synth/train.json",
+        valid="data/{dataset}/synth/valid.json",
+        frames=directory("data/{dataset}/synth/frames"),
+    params:
+        args=_synth_args,
+        out=lambda wc: f"data/{wc.dataset}/synth",
+    log:
+        "logs/{dataset}/data/synth.log",
+    threads: 1
+    shell:
+        "genvis synth --out {params.out} {params.args} > {log} 2>&1"
+
+
+def _davis_cfg(wildcards):
+    s = split_cfg(wildcards.dataset, wildcards.split)
+    if "davis" not in s:
+        raise ConfigError(f"datasets.{wildcards.dataset}.splits.{wildcards.split}", "not a davis split")
+    return s["davis"]
+
+
+def _davis_args(wildcards):
+    d = _davis_cfg(wildcards)
+    args = f"--category {d.get('category', 'object')!r}"
+    if d.get("sequences"):
+        args += " --sequences " + ",".join(d["sequences"])
+    elif d.get("split"):
+        args += f" --split {d['split']}"
+    return args
+
+
+rule import_davis:
+    """DAVIS layout (JPEGImages/, Annotations/) -> YouTube-VIS json of one split."""
+    input:
+        root=lambda wc: existing_path(_davis_cfg(wc).get("root"),
+                                      f"datasets.{wc.dataset}.splits.{wc.split}.davis.root",
+                                      "a DAVIS-layout folder", "dir"),
+    output:
+        "data/{dataset}/davis/{split}.json",
+    params:
+        args=_davis_args,
+    log:
+        "logs/{dataset}/data/import_davis_{split}.log",
+    threads: 1
+    shell:
+        "genvis import-davis --root {input.root} --out {output} {params.args} > {log} 2>&1"
+
+
+rule holdout_split:
+    """Split one split by video into train / held-out parts (local scoring)."""
+    input:
+        lambda wc: split_annotations(wc.dataset, wc.of),
+    output:
+        train="data/{dataset}/holdout/{of}-f{fraction}-s{seed}/train.json",
+        holdout="data/{dataset}/holdout/{of}-f{fraction}-s{seed}/holdout.json",
+    log:
+        "logs/{dataset}/data/holdout_{of}-f{fraction}-s{seed}.log",
+    threads: 1
+    shell:
+        "genvis split --annotations {input} --holdout-fraction {wildcards.fraction} --seed {wildcards.seed}"
+        " --out-train {output.train} --out-holdout {output.holdout} > {log} 2>&1"

@@ -1,0 +1,131 @@
+# Reports: tables (markdown + CSV) and Fig. 3 (PNG) from metrics.json files, via
+# `genvis report --spec`. The spec is written from the config by a local rule, so changing
+# a table's rows re-runs only the report.
+
+from genvis.report.metrics import ALL_METRICS, PAPER_METRICS
+
+
+def summary_spec(dataset):
+    """Per-dataset summary: every experiment of the dataset on every eval split."""
+    d = dataset_cfg(dataset)
+    rows = [
+        {"labels": {"experiment": e, "split": s}, "metrics": metrics_path(dataset, e, s)}
+        for s in d.get("eval_splits", [])
+        for e in d["experiments"]
+    ]
+    if not rows:
+        raise ConfigError(f"datasets.{dataset}.eval_splits", "no eval_splits: nothing to report")
+    return {
+        "title": f"{dataset}: video instance segmentation, local scoring",
+        "tables": [{
+            "name": "results",
+            "title": f"{dataset}: video AP / AR (percent) per experiment, detector {d['detector']}",
+            "label_columns": ["experiment", "split"],
+            "metrics": list(ALL_METRICS),
+            "rows": rows,
+        }],
+    }
+
+
+def ablations_spec(dataset):
+    """Tables 4, 5, 6 and Fig. 3 of the paper on the configured dataset and split."""
+    a = config.get("ablations")
+    if a is None:
+        raise ConfigError("ablations", "missing: the ablations target needs an 'ablations' block")
+    if a["dataset"] != dataset:
+        raise ConfigError("ablations.dataset", f"ablations are configured for {a['dataset']!r}, not {dataset!r}")
+    split = a["split"]
+    spec = {"title": f"{dataset} / {split}: GenVIS ablations (Tables 4-6, Fig. 3)", "tables": [], "figures": []}
+    if a.get("table4"):
+        spec["tables"].append({
+            "name": "table4",
+            "title": "Table 4: inter-clip association (CL, UVLA) and memory (IPM)",
+            "label_columns": ["experiment", "N_v", "CL", "UVLA", "IPM"],
+            "metrics": list(PAPER_METRICS),
+            "rows": [{"labels": {k: r[k] for k in ("experiment", "N_v", "CL", "UVLA", "IPM")},
+                      "metrics": metrics_path(dataset, r["experiment"], split)} for r in a["table4"]],
+        })
+    if a.get("table5"):
+        spec["tables"].append({
+            "name": "table5",
+            "title": "Table 5: memory decoding in IPM",
+            "label_columns": ["experiment", "decoding"],
+            "metrics": list(PAPER_METRICS),
+            "rows": [{"labels": {"experiment": r["experiment"], "decoding": r["decoding"]},
+                      "metrics": metrics_path(dataset, r["experiment"], split)} for r in a["table5"]],
+        })
+    if a.get("table6"):
+        spec["tables"].append({
+            "name": "table6",
+            "title": "Table 6: clip length N_f (N_f^train = N_f^eval)",
+            "label_columns": ["experiment", "N_f"],
+            "metrics": list(PAPER_METRICS),
+            "rows": [{"labels": {"experiment": r["experiment"], "N_f": r["N_f"]},
+                      "metrics": metrics_path(dataset, r["experiment"], split, r["N_f"])} for r in a["table6"]],
+        })
+    if a.get("fig3"):
+        f = a["fig3"]
+        spec["figures"].append({
+            "name": "fig3",
+            "title": "Fig. 3: AP against N_f^eval",
+            "x_label": "N_f^eval",
+            "metric": "AP",
+            "series": [
+                {"label": f"{label} ({f[key]})",
+                 "points": [{"x": n, "metrics": metrics_path(dataset, f[key], split, n)} for n in f["n_f_eval"]]}
+                for key, label in (("online", "online, N_f^train = 1"), ("semi_online", "semi-online, N_f^train = 3"))
+            ],
+        })
+    for e in {r["metrics"].split("/")[2] for t in spec["tables"] for r in t["rows"]}:
+        experiment_cfg(e)
+    if not spec["tables"] and not spec["figures"]:
+        raise ConfigError("ablations", "no table4 / table5 / table6 / fig3 configured")
+    return spec
+
+
+def report_spec(dataset, report):
+    """The spec (dict) of reports/<dataset>/<report>."""
+    if report == "summary":
+        return summary_spec(dataset)
+    if report == "ablations":
+        return ablations_spec(dataset)
+    raise ConfigError(f"reports/{dataset}/{report}", "unknown report (known: summary, ablations)")
+
+
+def report_metrics(dataset, report):
+    """Every metrics.json the report reads."""
+    spec = report_spec(dataset, report)
+    files = [r["metrics"] for t in spec["tables"] for r in t["rows"]]
+    files += [p["metrics"] for f in spec.get("figures", []) for s in f["series"] for p in s["points"]]
+    return sorted(set(files))
+
+
+localrules:
+    report_spec,
+
+
+rule report_spec:
+    """reports/<dataset>/<report>.spec.yaml: which metrics file fills which cell."""
+    output:
+        "reports/{dataset}/{report}.spec.yaml",
+    params:
+        spec=lambda wc: report_spec(wc.dataset, wc.report),
+    run:
+        import yaml
+        from genvis.utils.io import atomic_write_text
+
+        atomic_write_text(output[0], yaml.safe_dump(params.spec, sort_keys=False))
+
+
+rule report:
+    """reports/<dataset>/<report>/: <table>.md/.csv, <figure>.png/.md/.csv, report.md."""
+    input:
+        spec="reports/{dataset}/{report}.spec.yaml",
+        metrics=lambda wc: report_metrics(wc.dataset, wc.report),
+    output:
+        directory("reports/{dataset}/{report}"),
+    log:
+        "logs/{dataset}/report/{report}.log",
+    threads: 1
+    shell:
+        "genvis report --spec {input.spec} --out-dir {output} > {log} 2>&1"

@@ -1,0 +1,101 @@
+# Stage two: train the GenVIS video modules (or a baseline) from the cache of the
+# dataset's train split, then infer clip by clip on any split.
+
+
+def _train_inputs(wildcards):
+    d = dataset_cfg(wildcards.dataset)
+    e = experiment_cfg(wildcards.experiment)
+    return {
+        "cache": cache_path(wildcards.dataset, d["train_split"]),
+        "annotations": split_annotations(wildcards.dataset, d["train_split"]),
+        "config": repo_file(e["config"], f"experiments.{wildcards.experiment}.config", "experiment config"),
+    }
+
+
+def _train_args(wildcards):
+    iters = dataset_cfg(wildcards.dataset).get("train_iterations")
+    return f" --iterations {int(iters)}" if iters else ""
+
+
+rule train:
+    """runs/<dataset>/<experiment>/model.pt (+ losses.csv and checkpoints beside it)."""
+    input:
+        unpack(_train_inputs),
+    output:
+        "runs/{dataset}/{experiment}/model.pt",
+    params:
+        args=_train_args,
+    log:
+        "logs/{dataset}/{experiment}/train.log",
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        THREAD_ENV + " genvis train --cache {input.cache} --annotations {input.annotations}"
+        " --config {input.config} --out {output}{params.args} > {log} 2>&1"
+
+
+def _infer_inputs(wildcards):
+    return {
+        "cache": cache_path(wildcards.dataset, wildcards.split),
+        "annotations": split_annotations(wildcards.dataset, wildcards.split),
+        "model": model_path(wildcards.dataset, wildcards.experiment),
+    }
+
+
+def _default_n_f_eval(wildcards):
+    n = experiment_cfg(wildcards.experiment).get("n_f_eval")
+    return f" --n-f-eval {int(n)}" if n else ""
+
+
+rule infer:
+    """Results json (YouTube-VIS format) at the experiment's default N_f^eval."""
+    input:
+        unpack(_infer_inputs),
+    output:
+        "runs/{dataset}/{experiment}/{split}/results.json",
+    params:
+        args=_default_n_f_eval,
+    log:
+        "logs/{dataset}/{experiment}/{split}/infer.log",
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+        " --model {input.model} --out {output}{params.args} > {log} 2>&1"
+
+
+rule infer_n_f_eval:
+    """Results json at a chosen N_f^eval (Fig. 3, Table 6)."""
+    input:
+        unpack(_infer_inputs),
+    output:
+        "runs/{dataset}/{experiment}/{split}/nf{n}/results.json",
+    log:
+        "logs/{dataset}/{experiment}/{split}/infer_nf{n}.log",
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+        " --model {input.model} --out {output} --n-f-eval {wildcards.n} > {log} 2>&1"
+
+
+rule infer_submission:
+    """Results json plus the zip the OVIS / YouTube-VIS evaluation servers accept."""
+    input:
+        unpack(_infer_inputs),
+    output:
+        results="runs/{dataset}/{experiment}/{split}/submission/results.json",
+        zip="runs/{dataset}/{experiment}/{split}/submission/results.zip",
+    params:
+        args=_default_n_f_eval,
+    log:
+        "logs/{dataset}/{experiment}/{split}/infer_submission.log",
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+        " --model {input.model} --out {output.results} --zip {output.zip}{params.args} > {log} 2>&1"
