@@ -13,6 +13,7 @@ valid JSON and accepted by every ``pycocotools.mask`` function.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -22,6 +23,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from genvis.data.ytvis import AnnotationRecord, VideoRecord
 
 RLE = dict  # {"size": [H, W], "counts": str}
+
+
+def _decode(rles):
+    """``pycocotools.mask.decode`` without its numpy-2 DeprecationWarning about ``copy``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rles)
 
 
 def _compressed(rle: dict) -> dict:
@@ -46,7 +54,7 @@ def to_rle(seg: Any, height: int, width: int) -> RLE | None:
     Raises:
         ValueError: ``seg`` is not one of the supported forms.
     """
-    if seg is None:
+    if seg is None or (isinstance(seg, list) and not seg):
         return None
     if isinstance(seg, dict):
         if "counts" not in seg or "size" not in seg:
@@ -62,8 +70,6 @@ def to_rle(seg: Any, height: int, width: int) -> RLE | None:
         polys = [p for p in seg if isinstance(p, list) and len(p) >= 6]
         if len(polys) != len(seg) or any(len(p) % 2 for p in polys):
             raise ValueError("polygon segmentation must be a list of [x0, y0, x1, y1, ...] lists of >= 3 points")
-        if not polys:
-            raise ValueError("empty polygon list (use null for an absent instance)")
         rles = mask_utils.frPyObjects(polys, int(height), int(width))
         return _compressed(mask_utils.merge(rles))
     raise ValueError(f"unsupported segmentation type {type(seg).__name__}")
@@ -81,7 +87,7 @@ def decode_rle(rle: RLE | None, height: int, width: int) -> np.ndarray:
     """Decode one RLE to a bool mask ``[H, W]`` (all False for ``None``)."""
     if rle is None:
         return np.zeros((height, width), dtype=bool)
-    return mask_utils.decode(rle).astype(bool)
+    return _decode(rle).astype(bool)
 
 
 def annotation_masks(ann: "AnnotationRecord", video: "VideoRecord") -> np.ndarray:
@@ -98,7 +104,7 @@ def annotation_masks(ann: "AnnotationRecord", video: "VideoRecord") -> np.ndarra
     out = np.zeros((video.length, video.height, video.width), dtype=bool)
     present = [(t, to_rle(s, video.height, video.width)) for t, s in enumerate(ann.segmentations) if s is not None]
     if present:
-        decoded = mask_utils.decode([r for _, r in present])  # [H, W, n] uint8, one C call
+        decoded = _decode([r for _, r in present])  # [H, W, n] uint8, one C call
         for j, (t, _) in enumerate(present):
             out[t] = decoded[:, :, j].astype(bool)
     return out
@@ -130,14 +136,24 @@ def encode_masks_or_none(masks: np.ndarray) -> list[RLE | None]:
     return [r if p else None for r, p in zip(rles, present)]
 
 
+_AREA_CHUNK = 255  # pycocotools 2.0.11 + numpy 2: area() of > 255 RLEs at once overflows a uint8
+
+
+def area_array(rles: Sequence[RLE]) -> np.ndarray:
+    """Pixel areas (float64 ``[n]``) of a list of RLEs (no ``None``), in C, chunked."""
+    out = np.zeros(len(rles), dtype=np.float64)
+    for s in range(0, len(rles), _AREA_CHUNK):
+        out[s:s + _AREA_CHUNK] = np.atleast_1d(mask_utils.area(list(rles[s:s + _AREA_CHUNK])))
+    return out
+
+
 def rle_areas(rles: Sequence[RLE | None]) -> list[float | None]:
-    """Pixel areas of RLEs (``None`` stays ``None``); one pycocotools call."""
+    """Pixel areas of RLEs (``None`` stays ``None``)."""
     idx = [i for i, r in enumerate(rles) if r is not None]
     out: list[float | None] = [None] * len(rles)
     if idx:
-        areas = mask_utils.area([rles[i] for i in idx])
-        for i, a in zip(idx, np.atleast_1d(areas)):
-            out[i] = float(a)
+        for i, a in zip(idx, area_array([rles[i] for i in idx]).tolist()):
+            out[i] = a
     return out
 
 

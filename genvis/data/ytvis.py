@@ -357,6 +357,8 @@ def _parse_annotation(a: Any, i: int, by_id: dict[int, VideoRecord], cat_ids: se
         raise InputError(src, f"{where}: 'segmentations' must be a list (one entry per frame)")
     if len(segs) != video.length:
         raise InputError(src, f"{where}: {len(segs)} segmentations but video {vid} has {video.length} frames")
+    # An empty polygon list means "absent" (the official API tests segmentations for truthiness).
+    segs = [None if isinstance(s, list) and not s else s for s in segs]
     for t, s in enumerate(segs):
         _check_seg(s, t, video, where, src)
     areas = a.get("areas")

@@ -1,0 +1,362 @@
+"""Video AP / AR by the YouTube-VIS protocol (the official ``ytvoseval`` of youtubevos/cocoapi).
+
+The official evaluation is COCO's ``COCOeval`` with the image replaced by a video:
+
+* **video IoU** of a prediction ``d`` and a ground-truth instance ``g``:
+  ``sum_t |d_t ∩ g_t| / sum_t |d_t ∪ g_t|`` over the video's frames (a frame where one of
+  them is absent adds the other's area to the union only).
+* per (video, category), predictions sorted by score (stable), at most 100 kept; greedy
+  matching per IoU threshold in 0.50:0.05:0.95 exactly as ``COCOeval.evaluateImg``
+  (a prediction takes the still-unmatched ground truth of highest IoU >= threshold,
+  preferring non-ignored ones; crowd instances are ignored and may be matched repeatedly).
+* size ranges use the instance's mean area over the frames where it exists: the mean of
+  the json ``areas`` that are non-null and non-zero for ground truth, and of the non-zero
+  RLE areas for predictions (0 when there are none); ranges all / small ``[0, 128²]`` /
+  medium ``[128², 256²]`` / large ``[256², 1e10]`` (bounds inclusive, as COCOeval).
+* AP = mean precision over 10 IoU thresholds x 101 recall points (COCO interpolation),
+  over categories with ground truth; AR_k = mean recall with at most k predictions per
+  video and category.
+
+Our implementation computes the same numbers (integer pixel counts, so identical up to
+float rounding) but fast: intersections come from one ``pycocotools.mask.iou`` call per
+frame for all (prediction, ground truth) pairs of a video, areas from one ``area`` call
+per video; no loop over pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from genvis.data import masks as mask_ops
+from genvis.data.results import VideoResult
+from genvis.data.ytvis import VISDataset
+from genvis.errors import InputError
+
+AREA_LABELS = ("all", "small", "medium", "large")
+
+
+@dataclass
+class EvalParams:
+    """Protocol constants of the official YouTube-VIS evaluation (``ytvoseval.Params``, segm).
+
+    Attributes:
+        iou_thresholds: float64 [10], 0.50:0.05:0.95 (``np.linspace`` as COCOeval).
+        recall_thresholds: float64 [101], 0:0.01:1.
+        max_dets: (1, 10, 100) predictions per video and category.
+        area_ranges: [[0, 1e10], [0, 128²], [128², 256²], [256², 1e10]] in pixels (mean area
+            over the frames where the instance exists).
+    """
+
+    iou_thresholds: np.ndarray = field(default_factory=lambda: np.linspace(
+        .5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True))
+    recall_thresholds: np.ndarray = field(default_factory=lambda: np.linspace(
+        .0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True))
+    max_dets: tuple[int, ...] = (1, 10, 100)
+    area_ranges: tuple[tuple[float, float], ...] = (
+        (0.0, 1e5 ** 2), (0.0, 128.0 ** 2), (128.0 ** 2, 256.0 ** 2), (256.0 ** 2, 1e5 ** 2))
+
+
+@dataclass
+class EvalArrays:
+    """Raw accumulation (COCOeval layout).
+
+    Attributes:
+        precision: float64 [T_iou, R, K, A, M]; -1 where undefined (no ground truth).
+        recall: float64 [T_iou, K, A, M]; -1 where undefined.
+        stats: float64 [12] as ``COCOeval.summarize`` (AP, AP50, AP75, APs, APm, APl,
+            AR1, AR10, AR100, ARs, ARm, ARl), fractions 0-1, -1 where undefined.
+        category_ids: the K json category ids (sorted).
+    """
+
+    precision: np.ndarray
+    recall: np.ndarray
+    stats: np.ndarray
+    category_ids: list[int]
+
+
+@dataclass
+class _Inst:
+    id: int
+    score: float
+    iscrowd: int
+    avg_area: float
+    rles: list  # per frame, compressed RLE or None
+
+
+def _mean_nonzero(areas: Sequence[float | None]) -> float:
+    vals = [a for a in areas if a]  # official: keeps entries that are truthy (non-null, non-zero)
+    return float(np.array(vals).mean()) if vals else 0.0
+
+
+def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int) -> np.ndarray:
+    """Video IoU matrix ``[len(dts), len(gts)]`` (float64) by sum-over-frames intersection / union.
+
+    One ``pycocotools.mask.iou`` call per frame gives every pair's IoU on that frame; the
+    integer intersection is recovered as ``iou * (a_d + a_g) / (1 + iou)`` (exact after
+    rounding) and summed over frames; union = sum(a_d) + sum(a_g) - sum(intersection).
+    """
+    nd, ng = len(dts), len(gts)
+    if nd == 0 or ng == 0:
+        return np.zeros((nd, ng))
+    area_d = np.zeros((nd, length))
+    area_g = np.zeros((ng, length))
+    for arr, insts in ((area_d, dts), (area_g, gts)):
+        flat = [(i, t, r) for i, inst in enumerate(insts) for t, r in enumerate(inst.rles) if r is not None]
+        if flat:
+            a = mask_ops.area_array([r for _, _, r in flat])
+            ii = np.fromiter((f[0] for f in flat), dtype=np.int64, count=len(flat))
+            tt = np.fromiter((f[1] for f in flat), dtype=np.int64, count=len(flat))
+            arr[ii, tt] = a
+    inter = np.zeros((nd, ng))
+    for t in range(length):
+        di = [i for i in range(nd) if dts[i].rles[t] is not None and area_d[i, t] > 0]
+        gi = [j for j in range(ng) if gts[j].rles[t] is not None and area_g[j, t] > 0]
+        if not di or not gi:
+            continue
+        iou = np.asarray(mask_utils.iou([dts[i].rles[t] for i in di], [gts[j].rles[t] for j in gi],
+                                        [0] * len(gi)), dtype=np.float64).reshape(len(di), len(gi))
+        if (iou < 0).any():
+            raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {t}")
+        s = area_d[di, t][:, None] + area_g[gi, t][None, :]
+        inter[np.ix_(di, gi)] += np.rint(iou * s / (1.0 + iou))
+    union = area_d.sum(1)[:, None] + area_g.sum(1)[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _match(ious: np.ndarray, gt_ignore: list[int], gt_crowd: list[int], gt_ids: list[int],
+           dt_ids: list[int], thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching of ``COCOeval.evaluateImg`` for one (video, category, area range).
+
+    ``ious`` is [D, G] with predictions sorted by score and ground truth sorted with
+    ignored ones last. Returns ``dtm`` [T, D] (matched gt id, 0 if none) and ``dt_ig`` [T, D].
+    """
+    n_t, nd, ng = len(thresholds), ious.shape[0], ious.shape[1]
+    dtm = np.zeros((n_t, nd))
+    dt_ig = np.zeros((n_t, nd))
+    if nd == 0 or ng == 0:
+        return dtm, dt_ig
+    rows = ious.tolist()
+    for ti, thr in enumerate(thresholds.tolist()):
+        gtm = [0] * ng
+        for di in range(nd):
+            best = min(thr, 1 - 1e-10)
+            m = -1
+            row = rows[di]
+            for gi in range(ng):
+                if gtm[gi] > 0 and not gt_crowd[gi]:
+                    continue
+                if m > -1 and gt_ignore[m] == 0 and gt_ignore[gi] == 1:
+                    break
+                if row[gi] < best:
+                    continue
+                best = row[gi]
+                m = gi
+            if m == -1:
+                continue
+            dt_ig[ti, di] = gt_ignore[m]
+            dtm[ti, di] = gt_ids[m]
+            gtm[m] = dt_ids[di]
+    return dtm, dt_ig
+
+
+def _prepare(gt: VISDataset, results: Sequence[VideoResult]):
+    if gt.annotations is None:
+        raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
+    gts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
+    for a in gt.annotations:
+        v = gt.video(a.video_id)
+        rles = [mask_ops.to_rle(s, v.height, v.width) for s in a.segmentations]
+        gts[a.video_id, a.category_id].append(_Inst(a.id, 0.0, int(a.iscrowd), _mean_nonzero(a.areas), rles))
+    dts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
+    flat = [(k, t, s) for k, r in enumerate(results) for t, s in enumerate(r.segmentations) if s is not None]
+    areas = mask_ops.area_array([s for _, _, s in flat])
+    per_res: list[list[float]] = [[] for _ in results]
+    for (k, _, _), ar in zip(flat, areas.tolist()):
+        per_res[k].append(ar)
+    for k, r in enumerate(results):
+        if r.video_id not in gt._videos:
+            raise InputError(None, f"result {k}: video_id {r.video_id} is not in the ground truth")
+        dts[r.video_id, r.category_id].append(
+            _Inst(k + 1, float(r.score), 0, _mean_nonzero(per_res[k]), list(r.segmentations)))
+    return gts, dts
+
+
+def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
+                    params: EvalParams | None = None) -> EvalArrays:
+    """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
+
+    Args:
+        gt: ground truth with annotations (``results`` should be validated against it, e.g.
+            by :func:`genvis.data.results.read_results` with ``gt``).
+        results: predicted instances; file order breaks score ties as in the official code.
+        params: protocol constants (default: the official ones).
+
+    Raises:
+        InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
+    """
+    p = params or EvalParams()
+    gts, dts = _prepare(gt, results)
+    vid_ids = sorted(gt.video_ids)
+    cat_ids = sorted(c.id for c in gt.categories)
+    n_t, n_r, n_k, n_a, n_m = len(p.iou_thresholds), len(p.recall_thresholds), len(cat_ids), \
+        len(p.area_ranges), len(p.max_dets)
+    max_det = p.max_dets[-1]
+
+    # per (category, area) a list over videos of (scores, dtm, dt_ig, gt_ig)
+    evals: dict[tuple[int, int], list] = defaultdict(list)
+    for vid in vid_ids:
+        video = gt.video(vid)
+        cats_here = [c for c in cat_ids if gts.get((vid, c)) or dts.get((vid, c))]
+        if not cats_here:
+            continue
+        sorted_dts = {}
+        for c in cats_here:
+            dl = dts.get((vid, c), [])
+            order = np.argsort([-d.score for d in dl], kind="mergesort")[:max_det]
+            sorted_dts[c] = [dl[i] for i in order]
+        all_d = [d for c in cats_here for d in sorted_dts[c]]
+        all_g = [g for c in cats_here for g in gts.get((vid, c), [])]
+        iou_all = video_ious(all_d, all_g, video.length)
+        d0 = g0 = 0
+        for c in cats_here:
+            dl, gl = sorted_dts[c], gts.get((vid, c), [])
+            ious = iou_all[d0:d0 + len(dl), g0:g0 + len(gl)]
+            d0 += len(dl)
+            g0 += len(gl)
+            scores = np.array([d.score for d in dl], dtype=np.float64)
+            dt_area = np.array([d.avg_area for d in dl], dtype=np.float64)
+            dt_ids = [d.id for d in dl]
+            for ai, (lo, hi) in enumerate(p.area_ranges):
+                ign = [1 if (g.iscrowd or g.avg_area < lo or g.avg_area > hi) else 0 for g in gl]
+                gind = np.argsort(ign, kind="mergesort")
+                g_ign = [ign[i] for i in gind]
+                dtm, dt_ig = _match(ious[:, gind] if len(gl) else ious, g_ign,
+                                    [gl[i].iscrowd for i in gind], [gl[i].id for i in gind], dt_ids,
+                                    p.iou_thresholds)
+                out_of_range = (dt_area < lo) | (dt_area > hi)
+                dt_ig = np.logical_or(dt_ig, np.logical_and(dtm == 0, out_of_range[None, :]))
+                evals[c, ai].append((scores, dtm, dt_ig, np.array(g_ign, dtype=np.int64)))
+
+    precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    recall = -np.ones((n_t, n_k, n_a, n_m))
+    for ki, c in enumerate(cat_ids):
+        for ai in range(n_a):
+            per_video = evals.get((c, ai))
+            if not per_video:
+                continue
+            gt_ig = np.concatenate([e[3] for e in per_video])
+            npig = int(np.count_nonzero(gt_ig == 0))
+            if npig == 0:
+                continue
+            for mi, md in enumerate(p.max_dets):
+                sc = np.concatenate([e[0][:md] for e in per_video])
+                order = np.argsort(-sc, kind="mergesort")
+                dtm = np.concatenate([e[1][:, :md] for e in per_video], axis=1)[:, order]
+                dt_ig = np.concatenate([e[2][:, :md] for e in per_video], axis=1)[:, order]
+                tps = np.logical_and(dtm, np.logical_not(dt_ig))
+                fps = np.logical_and(np.logical_not(dtm), np.logical_not(dt_ig))
+                tp_sum = np.cumsum(tps, axis=1).astype(float)
+                fp_sum = np.cumsum(fps, axis=1).astype(float)
+                nd = tp_sum.shape[1]
+                for ti in range(n_t):
+                    tp, fp = tp_sum[ti], fp_sum[ti]
+                    rc = tp / npig
+                    pr = tp / (fp + tp + np.spacing(1))
+                    recall[ti, ki, ai, mi] = rc[-1] if nd else 0
+                    # precision envelope: pr[i] = max(pr[i:]) (COCO interpolation)
+                    pr = np.maximum.accumulate(pr[::-1])[::-1] if nd else pr
+                    inds = np.searchsorted(rc, p.recall_thresholds, side="left")
+                    q = np.zeros(n_r)
+                    valid = inds < nd
+                    q[valid] = pr[inds[valid]]
+                    precision[ti, :, ki, ai, mi] = q
+    stats = _summarize(precision, recall, p)
+    return EvalArrays(precision, recall, stats, cat_ids)
+
+
+def _summarize(precision: np.ndarray, recall: np.ndarray, p: EvalParams) -> np.ndarray:
+    def one(ap: bool, iou_thr: float | None = None, area: str = "all", max_dets: int = 100) -> float:
+        a = AREA_LABELS.index(area)
+        m = list(p.max_dets).index(max_dets)
+        if ap:
+            s = precision
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == p.iou_thresholds)[0]]
+            s = s[:, :, :, a, m]
+        else:
+            s = recall
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == p.iou_thresholds)[0]]
+            s = s[:, :, a, m]
+        v = s[s > -1]
+        return float(np.mean(v)) if v.size else -1.0
+
+    md = p.max_dets
+    return np.array([
+        one(True, None, "all", md[2]), one(True, .5, "all", md[2]), one(True, .75, "all", md[2]),
+        one(True, None, "small", md[2]), one(True, None, "medium", md[2]), one(True, None, "large", md[2]),
+        one(False, None, "all", md[0]), one(False, None, "all", md[1]), one(False, None, "all", md[2]),
+        one(False, None, "small", md[2]), one(False, None, "medium", md[2]), one(False, None, "large", md[2]),
+    ])
+
+
+METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
+
+
+def _pct(x: float) -> float | None:
+    return None if x < 0 else round(100.0 * float(x), 6)
+
+
+def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None) -> dict:
+    """Score results against ground truth by the YouTube-VIS protocol.
+
+    Args:
+        gt: ground truth (a VIS json with annotations).
+        results: predicted instances (validate with ``read_results(path, gt)`` first).
+        params: protocol constants (default: official).
+
+    Returns:
+        ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
+        ``None`` where undefined (e.g. APl when no instance is large; the official code
+        reports -1 there), plus ``"per_category_AP": {category name: AP percent or None}``
+        (AP over IoU thresholds at 100 detections, all areas; None if the category has
+        no ground truth) and ``"num_videos"``, ``"num_results"``.
+
+    Raises:
+        InputError: ``gt`` has no annotations.
+    """
+    arr = evaluate_arrays(gt, results, params)
+    out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
+    per_cat = {}
+    for ki, cid in enumerate(arr.category_ids):
+        s = arr.precision[:, :, ki, 0, -1]
+        v = s[s > -1]
+        per_cat[gt.category_name(cid)] = _pct(float(np.mean(v))) if v.size else None
+    out["per_category_AP"] = per_cat
+    out["num_videos"] = len(gt.videos)
+    out["num_results"] = len(results)
+    return out
+
+
+def format_table(metrics: dict) -> str:
+    """A plain-text table of the metrics (percent, 2 decimals; '-' where undefined)."""
+
+    def fmt(v) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+    head = " | ".join(f"{k:>6}" for k in METRIC_KEYS)
+    row = " | ".join(f"{fmt(metrics.get(k)):>6}" for k in METRIC_KEYS)
+    lines = [head, "-" * len(head), row]
+    per = metrics.get("per_category_AP") or {}
+    if per:
+        width = max(8, *(len(n) for n in per))
+        lines += ["", f"{'category':<{width}} | AP", "-" * (width + 9)]
+        lines += [f"{n:<{width}} | {fmt(v):>6}" for n, v in per.items()]
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Shared pytest fixtures (small, fast, useful to every part).
+
+- ``shared_data``: Path of ``../shared/data`` (real DAVIS frames, vtest.avi); skips if absent.
+- ``tiny_vis_dict`` / ``tiny_vis_json``: a tiny YouTube-VIS ground truth (3 videos of 4-6
+  frames at 24x32, 2 categories, an instance absent in some frames, one first appearing
+  mid-video), as a dict / written to ``tmp_path / "tiny_vis.json"``. No frames on disk.
+- ``tiny_synth_dir``: a session-wide ``genvis synth`` output (6 short videos at 48x64:
+  ``frames/``, ``train.json``, ``valid.json``); read-only for tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` from the repo root; the test is skipped when it is not there."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def make_tiny_vis_dict(seed: int = 0) -> dict:
+    """A tiny valid YouTube-VIS ground truth dict (see module docstring)."""
+    from genvis.data import masks as mask_ops
+
+    rng = np.random.default_rng(seed)
+    h, w = 24, 32
+    videos, anns = [], []
+    aid = 1
+    for vid, t_len in ((1, 4), (2, 6), (3, 5)):
+        videos.append({"id": vid, "file_names": [f"vid{vid}/{t:05d}.jpg" for t in range(t_len)],
+                       "length": t_len, "width": w, "height": h})
+        for k in range(2):
+            m = np.zeros((t_len, h, w), bool)
+            y, x = int(rng.integers(0, h - 8)), int(rng.integers(0, w - 10))
+            start = 2 if (vid, k) == (2, 1) else 0  # first appears mid-video
+            for t in range(start, t_len):
+                if (vid, k, t) == (1, 0, 2):
+                    continue  # absent in one frame
+                m[t, y:y + 6 + k, x + t:x + t + 8] = True
+            segs = mask_ops.encode_masks_or_none(m)
+            anns.append({"id": aid, "video_id": vid, "category_id": 1 + k, "segmentations": segs,
+                         "areas": mask_ops.rle_areas(segs), "bboxes": mask_ops.rle_bboxes(segs),
+                         "iscrowd": 0})
+            aid += 1
+    return {"videos": videos, "annotations": anns,
+            "categories": [{"id": 1, "name": "disc", "supercategory": "shape"},
+                           {"id": 2, "name": "box", "supercategory": "shape"}]}
+
+
+@pytest.fixture
+def tiny_vis_dict() -> dict:
+    """A fresh tiny VIS ground-truth dict (mutate freely)."""
+    return make_tiny_vis_dict()
+
+
+@pytest.fixture
+def tiny_vis_json(tmp_path) -> Path:
+    """Path of the tiny VIS ground truth written as json."""
+    path = tmp_path / "tiny_vis.json"
+    path.write_text(json.dumps(make_tiny_vis_dict()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_dir(tmp_path_factory) -> Path:
+    """A small synthetic benchmark written once per session by ``genvis.data.synth``."""
+    from genvis.data.synth import SynthConfig, write_synth_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_synth_dataset(out, SynthConfig(num_videos=6, seed=0, height=48, width=64,
+                                         min_length=6, max_length=12), progress=False)
+    return out

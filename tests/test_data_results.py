@@ -1,0 +1,100 @@
+"""Results json and server zip: write/read round trip and validation against ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+
+import numpy as np
+import pytest
+
+from genvis.data import masks as mask_ops
+from genvis.data.results import VideoResult, read_results, write_results, write_results_zip
+from genvis.data.ytvis import load_vis_json
+from genvis.errors import InputError
+
+
+def _results(gt):
+    out = []
+    for a in gt.annotations:
+        v = gt.video(a.video_id)
+        m = mask_ops.annotation_masks(a, v)
+        out.append(VideoResult(a.video_id, a.category_id, 0.25 + 0.1 * a.id, mask_ops.encode_masks(m)))
+    return out
+
+
+def test_write_read_round_trip_and_zip(tmp_path, tiny_vis_json):
+    gt = load_vis_json(tiny_vis_json)
+    res = _results(gt)
+    p = tmp_path / "res.json"
+    write_results(res, p)
+    back = read_results(p, gt)
+    assert [(r.video_id, r.category_id, r.score) for r in back] == [(r.video_id, r.category_id, r.score) for r in res]
+    v = gt.video(1)
+    decoded = np.stack([mask_ops.decode_rle(s, v.height, v.width) for s in back[0].segmentations])
+    assert (decoded == mask_ops.annotation_masks(gt.annotations[0], v)).all()
+    z = tmp_path / "sub" / "results.zip"
+    write_results_zip(p, z)
+    with zipfile.ZipFile(z) as zf:
+        assert zf.namelist() == ["results.json"]
+        assert json.loads(zf.read("results.json")) == json.loads(p.read_text())
+    assert len(read_results(z, gt)) == len(res)
+
+
+def test_uncompressed_rle_results_are_accepted(tmp_path, tiny_vis_json):
+    gt = load_vis_json(tiny_vis_json)
+    segs = [{"size": [24, 32], "counts": [0, 3, 24 * 32 - 3]}] + [None] * 3
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps([{"video_id": 1, "category_id": 1, "score": 0.5, "segmentations": segs}]))
+    r = read_results(p, gt)[0]
+    assert isinstance(r.segmentations[0]["counts"], str)
+    assert mask_ops.rle_areas(r.segmentations) == [3.0, None, None, None]
+
+
+def _entry(**kw):
+    e = {"video_id": 1, "category_id": 1, "score": 0.5,
+         "segmentations": mask_ops.encode_masks(np.zeros((4, 24, 32), bool))}
+    e.update(kw)
+    return e
+
+
+@pytest.mark.parametrize("entry,message", [
+    (_entry(video_id=42), "video_id 42 is not in the ground truth"),
+    (_entry(category_id=9), "category_id 9 is not in the ground truth"),
+    (_entry(segmentations=[None] * 3), "3 segmentations but video 1 has 4 frames"),
+    (_entry(score=1.5), "not a finite number in [0, 1]"),
+    (_entry(score=-0.1), "not a finite number in [0, 1]"),
+    (_entry(score="high"), "not a finite number"),
+    (_entry(segmentations=mask_ops.encode_masks(np.zeros((4, 10, 10), bool))), "disagrees with video 1 size"),
+])
+def test_bad_results_name_file_and_problem(tmp_path, tiny_vis_json, entry, message):
+    gt = load_vis_json(tiny_vis_json)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps([entry]))
+    with pytest.raises(InputError) as exc:
+        read_results(p, gt)
+    assert str(p) in str(exc.value) and message in str(exc.value)
+
+
+def test_nan_score_and_not_a_list(tmp_path, tiny_vis_json):
+    gt = load_vis_json(tiny_vis_json)
+    p = tmp_path / "nan.json"
+    p.write_text(json.dumps([_entry()]).replace('"score": 0.5', '"score": NaN'))
+    with pytest.raises(InputError, match="not a finite number"):
+        read_results(p, gt)
+    with pytest.raises(InputError, match="annotation file"):
+        read_results(tiny_vis_json, gt)
+    with pytest.raises(InputError, match="file not found"):
+        read_results(tmp_path / "none.json")
+    bad_zip = tmp_path / "r.zip"
+    bad_zip.write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a valid zip"):
+        read_results(bad_zip)
+
+
+def test_write_refuses_nan_and_writes_nothing(tmp_path):
+    p = tmp_path / "out.json"
+    with pytest.raises(InputError, match="score"):
+        write_results([VideoResult(1, 1, math.nan, [None])], p)
+    assert list(tmp_path.iterdir()) == []
