@@ -1,0 +1,274 @@
+"""The Snakemake workflow, run through Snakemake itself in a temporary working directory.
+
+Dry runs check the DAG (jobs per rule, key-named config errors, profile rule names); the
+end-to-end test runs the real pipeline on a few tiny synthetic videos (quickstart and a
+small ablations report), then checks with dry runs that a stage-two change schedules no
+extraction while a resolution change does.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+DEFAULT_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def run_snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: float = 120):
+    """Run ``python -m snakemake`` on the repository's Snakefile in ``workdir``."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir)]
+    if config is not None:
+        cfg = workdir / "test_config.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(cfg), "--replace-workflow-config"]
+    env = dict(os.environ)
+    # the rules call `genvis`: the one installed next to this interpreter
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=workdir)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a Snakemake run into {rule: count} (without 'total')."""
+    if "Nothing to be done" in text:
+        return {}
+    lines = text.splitlines()
+    start = lines.index("Job stats:")
+    counts = {}
+    for line in lines[start + 3:]:
+        m = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    counts.pop("total", None)
+    return counts
+
+
+def placeholder_config(tmp_path: Path) -> dict:
+    """The repository config with detector / experiment yamls replaced by files in tmp_path.
+
+    A dry run only checks that these files exist; it never reads them.
+    """
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    det = tmp_path / "detector.yaml"
+    exp = tmp_path / "experiment.yaml"
+    det.write_text("placeholder: true\n")
+    exp.write_text("placeholder: true\n")
+    for d in cfg["datasets"].values():
+        for detector in d["detectors"].values():
+            detector["config"] = str(det)
+    for e in cfg["experiments"].values():
+        e["config"] = str(exp)
+    return cfg
+
+
+def fake_ovis(tmp_path: Path, cfg: dict) -> dict:
+    """Point the OVIS entries at tiny files (a dry run only checks that they exist)."""
+    root = tmp_path / "ovis"
+    (root / "train").mkdir(parents=True)
+    (root / "valid").mkdir()
+    for name in ("annotations_train.json", "annotations_valid.json", "r50.pth"):
+        (root / name).write_text("{}")
+    ovis = cfg["datasets"]["ovis"]
+    ovis["splits"]["train_full"] = {"annotations": str(root / "annotations_train.json"),
+                                    "image_root": str(root / "train")}
+    ovis["splits"]["valid"] = {"annotations": str(root / "annotations_valid.json"),
+                               "image_root": str(root / "valid")}
+    ovis["detectors"]["r50"]["checkpoint"] = str(root / "r50.pth")
+    return cfg
+
+
+def test_ovis_eval_without_paths_fails_naming_the_key(tmp_path):
+    proc = run_snakemake(tmp_path, "-n", "ovis_eval", config=placeholder_config(tmp_path))
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "datasets.ovis.splits.train_full.annotations: not set" in out
+    assert not (tmp_path / "data").exists() and not (tmp_path / "cache").exists()
+
+
+def test_ovis_eval_with_paths_lists_expected_jobs(tmp_path):
+    cfg = fake_ovis(tmp_path, placeholder_config(tmp_path))
+    proc = run_snakemake(tmp_path, "-n", "-p", "ovis_eval", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n_exp = len(cfg["datasets"]["ovis"]["experiments"])
+    assert job_counts(proc.stdout) == {
+        "holdout_split": 1, "detector": 1, "extract": 3, "train": n_exp, "infer": n_exp,
+        "infer_submission": n_exp, "evaluate": n_exp, "report_spec": 1, "report": 1, "ovis_eval": 1,
+    }
+    out = proc.stdout
+    assert f"genvis import-checkpoint --checkpoint {tmp_path}/ovis/r50.pth" in out
+    for split in ("train", "holdout", "valid"):
+        assert f"--out cache/ovis/{split}/r50.zarr" in out
+    assert "--out-holdout data/ovis/holdout/train_full-f0.1-s0/holdout.json" in out
+    assert "--zip runs/ovis/genvis_online/valid/submission/results.zip" in out
+    # valid has no ground truth: it is never evaluated
+    assert "runs/ovis/genvis_online/valid/metrics.json" not in out
+
+
+def test_official_model_is_not_trained(tmp_path):
+    cfg = fake_ovis(tmp_path, placeholder_config(tmp_path))
+    ckpt = tmp_path / "genvis_r50_ovis_online.pth"
+    ckpt.write_text("{}")
+    cfg["datasets"]["ovis"]["official_models"]["genvis_online"] = str(ckpt)
+    proc = run_snakemake(tmp_path, "-n", "-p", "ovis_eval", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == len(cfg["datasets"]["ovis"]["experiments"]) - 1
+    assert f"--model {ckpt}" in proc.stdout
+    assert "runs/ovis/genvis_online/model.pt" not in proc.stdout
+
+
+def test_quickstart_and_ablations_dry_run(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    proc = run_snakemake(tmp_path, "-n", "quickstart", "ablations", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    a = cfg["ablations"]
+    experiments = set(cfg["datasets"]["synth"]["experiments"])
+    experiments |= {r["experiment"] for t in ("table4", "table5", "table6") for r in a[t]}
+    experiments |= {a["fig3"]["online"], a["fig3"]["semi_online"]}
+    nf_points = {(a["fig3"][k], n) for k in ("online", "semi_online") for n in a["fig3"]["n_f_eval"]}
+    nf_points |= {(r["experiment"], r["N_f"]) for r in a["table6"]}
+    default_points = set(cfg["datasets"]["synth"]["experiments"])
+    default_points |= {r["experiment"] for t in ("table4", "table5") for r in a[t]}
+    assert counts == {
+        "synth": 1, "detector": 1, "extract": 2, "train": len(experiments),
+        "infer": len(default_points), "infer_n_f_eval": len(nf_points),
+        "evaluate": len(default_points) + len(nf_points),
+        "report_spec": 2, "report": 2, "quickstart": 1, "ablations": 1,
+    }
+
+
+def test_missing_davis_root_names_the_key(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    cfg["datasets"]["davis"]["splits"]["train"]["davis"]["root"] = str(tmp_path / "no_davis_here")
+    proc = run_snakemake(tmp_path, "-n", "davis_eval", config=cfg)
+    assert proc.returncode != 0
+    assert "datasets.davis.splits.train.davis.root: dir" in proc.stdout + proc.stderr
+    assert "no_davis_here" in proc.stdout + proc.stderr
+
+
+def test_schema_rejects_bad_config(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    cfg["resources"]["threads"] = 0
+    proc = run_snakemake(tmp_path, "-n", "quickstart", config=cfg)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "0 is less than the minimum of 1" in out and "threads" in out
+
+
+def test_slurm_profile_names_existing_rules(tmp_path):
+    profile = yaml.safe_load((REPO / "config" / "profiles" / "slurm" / "config.yaml").read_text())
+    proc = run_snakemake(tmp_path, "--list-rules", config=placeholder_config(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rules = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert set(profile["set-threads"]) <= rules
+    assert set(profile["set-resources"]) <= rules
+    gpu_rules = {r for r, res in profile["set-resources"].items() if res.get("gpu")}
+    assert {"detector", "extract", "train", "infer"} <= gpu_rules
+
+
+# ---------------------------------------------------------------------------------------
+# End to end: the real pipeline on a tiny synthetic set
+
+
+def tiny_config() -> dict:
+    """Repository config reduced to a tiny synthetic run: 6 videos, few iterations."""
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    synth = cfg["datasets"]["synth"]
+    synth["synth"] = {"videos": 6, "seed": 3, "height": 64, "width": 64}
+    det = synth["detectors"][synth["detector"]]
+    det["train"]["iterations"] = 20
+    det["min_size"] = 64
+    det["max_size"] = 64
+    synth["train_iterations"] = 10
+    online, semi = cfg["ablations"]["fig3"]["online"], cfg["ablations"]["fig3"]["semi_online"]
+    baseline = cfg["ablations"]["table4"][0]["experiment"]
+    synth["experiments"] = [online, semi, baseline]
+    cfg["datasets"] = {"synth": synth}
+    cfg["experiments"] = {e: cfg["experiments"][e] for e in synth["experiments"]}
+    cfg["ablations"] = {
+        "dataset": "synth", "split": "valid",
+        "table4": [cfg["ablations"]["table4"][0], cfg["ablations"]["table4"][-1]],
+        "table6": [{"experiment": online, "N_f": 1}, {"experiment": semi, "N_f": 3}],
+        "fig3": {"online": online, "semi_online": semi, "n_f_eval": [1, 3]},
+    }
+    cfg["resources"] = {"threads": 2, "gpu": 0}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    cfg = tiny_config()
+    proc = run_snakemake(workdir, "--cores", "2", "quickstart", "ablations", config=cfg, timeout=900)
+    if proc.returncode != 0:
+        logs = "\n".join(f"== {p.relative_to(workdir)}\n{p.read_text()[-1500:]}"
+                         for p in sorted((workdir / "logs").rglob("*.log")))
+        pytest.fail(f"tiny workflow failed:\n{proc.stderr[-4000:]}\n{logs}")
+    return workdir, cfg
+
+
+@pytest.mark.slow
+def test_tiny_workflow_end_to_end(tiny_run):
+    workdir, cfg = tiny_run
+    experiments = cfg["datasets"]["synth"]["experiments"]
+    report = workdir / "reports" / "synth" / "summary"
+    rows = list(csv.DictReader((report / "results.csv").read_text().splitlines()))
+    assert [r["experiment"] for r in rows] == experiments
+    for row in rows:
+        metrics = json.loads((workdir / "runs" / "synth" / row["experiment"] / "valid" / "metrics.json").read_text())
+        for key in ("AP", "AP50", "AP75", "AR1", "AR10"):
+            assert 0.0 <= metrics[key] <= 100.0
+            assert float(row[key]) == pytest.approx(metrics[key], abs=1e-4)
+        assert metrics["AP50"] >= metrics["AP75"]
+    for e in experiments:
+        assert (workdir / "runs" / "synth" / e / "model.pt").stat().st_size > 0
+    ablations = workdir / "reports" / "synth" / "ablations"
+    assert (ablations / "fig3.png").read_bytes()[:4] == b"\x89PNG"
+    fig = list(csv.DictReader((ablations / "fig3.csv").read_text().splitlines()))
+    assert [r["N_f^eval"] for r in fig] == ["1", "3"]
+    t6 = list(csv.DictReader((ablations / "table6.csv").read_text().splitlines()))
+    online_nf1 = json.loads((workdir / "runs/synth" / experiments[0] / "valid/nf1/metrics.json").read_text())
+    assert float(t6[0]["AP"]) == pytest.approx(online_nf1["AP"], abs=1e-4)
+    assert (workdir / "cache" / "synth" / "valid" / f"{cfg['datasets']['synth']['detector']}.zarr").is_dir()
+    # a second run has nothing to do
+    again = run_snakemake(workdir, "-n", "quickstart", "ablations", config=cfg)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout
+
+
+@pytest.mark.slow
+def test_stage_two_change_reruns_only_stage_two(tiny_run):
+    workdir, cfg = tiny_run
+    cfg = copy.deepcopy(cfg)
+    cfg["datasets"]["synth"]["train_iterations"] += 1
+    proc = run_snakemake(workdir, "-n", "quickstart", "ablations", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts.get("train") == len(cfg["datasets"]["synth"]["experiments"])
+    assert "extract" not in counts and "detector" not in counts and "synth" not in counts
+
+
+@pytest.mark.slow
+def test_resolution_change_reruns_extraction(tiny_run):
+    workdir, cfg = tiny_run
+    cfg = copy.deepcopy(cfg)
+    det = cfg["datasets"]["synth"]["detectors"][cfg["datasets"]["synth"]["detector"]]
+    det["min_size"] = 96
+    det["max_size"] = 96
+    proc = run_snakemake(workdir, "-n", "quickstart", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts.get("extract") == 2  # train and valid caches
+    assert "detector" not in counts and "synth" not in counts
