@@ -41,6 +41,7 @@ localrules:
 
 rule all:
     """Default target: the quickstart."""
+    default_target: True
     input:
         lambda wc: dataset_targets("synth"),
 
@@ -84,5 +85,4 @@ rule ytvis22_eval:
 rule ablations:
     """Tables 4, 5, 6 and Fig. 3 (markdown, CSV, PNG) on config ablations.dataset / .split."""
     input:
-        lambda wc: f"reports/{config['ablations']['dataset']}/ablations" if "ablations" in config
-        else report_spec("", "ablations"),
+        lambda wc: ablations_target(),

@@ -83,6 +83,13 @@ def ablations_spec(dataset):
     return spec
 
 
+def ablations_target():
+    """reports/<ablations.dataset>/ablations; ConfigError if the config has no ablations block."""
+    if not config.get("ablations"):
+        raise ConfigError("ablations", "missing: the ablations target needs an 'ablations' block")
+    return f"reports/{config['ablations']['dataset']}/ablations"
+
+
 def report_spec(dataset, report):
     """The spec (dict) of reports/<dataset>/<report>."""
     if report == "summary":
