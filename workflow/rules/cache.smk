@@ -31,4 +31,5 @@ rule extract:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis extract --annotations {input.annotations} --image-root {params.image_root}"
-        " --detector {input.detector} --out {output}{params.size} > {log} 2>&1"
+        " --detector {input.detector} --out {output}{params.size}"
+        " --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"

@@ -18,6 +18,10 @@ THREAD_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
 
 NAME = "[A-Za-z0-9][A-Za-z0-9_-]*"
 
+# torch device of a job: cuda when it was given a GPU (resources.gpu), else cpu. Chosen in
+# the shell, not as a param, so running the same job on a GPU node is no reason to re-run it.
+DEVICE = "$( [ {resources.gpu} -gt 0 ] && echo cuda || echo cpu )"
+
 
 wildcard_constraints:
     dataset=NAME,
