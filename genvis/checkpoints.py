@@ -1,0 +1,212 @@
+"""Stage-two model files: genvis checkpoints and official GenVIS weights.
+
+* :func:`save_model` / :func:`load_model`: the ``MODEL.pt`` written by ``genvis train``
+  (model config, experiment config, weights, cache provenance), loaded with
+  ``torch.load(weights_only=True)``.
+* :func:`load_official_genvis`: a :class:`GenVIS` from the ``vita_module.*`` weights of an
+  official GenVIS checkpoint (detectron2 ``.pth``: ``{"model": state_dict, ...}``). In the
+  official model every stage-two tensor lives under ``vita_module``: the object encoder
+  (``input_proj_dec``, ``enc_self_attn``, ``enc_ffn``), the object decoder
+  (``transformer_*_layers``, ``decoder_norm``, ``query_feat``, ``query_embed``, ``fq_pos``),
+  the heads (``class_embed``, ``mask_embed``, ``sim_embed_frame``, ``sim_embed_clip``), the
+  1x1 conv on the raw mask features (``vita_mask_features``) and the memory
+  (``pre_query_embed_k/v``, ``pre_memory_embed_k/v``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from genvis.errors import ConfigError, InputError
+from genvis.model.config import GenVISConfig
+from genvis.model.genvis import GenVIS
+from genvis.utils.io import atomic_path
+
+FORMAT = "genvis-stage2"
+OFFICIAL_PREFIX = "vita_module."
+
+#: (official name prefix under vita_module., genvis name prefix); {i} = layer index
+_NAME_MAP: list[tuple[str, str]] = [
+    ("input_proj_dec.", "encoder.input_proj."),
+    ("enc_self_attn.{i}.", "encoder.self_attn.{i}."),
+    ("enc_ffn.{i}.", "encoder.ffn.{i}."),
+    ("transformer_cross_attention_layers.{i}.", "decoder.cross_attn.{i}."),
+    ("transformer_self_attention_layers.{i}.", "decoder.self_attn.{i}."),
+    ("transformer_ffn_layers.{i}.", "decoder.ffn.{i}."),
+    ("decoder_norm.", "decoder.norm."),
+    ("query_feat.", "decoder.query_feat."),
+    ("query_embed.", "decoder.query_embed."),
+    ("fq_pos.", "decoder.fq_pos."),
+    ("class_embed.", "heads.class_embed."),
+    ("mask_embed.", "heads.mask_embed."),
+    ("vita_mask_features.", "heads.mask_features."),
+    ("sim_embed_frame.", "heads.sim_embed_frame."),
+    ("sim_embed_clip.", "heads.sim_embed_clip."),
+    ("pre_query_embed_k.", "memory.query_k."),
+    ("pre_query_embed_v.", "memory.query_v."),
+    ("pre_memory_embed_k.", "memory.memory_k."),
+    ("pre_memory_embed_v.", "memory.memory_v."),
+]
+
+
+def _convert(name: str, src_side: int) -> str | None:
+    for pair in _NAME_MAP:
+        src, dst = pair[src_side], pair[1 - src_side]
+        if "{i}" in src:
+            pattern = "^" + re.escape(src).replace(r"\{i\}", r"(\d+)")
+            m = re.match(pattern, name)
+            if m:
+                return dst.replace("{i}", m.group(1)) + name[m.end():]
+        elif name.startswith(src):
+            return dst + name[len(src):]
+    return None
+
+
+def official_to_genvis_name(name: str) -> str | None:
+    """genvis parameter name of an official name without the ``vita_module.`` prefix (None if unknown)."""
+    return _convert(name, 0)
+
+
+def genvis_to_official_name(name: str) -> str | None:
+    """Official name (without ``vita_module.``) of a genvis parameter name (None if unknown)."""
+    return _convert(name, 1)
+
+
+def to_official_state_dict(model: GenVIS) -> dict[str, torch.Tensor]:
+    """The model's weights under the official ``vita_module.*`` names."""
+    out = {}
+    for k, v in model.state_dict().items():
+        name = genvis_to_official_name(k)
+        if name is None:
+            raise ValueError(f"no official name for parameter {k}")
+        out[OFFICIAL_PREFIX + name] = v
+    return out
+
+
+def _count_layers(keys, prefix: str) -> int:
+    idx = {int(m.group(1)) for k in keys if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    return (max(idx) + 1) if idx else 0
+
+
+def load_official_genvis(path_or_state_dict: str | os.PathLike | Mapping[str, Any],
+                         num_classes: int | None = None, hidden_dim: int | None = None,
+                         num_heads: int = 8) -> GenVIS:
+    """Build a :class:`GenVIS` from official GenVIS weights.
+
+    Sizes (C, N_q, Q_f, K, FFN width, encoder/decoder layers, memory, mask-feature
+    channels) are read from the tensors; the number of attention heads is not stored in
+    the weights (official default 8).
+
+    Args:
+        path_or_state_dict: a ``.pth`` file (``{"model": state_dict}`` or a bare state
+            dict) or a state dict.
+        num_classes, hidden_dim: if given, the checkpoint must have these sizes.
+        num_heads: attention heads.
+
+    Returns:
+        the model in eval mode.
+
+    Raises:
+        InputError: unreadable file; no ``vita_module.*`` weights; missing keys; official
+            tensors that have no genvis counterpart (listed).
+        ConfigError: the checkpoint's class count or hidden size differs from the requested.
+    """
+    source = "state dict"
+    if isinstance(path_or_state_dict, Mapping):
+        ckpt = path_or_state_dict
+    else:
+        source = str(path_or_state_dict)
+        path = Path(path_or_state_dict)
+        if not path.is_file():
+            raise InputError(path, "checkpoint not found")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise InputError(path, f"cannot read checkpoint: {exc}") from None
+    if "model" in ckpt and isinstance(ckpt["model"], Mapping):
+        ckpt = ckpt["model"]
+    sd = {k[len(OFFICIAL_PREFIX):]: v for k, v in ckpt.items() if k.startswith(OFFICIAL_PREFIX)}
+    if not sd:
+        raise InputError(source, "no 'vita_module.*' weights: not a VITA/GenVIS checkpoint")
+    for key in ("query_feat.weight", "class_embed.weight", "fq_pos.weight", "vita_mask_features.weight",
+                "transformer_ffn_layers.0.linear1.weight"):
+        if key not in sd:
+            raise InputError(source, f"missing official tensor vita_module.{key}")
+    n_q, c = sd["query_feat.weight"].shape
+    k = sd["class_embed.weight"].shape[0] - 1
+    if num_classes is not None and num_classes != k:
+        raise ConfigError("num_classes", f"{source} has {k} classes (class_embed {k}+1 outputs), "
+                          f"expected {num_classes}")
+    if hidden_dim is not None and hidden_dim != c:
+        raise ConfigError("hidden_dim", f"{source} has hidden size {c}, expected {hidden_dim}")
+    has_memory = "pre_memory_embed_k.weight" in sd
+    cfg = GenVISConfig(
+        num_classes=k, hidden_dim=c, num_frame_queries=sd["fq_pos.weight"].shape[0],
+        mask_feature_dim=sd["vita_mask_features.weight"].shape[1], num_queries=n_q,
+        num_heads=num_heads, dim_feedforward=sd["transformer_ffn_layers.0.linear1.weight"].shape[0],
+        enc_layers=_count_layers(sd, "enc_self_attn."),
+        dec_layers=_count_layers(sd, "transformer_cross_attention_layers."),
+        enc_window=0, memory="index" if has_memory else "none",
+        sim_embed="sim_embed_clip.weight" in sd)
+    model = GenVIS(cfg)
+    mapped, unmapped = {}, []
+    for name, tensor in sd.items():
+        ours = official_to_genvis_name(name)
+        if ours is None:
+            unmapped.append(OFFICIAL_PREFIX + name)
+        else:
+            mapped[ours] = tensor
+    own = model.state_dict()
+    extra = [OFFICIAL_PREFIX + genvis_to_official_name(n) for n in mapped if n not in own]
+    if unmapped or extra:
+        bad = unmapped + extra
+        raise InputError(source, f"{len(bad)} official tensor(s) have no genvis counterpart: {bad[:10]}")
+    missing = [OFFICIAL_PREFIX + genvis_to_official_name(n) for n in own if n not in mapped]
+    if missing:
+        raise InputError(source, f"missing {len(missing)} tensor(s): {missing[:10]}")
+    for name, tensor in mapped.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise InputError(source, f"vita_module.{genvis_to_official_name(name)} has shape "
+                             f"{tuple(tensor.shape)}, expected {tuple(own[name].shape)}")
+    model.load_state_dict(mapped)
+    return model.eval()
+
+
+def save_model(path: str | os.PathLike, model: GenVIS, experiment: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> None:
+    """Write ``MODEL.pt`` atomically: format tag, model config, experiment, weights, extras."""
+    payload = {"format": FORMAT, "version": 1, "model_config": model.cfg.to_dict(),
+               "experiment": experiment, "state_dict": model.state_dict()}
+    payload.update(extra or {})
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
+    """Load a model written by :func:`save_model` (or ``genvis train``).
+
+    Returns:
+        (model in eval mode, the whole payload without the weights).
+
+    Raises:
+        InputError: missing or unreadable file, or not a genvis stage-two model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model file not found; run `genvis train` first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(path, f"cannot read model file: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(path, f"not a genvis stage-two model (format tag {FORMAT!r} missing)")
+    cfg = GenVISConfig.from_dict(payload["model_config"], source=f"{path}: model_config")
+    model = GenVIS(cfg)
+    model.load_state_dict(payload["state_dict"])
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.eval(), meta

@@ -1,0 +1,47 @@
+"""``genvis infer``: stage two, clip-by-clip inference from the cache -> YouTube-VIS results json."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """CLI options of ``genvis infer``."""
+    parser.add_argument("--cache", required=True, help="stage-one Zarr store of the split")
+    parser.add_argument("--annotations", required=True, help="json of the split (videos, categories)")
+    parser.add_argument("--model", required=True, help="MODEL.pt written by `genvis train`")
+    parser.add_argument("--out", required=True, help="results json to write")
+    parser.add_argument("--n-f-eval", type=int, default=None,
+                        help="N_f^eval, frames per clip (default: the experiment's setting)")
+    parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
+    parser.add_argument("--zip", default=None, help="also write the server submission zip here")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
+    from genvis.cache.reader import CacheReader
+    from genvis.checkpoints import load_model
+    from genvis.data.results import write_results, write_results_zip
+    from genvis.data.ytvis import load_vis_json
+    from genvis.errors import ConfigError
+    from genvis.infer.inference import run_inference
+    from genvis.train.config import ExperimentConfig
+
+    model, meta = load_model(args.model)
+    exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{args.model}: experiment")
+    n_f = args.n_f_eval if args.n_f_eval is not None else exp.n_f_eval
+    if n_f < 1:
+        raise ConfigError("--n-f-eval", f"must be >= 1, got {n_f}")
+    top_k = args.top_k if args.top_k is not None else exp.inference.top_k
+    if top_k < 1:
+        raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
+    dataset = load_vis_json(args.annotations)
+    reader = CacheReader(args.cache)
+    results = run_inference(model, reader, dataset, n_f, top_k, exp.inference.association,
+                            progress=not args.no_progress)
+    write_results(results, args.out)
+    if args.zip:
+        write_results_zip(args.out, args.zip)
+    print(f"wrote {args.out} ({len(results)} predictions, {len(dataset.videos)} videos, N_f^eval={n_f})")
+    return 0

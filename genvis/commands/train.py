@@ -1,0 +1,33 @@
+"""``genvis train``: stage two, train the GenVIS video modules from the feature cache."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """CLI options of ``genvis train``."""
+    parser.add_argument("--cache", required=True, help="stage-one Zarr store of the training split")
+    parser.add_argument("--annotations", required=True, help="YouTube-VIS/OVIS json with ground truth")
+    parser.add_argument("--config", required=True, help="experiment YAML (config/experiments/*.yaml)")
+    parser.add_argument("--out", required=True, help="MODEL.pt to write (losses.csv and resume "
+                        "checkpoint are written beside it as <stem>.losses.csv / <stem>.resume.pt)")
+    parser.add_argument("--iterations", type=int, default=None, help="override train.iterations")
+    parser.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and write MODEL.pt. Returns 0; GenvisError subclasses on bad input."""
+    from genvis.cache.reader import CacheReader
+    from genvis.data.ytvis import load_vis_json
+    from genvis.train.config import load_experiment
+    from genvis.train.loop import train
+
+    cfg = load_experiment(args.config)
+    dataset = load_vis_json(args.annotations)
+    reader = CacheReader(args.cache)
+    out = train(cfg, reader, dataset, args.out, resume=args.resume, iterations=args.iterations,
+                progress=not args.no_progress)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,213 @@
+"""Clip-by-clip inference of a trained GenVIS model (paper Sec. 3, appendix A.2 / Table 7).
+
+A video is split into non-overlapping clips of N_f^eval frames (the last may be shorter;
+N_f^eval is free at test time). Pass 1 runs the video modules over the clips' last-layer
+frame queries, propagating the instance queries (and memory) from clip to clip -- no
+heuristics -- and keeps only the per-clip class logits and mask embeddings. Video scores
+(official ``Genvis.inference``): softmax over K+1 classes without no-object, max over clips
+per query, top-k over (query, class). Pass 2 streams the mask features clip by clip:
+mask logits of the top-k queries are upsampled to the padded input size, cropped to the
+resized image, turned into probabilities (for the score factor: mean probability inside
+the hard mask), resized to the original size, thresholded and RLE-encoded at once, so
+peak memory does not grow with the video length.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from genvis.errors import InputError
+from genvis.infer.minvis import associate
+from genvis.model.genvis import GenVIS
+
+
+def _clips(source: Any, video_id: int, n_f: int, fields: Sequence[str],
+           layers: slice | None = None) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+    if hasattr(source, "iter_clips"):
+        yield from source.iter_clips(video_id, n_f, fields=fields, layers=layers)
+        return
+    n = source.length(video_id)
+    for s in range(0, n, n_f):
+        e = min(s + n_f, n)
+        yield s, e, source.read_clip(video_id, s, e, fields=fields, layers=layers)
+
+
+def _finite(source: Any, video_id: int, name: str, x: torch.Tensor, s: int, e: int) -> None:
+    if not torch.isfinite(x).all():
+        raise InputError(str(getattr(source, "path", "clip source")),
+                         f"non-finite values (NaN/Inf) in {name} of video {video_id}, frames {s}..{e - 1}")
+
+
+@torch.no_grad()
+def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
+                     association: str = "propagate") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pass 1: per-clip class logits and mask embeddings of one video.
+
+    Args:
+        model: GenVIS (eval mode is set by the caller).
+        source: clip source (CacheReader interface).
+        n_f: N_f^eval (>= 1).
+        association: "propagate" (GenVIS) or "minvis" (fresh queries per clip, Hungarian
+            on prototype cosine similarity).
+
+    Returns:
+        (class logits float [n_clips, N_q, K+1], mask embeddings float [n_clips, N_q, C]).
+    """
+    state = model.initial_state(1)
+    logits, embeds = [], []
+    previous = None
+    for s, e, clip in _clips(source, video_id, n_f, ("frame_queries",), layers=slice(-1, None)):
+        fq = clip["frame_queries"][:, -1]   # [t, Q_f, C]
+        _finite(source, video_id, "frame_queries", fq, s, e)
+        if association == "minvis":
+            state = model.initial_state(1)
+        out, state = model.clip_step(fq[None], state)
+        lg, me, pr = out.logits[-1, 0], out.mask_embed[-1, 0], out.prototypes[0]
+        if association == "minvis":
+            if previous is not None:
+                perm = associate(previous, pr)
+                lg, me, pr = lg[perm], me[perm], pr[perm]
+            previous = pr
+        logits.append(lg)
+        embeds.append(me)
+    return torch.stack(logits), torch.stack(embeds)
+
+
+def select_topk(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Video-level top-k over (query, class).
+
+    Args:
+        logits: float [n_clips, N_q, K+1] class logits (last = no-object).
+        top_k: k (clamped to N_q * K).
+
+    Returns:
+        (scores float [k] in [0, 1], query indices long [k], class indices long [k]); scores
+        are the softmax probabilities without no-object, max over clips.
+    """
+    probs = logits.softmax(-1)[..., :-1]            # [n_clips, N_q, K]
+    per_query = probs.max(dim=0).values             # [N_q, K]
+    k_cls = per_query.shape[1]
+    k = min(int(top_k), per_query.numel())
+    scores, flat = per_query.flatten().topk(k)
+    return scores, torch.div(flat, k_cls, rounding_mode="floor"), flat % k_cls
+
+
+def _sizes(source: Any, video_id: int, dataset: Any | None, grid: tuple[int, int]) -> tuple:
+    attrs = dict(source.video_attrs(video_id)) if hasattr(source, "video_attrs") else {}
+    if dataset is not None:
+        v = dataset.video(video_id)
+        original = (v.height, v.width)
+    else:
+        original = tuple(attrs.get("original_size", (4 * grid[0], 4 * grid[1])))
+    if "original_size" in attrs and tuple(attrs["original_size"]) != tuple(original):
+        raise InputError(str(getattr(source, "path", "clip source")),
+                         f"video {video_id}: cached original size {tuple(attrs['original_size'])} "
+                         f"differs from the annotation file's {tuple(original)}")
+    padded = tuple(attrs.get("padded_size", (4 * grid[0], 4 * grid[1])))
+    resized = tuple(attrs.get("resized_size", padded))
+    return tuple(int(x) for x in original), tuple(int(x) for x in resized), tuple(int(x) for x in padded)
+
+
+@torch.no_grad()
+def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed: torch.Tensor,
+                queries: torch.Tensor, dataset: Any | None = None, on_clip=None):
+    """Pass 2: stream mask features clip by clip and encode the selected queries' masks.
+
+    Args:
+        mask_embed: float [n_clips, N_q, C] from :func:`clip_predictions`.
+        queries: long [k] selected query indices.
+        dataset: gives the original size (else the source's ``original_size`` attr).
+        on_clip: optional callback ``(start, stop, hard bool [k, t, H, W])`` (e.g. the
+            demo's overlay writer).
+
+    Returns:
+        (segmentations: k lists of per-frame RLE dicts, mask score factor float [k]: mean
+        mask probability inside the hard mask at the padded/cropped resolution).
+    """
+    from genvis.data.masks import encode_masks
+
+    k = queries.shape[0]
+    segs: list[list[dict]] = [[] for _ in range(k)]
+    numerator = torch.zeros(k)
+    denominator = torch.zeros(k)
+    sizes = None
+    for i, (s, e, clip) in enumerate(_clips(source, video_id, n_f, ("mask_features",))):
+        raw = clip["mask_features"]
+        _finite(source, video_id, "mask_features", raw, s, e)
+        if sizes is None:
+            sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
+        original, resized, padded = sizes
+        if k == 0:
+            continue
+        mf = model.project_mask_features(raw)
+        logits = GenVIS.mask_logits(mask_embed[i, queries], mf)            # [k, t, h, w]
+        logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
+        logits = logits[:, :, :resized[0], :resized[1]]
+        soft = logits.sigmoid()
+        hard = soft > 0.5
+        numerator += (soft * hard).flatten(1).sum(1)
+        denominator += hard.flatten(1).sum(1)
+        full = F.interpolate(logits, size=original, mode="bilinear", align_corners=False) > 0.0
+        if on_clip is not None:
+            on_clip(s, e, full)
+        arr = full.numpy()
+        for j in range(k):
+            segs[j].extend(encode_masks(arr[j]))
+    return segs, numerator / (denominator + 1e-6)
+
+
+def infer_video(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int,
+                dataset: Any | None = None, association: str = "propagate", on_clip=None) -> list[dict]:
+    """Predictions of one video: list of {query, label (0..K-1), score, segmentations}."""
+    logits, embeds = clip_predictions(model, source, video_id, n_f_eval, association)
+    scores, queries, labels = select_topk(logits, top_k)
+    segs, factor = video_masks(model, source, video_id, n_f_eval, embeds, queries, dataset, on_clip)
+    final = (scores * factor).clamp(0.0, 1.0)
+    return [{"query": int(q), "label": int(c), "score": float(sc), "segmentations": sg}
+            for q, c, sc, sg in zip(queries.tolist(), labels.tolist(), final.tolist(), segs)]
+
+
+def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k: int = 20,
+                  association: str = "propagate", progress: bool = True) -> list:
+    """Inference over every video of ``dataset``.
+
+    Args:
+        model: trained GenVIS.
+        reader: CacheReader or any clip source (``read_clip``, ``length``, ``video_ids``,
+            ``video_attrs``; ``iter_clips`` used when present).
+        dataset: the split (VISDataset); gives video ids, original sizes, category ids.
+        n_f_eval: N_f^eval >= 1. top_k: predictions per video.
+        association: "propagate" or "minvis".
+
+    Returns:
+        list of ``genvis.data.results.VideoResult``.
+
+    Raises:
+        InputError: videos missing from the reader, NaN features, size mismatch.
+        ValueError: n_f_eval < 1.
+    """
+    from genvis.data.results import VideoResult
+    from genvis.train.loop import check_source_covers
+
+    if int(n_f_eval) < 1:
+        raise ValueError(f"N_f^eval must be >= 1, got {n_f_eval}")
+    check_source_covers(reader, dataset)
+    if model.cfg.num_classes != dataset.num_classes:
+        raise InputError(getattr(dataset, "path", None), f"the model has {model.cfg.num_classes} "
+                         f"classes but the annotation file {dataset.num_classes}")
+    was_training = model.training
+    model.eval()
+    results = []
+    try:
+        for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
+            for p in infer_video(model, reader, v.id, int(n_f_eval), top_k, dataset, association):
+                results.append(VideoResult(v.id, dataset.category_id(p["label"]), p["score"],
+                                           p["segmentations"]))
+    finally:
+        model.train(was_training)
+    return results

@@ -1,0 +1,82 @@
+"""Instance prototype memory (IPM), GenVIS Sec. 3.3.
+
+Before decoding clip i, the propagated queries read the memory of the instance prototypes
+of clips 1..i-1 and become ``q^i = o + V_q(o) + z^i`` where o is the previous clip's decoder
+output and ``z^i = sum_k softmax_k(K_q(o)_j . K_m(p^k)_j) V_m(p^k)_j`` -- exactly the
+official read (``pre_query_embed_k/v``, ``pre_memory_embed_k/v``; no 1/sqrt(C) scaling).
+
+* index-wise read (the paper's IPM): query j attends only to the past prototypes of index j
+  (softmax over the k past clips).
+* global read (Table 5): query j attends to every past prototype of every index (softmax
+  over k x N_q entries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class MemoryState:
+    """What the memory holds for a batch: written keys and values, one entry per past clip.
+
+    Attributes:
+        keys, values: lists of float [B, N_q, C] (K_m(p^k), V_m(p^k)) for k = 1..i-1.
+    """
+
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class InstancePrototypeMemory(nn.Module):
+    """IPM read / write.
+
+    Args:
+        dim: C. mode: "index" or "global".
+    """
+
+    def __init__(self, dim: int, mode: str = "index"):
+        super().__init__()
+        if mode not in ("index", "global"):
+            raise ValueError(f"memory mode must be 'index' or 'global', got {mode!r}")
+        self.mode = mode
+        self.query_k = nn.Linear(dim, dim)   # official pre_query_embed_k
+        self.query_v = nn.Linear(dim, dim)   # official pre_query_embed_v
+        self.memory_k = nn.Linear(dim, dim)  # official pre_memory_embed_k
+        self.memory_v = nn.Linear(dim, dim)  # official pre_memory_embed_v
+
+    def read(self, output: torch.Tensor, state: MemoryState) -> torch.Tensor:
+        """Queries for the next clip from the propagated decoder output and the memory.
+
+        Args:
+            output: float [B, N_q, C], previous decoder output (or q^1 at the first clip).
+            state: the memory (may be empty: then z = 0).
+
+        Returns:
+            float [B, N_q, C]: ``output + V_q(output) + z``.
+        """
+        qv = self.query_v(output)
+        if len(state) == 0:
+            return output + qv
+        qk = self.query_k(output)
+        mk = torch.stack(state.keys, dim=1)    # [B, M, N_q, C]
+        mv = torch.stack(state.values, dim=1)  # [B, M, N_q, C]
+        if self.mode == "index":
+            logits = torch.einsum("bqc,bmqc->bqm", qk, mk)
+            z = torch.einsum("bqm,bmqc->bqc", logits.softmax(-1), mv)
+        else:
+            b, m, n, c = mk.shape
+            logits = torch.einsum("bqc,bkc->bqk", qk, mk.reshape(b, m * n, c))
+            z = torch.einsum("bqk,bkc->bqc", logits.softmax(-1), mv.reshape(b, m * n, c))
+        return output + qv + z
+
+    def write(self, prototypes: torch.Tensor, state: MemoryState) -> MemoryState:
+        """Return a new state with this clip's prototypes (float [B, N_q, C]) appended."""
+        return MemoryState(state.keys + [self.memory_k(prototypes)],
+                           state.values + [self.memory_v(prototypes)])

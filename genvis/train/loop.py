@@ -1,0 +1,271 @@
+"""Stage-two training loop: GenVIS video modules trained from cached frame queries.
+
+Per iteration: draw ``batch_videos`` samples of N_v consecutive clips (N_f frames each),
+treat the frame queries of each of the last ``detector_layers`` detector layers of each
+video as its own sequence, run the clips in order (queries and memory propagated), compute
+the clip losses with the configured label assignment carried across clips, sum them, and
+take one AdamW step (lr step decay, total-norm gradient clipping).
+
+Outputs beside ``out`` (MODEL.pt):
+``<stem>.losses.csv`` (one row per iteration), ``<stem>.resume.pt`` (model, optimizer,
+schedule position, every RNG state, loss rows -- resuming reproduces an uninterrupted run
+bit for bit on the same machine) and finally ``MODEL.pt`` itself, all written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from genvis.checkpoints import save_model
+from genvis.errors import ConfigError, InputError
+from genvis.model.genvis import GenVIS
+from genvis.train.config import ExperimentConfig
+from genvis.train.criterion import ClipTargets, SetCriterion
+from genvis.train.sampler import ClipSampler
+from genvis.train.targets import DatasetTargets, VideoTargets
+from genvis.utils.io import atomic_path, atomic_write_text
+
+LOSS_COLUMNS = ("loss_ce", "loss_mask", "loss_dice", "loss_sim")
+CSV_COLUMNS = ("iteration", "lr", "loss") + LOSS_COLUMNS
+
+
+def side_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """Files written beside MODEL.pt: ``losses`` (CSV) and ``resume`` (checkpoint)."""
+    out = Path(out)
+    return {"losses": out.parent / f"{out.stem}.losses.csv",
+            "resume": out.parent / f"{out.stem}.resume.pt"}
+
+
+def source_name(source: Any) -> str:
+    """A name for a clip source in error messages (the cache path when there is one)."""
+    return str(getattr(source, "path", None) or type(source).__name__)
+
+
+def check_source_covers(source: Any, dataset: Any) -> None:
+    """Raise InputError naming the dataset videos the clip source lacks, or whose length differs."""
+    have = set(int(v) for v in source.video_ids)
+    missing = [v.id for v in dataset.videos if v.id not in have]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        raise InputError(source_name(source), f"{len(missing)} video(s) of "
+                         f"{getattr(dataset, 'path', None) or 'the annotation file'} are missing: {shown}")
+    for v in dataset.videos:
+        n = source.length(v.id)
+        if n != v.length:
+            raise InputError(source_name(source), f"video {v.id} has {n} frames but the annotation "
+                             f"file lists {v.length}")
+
+
+def check_finite(name: str, video_id: int, tensor: torch.Tensor, start: int, stop: int, source: Any) -> None:
+    """InputError naming the video if ``tensor`` holds NaN or infinity."""
+    if not torch.isfinite(tensor).all():
+        raise InputError(source_name(source), f"non-finite values (NaN/Inf) in {name} of video "
+                         f"{video_id}, frames {start}..{stop - 1}")
+
+
+def probe_sizes(source: Any, video_id: int) -> dict[str, int]:
+    """Sizes of a clip source from one frame: L, Q_f, C (frame queries), C_m (mask features)."""
+    clip = source.read_clip(video_id, 0, 1, fields=("frame_queries", "mask_features"))
+    _, layers, q_f, c = clip["frame_queries"].shape
+    return {"layers": layers, "num_frame_queries": q_f, "hidden_dim": c,
+            "mask_feature_dim": clip["mask_features"].shape[1]}
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW; LayerNorm and embedding parameters get no weight decay (Mask2Former's
+    ``WEIGHT_DECAY_NORM = WEIGHT_DECAY_EMBED = 0``)."""
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if isinstance(module, (nn.LayerNorm, nn.Embedding)) else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def learning_rate(it: int, base: float, decay_steps: list[int], gamma: float, warmup: int) -> float:
+    """Step decay: ``base * gamma^(#decay steps <= it)``, linear warm-up over ``warmup`` iterations."""
+    lr = base * gamma ** sum(1 for s in decay_steps if it >= s)
+    if warmup > 0 and it < warmup:
+        lr *= (it + 1) / warmup
+    return lr
+
+
+def _csv_text(rows: list[dict[str, float]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: Any,
+                  targets: Callable[[int], VideoTargets], batch: list[tuple[int, int]], layers: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss of one batch of samples (sum over clips, decoder layers and terms).
+
+    Args:
+        batch: (video id, first frame) pairs. layers: detector layers used (L).
+
+    Returns:
+        (scalar loss with graph, {term: float} summed over clips and layers).
+    """
+    tc = cfg.train
+    window = tc.n_v * tc.n_f
+    fqs, projected, tgts = [], [], []
+    for vid, start in batch:
+        clip = source.read_clip(vid, start, start + window, fields=("frame_queries", "mask_features"),
+                                layers=slice(-layers, None))
+        fq, mf = clip["frame_queries"], clip["mask_features"]
+        check_finite("frame_queries", vid, fq, start, start + window, source)
+        check_finite("mask_features", vid, mf, start, start + window, source)
+        fqs.append(fq)
+        projected.append(model.project_mask_features(mf))
+        tgts.append(targets(vid).window(start, start + window))
+    b = len(batch)
+    fq = torch.stack(fqs)                                   # [B, W, L, Q_f, C]
+    fq = fq.permute(2, 0, 1, 3, 4).reshape(layers * b, window, *fq.shape[3:])
+    elem_video = [e % b for e in range(layers * b)]         # sequence e = layer * B + video
+    state = model.initial_state(layers * b)
+    n_dec = model.cfg.dec_layers if tc.deep_supervision else 1
+    assignments = [[{} for _ in range(layers * b)] for _ in range(n_dec)]
+    total = fq.new_zeros(())
+    parts: dict[str, float] = defaultdict(float)
+    for c in range(tc.n_v):
+        sl = slice(c * tc.n_f, (c + 1) * tc.n_f)
+        out, state = model.clip_step(fq[:, sl], state, all_layers=tc.deep_supervision)
+        clip_targets = []
+        for vt in tgts:
+            m = vt.masks[:, sl]
+            clip_targets.append(ClipTargets(vt.labels, m.float(), m.flatten(1).any(1)))
+        losses, assignments = criterion(out, [p[sl] for p in projected], elem_video, clip_targets, c,
+                                        assignments, generator)
+        for k, v in losses.items():
+            total = total + v
+            parts[next(col for col in LOSS_COLUMNS if k.startswith(col))] += float(v.detach())
+    return total, dict(parts)
+
+
+def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
+          iterations: int | None = None, targets: Callable[[int], VideoTargets] | None = None,
+          progress: bool = True) -> Path:
+    """Train GenVIS from a clip source and write MODEL.pt.
+
+    Args:
+        cfg: the experiment (validated).
+        cache: a :class:`~genvis.cache.reader.CacheReader` or any object with ``read_clip``,
+            ``length``, ``video_ids``, ``video_attrs``.
+        dataset: the annotated training split (``VISDataset``); its videos are sampled.
+        out: MODEL.pt path.
+        resume: continue from ``<stem>.resume.pt`` if it exists (same experiment required).
+        iterations: overrides ``cfg.train.iterations``.
+        targets: video id -> :class:`VideoTargets` (default: decoded from ``dataset`` on the
+            source's geometry).
+        progress: show a tqdm bar.
+
+    Returns:
+        the path of MODEL.pt.
+
+    Raises:
+        InputError: videos missing from the source, NaN features (names the video), no
+            video long enough, no annotations.
+        ConfigError: invalid settings; resume checkpoint of a different experiment.
+        AssignmentError: more instances than instance queries.
+    """
+    out = Path(out)
+    tc = cfg.train
+    if iterations is not None:
+        if iterations < 1:
+            raise ConfigError("--iterations", f"must be >= 1, got {iterations}")
+        tc.iterations = int(iterations)
+    cfg.validate()
+    check_source_covers(cache, dataset)
+    if not dataset.videos:
+        raise InputError(getattr(dataset, "path", None), "the annotation file has no videos")
+    targets = targets or DatasetTargets(dataset, cache)
+    sampler = ClipSampler({v.id: cache.length(v.id) for v in dataset.videos}, tc.n_v, tc.n_f,
+                          source=str(getattr(dataset, "path", None) or "training split"))
+    sizes = probe_sizes(cache, dataset.videos[0].id)
+    layers = min(tc.detector_layers, sizes["layers"])
+    mcfg = cfg.model_config(dataset.num_classes, sizes["hidden_dim"], sizes["num_frame_queries"],
+                            sizes["mask_feature_dim"])
+    torch.manual_seed(tc.seed)
+    model = GenVIS(mcfg)
+    model.train()
+    optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
+    criterion = SetCriterion(tc, mcfg.num_classes)
+    sample_gen = torch.Generator().manual_seed(tc.seed + 1)
+    point_gen = torch.Generator().manual_seed(tc.seed + 2)
+    paths = side_paths(out)
+    rows: list[dict[str, float]] = []
+    start = 0
+    experiment = cfg.to_dict()
+    if resume and paths["resume"].is_file():
+        state = torch.load(paths["resume"], map_location="cpu", weights_only=True)
+        saved = dict(state["experiment"])
+        mine = dict(experiment)
+        saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}
+        mine["train"] = {k: v for k, v in mine["train"].items() if k != "iterations"}
+        if saved != mine:
+            raise ConfigError(str(paths["resume"]), "resume checkpoint was written for a different "
+                              "experiment configuration; delete it or use the same config")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        sample_gen.set_state(state["sample_rng"])
+        point_gen.set_state(state["point_rng"])
+        rows = list(state["rows"])
+        start = int(state["iteration"])
+
+    def checkpoint(it: int) -> None:
+        payload = {"iteration": it, "experiment": experiment, "model": model.state_dict(),
+                   "optimizer": optimizer.state_dict(), "schedule": {"iteration": it},
+                   "torch_rng": torch.get_rng_state(), "sample_rng": sample_gen.get_state(),
+                   "point_rng": point_gen.get_state(), "rows": rows}
+        with atomic_path(paths["resume"]) as tmp:
+            torch.save(payload, tmp)
+        atomic_write_text(paths["losses"], _csv_text(rows))
+
+    bar = tqdm(range(start, tc.iterations), initial=start, total=tc.iterations, disable=not progress,
+               desc=f"train {cfg.name}", unit="it", dynamic_ncols=True)
+    for it in bar:
+        lr = learning_rate(it, tc.lr, tc.decay_steps, tc.decay_gamma, tc.warmup_iters)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        batch = sampler.sample(tc.batch_videos, sample_gen)
+        loss, parts = sample_losses(model, criterion, cfg, cache, targets, batch, layers, point_gen)
+        if not math.isfinite(float(loss.detach())):
+            raise InputError(source_name(cache), f"loss became {float(loss)} at iteration {it} "
+                             f"(videos {[v for v, _ in batch]}); lower train.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
+        optimizer.step()
+        row = {"iteration": it + 1, "lr": lr, "loss": float(loss.detach())}
+        row.update({k: float(parts.get(k, 0.0)) for k in LOSS_COLUMNS})
+        rows.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+        if (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.iterations:
+            checkpoint(it + 1)
+    bar.close()
+    atomic_write_text(paths["losses"], _csv_text(rows))
+    categories = [{"id": c.id, "name": c.name} for c in getattr(dataset, "categories", [])]
+    save_model(out, model, experiment, extra={
+        "iterations": tc.iterations, "categories": categories,
+        "provenance": dict(getattr(cache, "provenance", None) or {}),
+        "detector_layers": layers})
+    return out
