@@ -1,0 +1,41 @@
+"""`genvis extract`: stage one, the frozen detector over every frame into the Zarr cache."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--annotations", required=True, help="split json (YouTube-VIS / OVIS format)")
+    parser.add_argument("--image-root", required=True, help="directory the json's file_names are relative to")
+    parser.add_argument("--detector", required=True, help="detector checkpoint (genvis train-detector / import-checkpoint)")
+    parser.add_argument("--out", required=True, help="Zarr store to create or resume (e.g. cache/ovis/valid/r50.zarr)")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per detector forward (default 8)")
+    parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at the i-th (default 0/1)")
+    parser.add_argument("--min-size", type=int, default=None, help="shortest side in pixels (default: detector config)")
+    parser.add_argument("--max-size", type=int, default=None, help="longest-side cap in pixels (default: detector config)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from genvis.cache.extract import extract, parse_shard
+    from genvis.data.ytvis import load_vis_json
+    from genvis.detector.model import FrameDetector
+    from genvis.errors import InputError
+
+    shard = parse_shard(args.shard)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device", "CUDA requested but not available")
+    dataset = load_vis_json(args.annotations)
+    detector = FrameDetector.load(args.detector)
+    stats = extract(dataset, args.image_root, detector, args.out, batch_size=args.batch_size,
+                    shard=shard, min_size=args.min_size, max_size=args.max_size,
+                    device=args.device, progress=not args.no_progress)
+    print(stats.summary())
+    return 0
