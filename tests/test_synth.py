@@ -1,0 +1,127 @@
+"""Synthetic occlusion benchmark: layout, determinism, the stresses it promises, evaluator round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from genvis.cli import main
+from genvis.data import masks as mask_ops
+from genvis.data.frames import read_frame
+from genvis.data.results import parse_results
+from genvis.data.synth import SynthConfig, synth_annotations, write_synth_dataset
+from genvis.data.ytvis import load_vis_json
+from genvis.evaluate.ytvis_eval import evaluate
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_layout_loads_and_frames_match_json(tiny_synth_dir):
+    train = load_vis_json(tiny_synth_dir / "train.json")
+    valid = load_vis_json(tiny_synth_dir / "valid.json")
+    assert len(train.videos) + len(valid.videos) == 6 and len(valid.videos) >= 1
+    assert not set(train.video_ids) & set(valid.video_ids)
+    assert train.has_annotations and valid.has_annotations
+    assert train.num_classes == 6
+    lengths = sorted(v.length for v in train.videos)
+    assert lengths[0] == 6 and lengths[-1] == 12  # min and max length both present
+    v = train.videos[0]
+    for name in v.file_names:
+        assert (tiny_synth_dir / "frames" / name).is_file()
+    f = read_frame(tiny_synth_dir / "frames" / v.file_names[0])
+    assert f.shape == (48, 64, 3)
+    # a mask marks textured foreground: inside-mask pixels differ from the smooth background
+    ann = max(train.annotations_of(v.id), key=lambda a: max(x or 0 for x in a.areas))
+    t = int(np.argmax([x or 0 for x in ann.areas]))
+    m = mask_ops.annotation_masks(ann, v)[t]
+    inside = f[m].astype(float)
+    assert inside.std(axis=0).mean() > 15  # two-colour texture inside the mask
+
+
+def test_deterministic_per_seed(tmp_path):
+    cfg = SynthConfig(num_videos=3, seed=5, height=32, width=40, min_length=4, max_length=8)
+    write_synth_dataset(tmp_path / "a", cfg, progress=False)
+    write_synth_dataset(tmp_path / "b", cfg, progress=False)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    other = SynthConfig(num_videos=3, seed=6, height=32, width=40, min_length=4, max_length=8)
+    write_synth_dataset(tmp_path / "c", other, progress=False)
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+    # resuming with the same config keeps the folders and gives the same output
+    summary = write_synth_dataset(tmp_path / "a", cfg, progress=False)
+    assert summary["train"]["folders_written"] == 0
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+@pytest.fixture(scope="module")
+def stress_set():
+    cfg = SynthConfig(num_videos=12, seed=1, height=48, width=64, min_length=20, max_length=60,
+                      valid_fraction=0.0)
+    return synth_annotations(cfg, "train")
+
+
+def _present(ann):
+    return np.array([s is not None for s in ann.segmentations])
+
+
+def test_stresses_genvis_cares_about(stress_set):
+    ds = stress_set
+    anns = ds.annotations
+    # several instances per video and look-alikes (two instances of one category in a video)
+    assert np.mean([len(ds.annotations_of(v.id)) for v in ds.videos]) >= 2.5
+    lookalike = [v for v in ds.videos if max(Counter(a.category_id for a in ds.annotations_of(v.id)).values()) > 1]
+    assert len(lookalike) >= 3
+    # instances that leave (or vanish behind others) and come back after >= 3 frames
+    def longest_gap(a):
+        idx = np.flatnonzero(_present(a))
+        return int(np.diff(idx).max()) - 1 if len(idx) > 1 else 0
+    assert sum(longest_gap(a) >= 3 for a in anns) >= 3
+    # instances first appearing mid-video
+    assert sum(int(np.flatnonzero(_present(a))[0]) >= 5 for a in anns) >= 2
+    # crossings with occlusion: two instances' boxes overlap heavily on some frame
+    crossings = 0
+    for v in ds.videos:
+        for a, b in combinations(ds.annotations_of(v.id), 2):
+            for ba, bb in zip(a.bboxes, b.bboxes):
+                if ba and bb:
+                    x0, y0 = max(ba[0], bb[0]), max(ba[1], bb[1])
+                    x1, y1 = min(ba[0] + ba[2], bb[0] + bb[2]), min(ba[1] + ba[3], bb[1] + bb[3])
+                    if x1 > x0 and y1 > y0 and (x1 - x0) * (y1 - y0) > 0.3 * min(ba[2] * ba[3], bb[2] * bb[3]):
+                        crossings += 1
+                        break
+    assert crossings >= 5
+    # heavy occlusion: visible area falls below 40% of the instance's largest visible area
+    occluded = sum(any(0 < (x or 0) < 0.4 * max(y or 0 for y in a.areas) for x in a.areas) for a in anns)
+    assert occluded >= 0.3 * len(anns)
+
+
+def test_ground_truth_round_trips_through_evaluator(tiny_synth_dir):
+    gt = load_vis_json(tiny_synth_dir / "valid.json")
+    res = parse_results([{"video_id": a.video_id, "category_id": a.category_id, "score": 0.9,
+                          "segmentations": a.segmentations} for a in gt.annotations], "res", gt)
+    m = evaluate(gt, res)
+    assert m["AP"] == pytest.approx(100.0) and m["AR10"] == pytest.approx(100.0)
+
+
+def test_cli_writes_benchmark_and_rejects_bad_settings(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["synth", "--out", str(out), "--videos", "2", "--seed", "0", "--height", "32", "--width", "32",
+                 "--min-length", "3", "--max-length", "5", "--no-progress"]) == 0
+    train = json.loads((out / "train.json").read_text())
+    assert len(train["videos"]) == 1 and train["videos"][0]["height"] == 32
+    assert (out / "valid.json").is_file()
+    bad = tmp_path / "bad"
+    assert main(["synth", "--out", str(bad), "--videos", "2", "--height", "5"]) == 2
+    assert "synth.height" in capsys.readouterr().err
+    assert not bad.exists()
