@@ -108,6 +108,7 @@ def test_ovis_eval_with_paths_lists_expected_jobs(tmp_path):
     }
     out = proc.stdout
     assert f"genvis import-checkpoint --checkpoint {tmp_path}/ovis/r50.pth" in out
+    assert "genvis train-detector" in out  # the shell branches on the detector kind
     for split in ("train", "holdout", "valid"):
         assert f"--out cache/ovis/{split}/r50.zarr" in out
     assert "--out-holdout data/ovis/holdout/train_full-f0.1-s0/holdout.json" in out

@@ -27,7 +27,7 @@ rule synth:
         "logs/{dataset}/data/synth.log",
     threads: 1
     shell:
-        "genvis synth --out {params.out} {params.args} > {log} 2>&1"
+        "genvis synth --out {params.out} {params.args} --no-progress > {log} 2>&1"
 
 
 def _davis_cfg(wildcards):

@@ -14,17 +14,21 @@ def _detector_inputs(wildcards):
     return inputs
 
 
-def _detector_command(wildcards, input, output):
+def _detector_kind(wildcards):
+    return detector_source(wildcards.dataset, wildcards.detector)[0]
+
+
+def _detector_args(wildcards, input, output):
+    """Arguments of train-detector or import-checkpoint (paths and settings, not device)."""
     det = detector_cfg(wildcards.dataset, wildcards.detector)
     kind, source = detector_source(wildcards.dataset, wildcards.detector)
     if kind == "checkpoint":
-        return f"genvis import-checkpoint --checkpoint {input.checkpoint} --config {input.config} --out {output}"
-    cmd = (f"genvis train-detector --annotations {input.annotations}"
-           f" --image-root {split_image_root(wildcards.dataset, source)}"
-           f" --config {input.config} --out {output}")
+        return f"--checkpoint {input.checkpoint} --config {input.config} --out {output}"
+    args = (f"--annotations {input.annotations} --image-root {split_image_root(wildcards.dataset, source)}"
+            f" --config {input.config} --out {output}")
     if det["train"].get("iterations"):
-        cmd += f" --iterations {int(det['train']['iterations'])}"
-    return cmd
+        args += f" --iterations {int(det['train']['iterations'])}"
+    return args
 
 
 rule detector:
@@ -34,11 +38,15 @@ rule detector:
     output:
         "detectors/{dataset}/{detector}.pt",
     params:
-        command=_detector_command,
+        kind=_detector_kind,
+        args=_detector_args,
     log:
         "logs/{dataset}/detector/{detector}.log",
     threads: THREADS
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " {params.command} > {log} 2>&1"
+        "if [ {params.kind} = train ]; then "
+        + THREAD_ENV + " genvis train-detector {params.args} --device " + DEVICE
+        + " --threads {threads} --no-progress; "
+        "else " + THREAD_ENV + " genvis import-checkpoint {params.args}; fi > {log} 2>&1"

@@ -32,7 +32,7 @@ rule train:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis train --cache {input.cache} --annotations {input.annotations}"
-        " --config {input.config} --out {output}{params.args} > {log} 2>&1"
+        " --config {input.config} --out {output}{params.args} --no-progress > {log} 2>&1"
 
 
 def _infer_inputs(wildcards):
@@ -63,7 +63,7 @@ rule infer:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output}{params.args} > {log} 2>&1"
+        " --model {input.model} --out {output}{params.args} --no-progress > {log} 2>&1"
 
 
 rule infer_n_f_eval:
@@ -79,7 +79,7 @@ rule infer_n_f_eval:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output} --n-f-eval {wildcards.n} > {log} 2>&1"
+        " --model {input.model} --out {output} --n-f-eval {wildcards.n} --no-progress > {log} 2>&1"
 
 
 rule infer_submission:
@@ -98,4 +98,4 @@ rule infer_submission:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output.results} --zip {output.zip}{params.args} > {log} 2>&1"
+        " --model {input.model} --out {output.results} --zip {output.zip}{params.args} --no-progress > {log} 2>&1"
