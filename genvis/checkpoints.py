@@ -210,3 +210,28 @@ def load_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
     model.load_state_dict(payload["state_dict"])
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.eval(), meta
+
+
+def load_any_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
+    """Load a genvis MODEL.pt, or else an official GenVIS ``.pth`` (``vita_module.*`` weights).
+
+    Returns:
+        (model in eval mode, meta); for an official checkpoint meta is
+        ``{"official": True, "experiment": None}``.
+
+    Raises:
+        InputError: missing/unreadable file, or neither format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(path, f"cannot read model file: {exc}") from None
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return load_model(path)
+    if isinstance(payload, Mapping):
+        model = load_official_genvis(payload)
+        return model, {"official": True, "experiment": None}
+    raise InputError(path, "neither a genvis stage-two model nor an official GenVIS checkpoint")

@@ -9,27 +9,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI options of ``genvis infer``."""
     parser.add_argument("--cache", required=True, help="stage-one Zarr store of the split")
     parser.add_argument("--annotations", required=True, help="json of the split (videos, categories)")
-    parser.add_argument("--model", required=True, help="MODEL.pt written by `genvis train`")
+    parser.add_argument("--model", required=True, help="MODEL.pt written by `genvis train`, or an official GenVIS .pth")
     parser.add_argument("--out", required=True, help="results json to write")
     parser.add_argument("--n-f-eval", type=int, default=None,
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is fastest for small "
+                        "models on a busy machine)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
+    import torch
+
     from genvis.cache.reader import CacheReader
-    from genvis.checkpoints import load_model
+    from genvis.checkpoints import load_any_model
     from genvis.data.results import write_results, write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.errors import ConfigError
     from genvis.infer.inference import run_inference
     from genvis.train.config import ExperimentConfig
 
-    model, meta = load_model(args.model)
-    exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{args.model}: experiment")
+    from genvis.errors import ConfigError as _ConfigError
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise _ConfigError("--threads", f"must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
+    if meta.get("experiment"):
+        exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{args.model}: experiment")
+    else:  # official weights: paper inference settings, N_f^eval from the command line (default 1)
+        exp = ExperimentConfig()
+        exp.train.n_f = 1
     n_f = args.n_f_eval if args.n_f_eval is not None else exp.n_f_eval
     if n_f < 1:
         raise ConfigError("--n-f-eval", f"must be >= 1, got {n_f}")

@@ -14,16 +14,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "checkpoint are written beside it as <stem>.losses.csv / <stem>.resume.pt)")
     parser.add_argument("--iterations", type=int, default=None, help="override train.iterations")
     parser.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is fastest for small "
+                        "models on a busy machine)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train and write MODEL.pt. Returns 0; GenvisError subclasses on bad input."""
+    import torch
+
     from genvis.cache.reader import CacheReader
     from genvis.data.ytvis import load_vis_json
     from genvis.train.config import load_experiment
     from genvis.train.loop import train
 
+    from genvis.errors import ConfigError as _ConfigError
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise _ConfigError("--threads", f"must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     cfg = load_experiment(args.config)
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)

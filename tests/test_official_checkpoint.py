@@ -1,0 +1,78 @@
+"""Official GenVIS weights (vita_module.*) <-> genvis model: names, round trip, errors."""
+
+import pytest
+import torch
+
+from genvis.checkpoints import load_official_genvis, to_official_state_dict
+from genvis.errors import ConfigError, InputError
+from genvis.model.config import GenVISConfig
+from genvis.model.genvis import GenVIS
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; more threads spin on a busy shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+OFFICIAL_NAMES = {
+    "vita_module.input_proj_dec.weight", "vita_module.enc_self_attn.0.self_attn.in_proj_weight",
+    "vita_module.enc_ffn.1.linear2.bias", "vita_module.transformer_cross_attention_layers.0.multihead_attn.out_proj.weight",
+    "vita_module.transformer_self_attention_layers.1.norm.weight", "vita_module.transformer_ffn_layers.0.linear1.weight",
+    "vita_module.decoder_norm.weight", "vita_module.query_feat.weight", "vita_module.query_embed.weight",
+    "vita_module.fq_pos.weight", "vita_module.class_embed.bias", "vita_module.mask_embed.layers.2.weight",
+    "vita_module.vita_mask_features.weight", "vita_module.sim_embed_frame.weight", "vita_module.sim_embed_clip.bias",
+    "vita_module.pre_query_embed_k.weight", "vita_module.pre_query_embed_v.bias",
+    "vita_module.pre_memory_embed_k.weight", "vita_module.pre_memory_embed_v.weight",
+}
+
+
+def model():
+    torch.manual_seed(0)
+    return GenVIS(GenVISConfig(num_classes=4, hidden_dim=32, num_frame_queries=5, num_queries=6,
+                               num_heads=8, dim_feedforward=48, enc_layers=2, dec_layers=2))
+
+
+def test_round_trip_with_official_names_and_no_unmapped_keys():
+    m = model().eval()
+    sd = to_official_state_dict(m)
+    assert OFFICIAL_NAMES <= set(sd)
+    assert all(k.startswith("vita_module.") for k in sd)
+    ckpt = {"model": {**sd, "backbone.res2.0.conv1.weight": torch.zeros(1),
+                      "sem_seg_head.predictor.query_feat.weight": torch.zeros(1)}}
+    loaded = load_official_genvis(ckpt)
+    assert loaded.cfg.enc_layers == 2 and loaded.cfg.dec_layers == 2 and loaded.cfg.num_queries == 6
+    assert loaded.cfg.memory == "index" and loaded.cfg.num_classes == 4
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    fq, mf = torch.randn(5, 5, 32), torch.randn(5, 32, 3, 3)
+    a = m.infer_from_tensors(fq, mf, 2)
+    b = loaded.infer_from_tensors(fq, mf, 2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_file_round_trip(tmp_path):
+    m = model()
+    path = tmp_path / "genvis_official.pth"
+    torch.save({"model": to_official_state_dict(m), "iteration": 1}, path)
+    assert torch.equal(load_official_genvis(path).heads.class_embed.weight, m.heads.class_embed.weight)
+
+
+def test_errors_name_the_problem():
+    sd = to_official_state_dict(model())
+    with pytest.raises(ConfigError, match="4 classes"):
+        load_official_genvis(sd, num_classes=40)
+    with pytest.raises(ConfigError, match="hidden size 32"):
+        load_official_genvis(sd, hidden_dim=256)
+    missing = {k: v for k, v in sd.items() if "decoder_norm" not in k}
+    with pytest.raises(InputError, match="missing .*decoder_norm"):
+        load_official_genvis(missing)
+    extra = dict(sd, **{"vita_module.some_new_layer.weight": torch.zeros(2)})
+    with pytest.raises(InputError, match="no genvis counterpart.*some_new_layer"):
+        load_official_genvis(extra)
+    with pytest.raises(InputError, match="vita_module"):
+        load_official_genvis({"backbone.x": torch.zeros(1)})
+    with pytest.raises(InputError, match="not found"):
+        load_official_genvis("/nonexistent/genvis.pth")

@@ -1,0 +1,114 @@
+"""Stage-two training on a tiny in-memory problem: loss goes down, exact resume, bad input."""
+
+import csv
+import warnings
+
+import pytest
+import torch
+
+from genvis.checkpoints import load_model
+from genvis.errors import ConfigError, InputError
+from genvis.train.clip_source import InMemoryClipSource
+from genvis.train.config import ExperimentConfig, load_experiment
+from genvis.train.loop import train
+from genvis.train.toy import make_toy_problem
+from genvis.train.uvla import AssignmentError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; more threads spin on a busy shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+MODEL = {"num_queries": 6, "num_heads": 4, "dim_feedforward": 64, "enc_layers": 1, "dec_layers": 2}
+
+
+def config(**train_kw):
+    t = {"n_v": 3, "n_f": 1, "batch_videos": 2, "iterations": 4, "lr": 1e-3, "num_points": 32,
+         "clip_grad_norm": 1.0, "checkpoint_every": 100, "decay_steps": [1000]}
+    t.update(train_kw)
+    return ExperimentConfig.from_dict({"name": "t", "model": dict(MODEL), "train": t})
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_reduces_the_loss(tmp_path):
+    src, ds = make_toy_problem(num_videos=3, length=6)
+    out = train(config(iterations=30), src, ds, tmp_path / "m.pt", progress=False)
+    losses = [float(r["loss"]) for r in rows(tmp_path / "m.losses.csv")]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    model, meta = load_model(out)
+    assert meta["experiment"]["train"]["iterations"] == 30
+    assert model.cfg.hidden_dim == 32 and model.cfg.num_frame_queries == 4 and model.cfg.num_classes == 2
+
+
+@pytest.mark.parametrize("assignment,memory,n_f", [("uvla", "index", 1), ("cl", "none", 2), ("per_clip", "global", 2)])
+def test_every_assignment_and_memory_trains(tmp_path, assignment, memory, n_f):
+    src, ds = make_toy_problem(num_videos=2, length=6)
+    cfg = config(iterations=2, assignment=assignment, n_f=n_f)
+    cfg.model["memory"] = memory
+    train(cfg, src, ds, tmp_path / "m.pt", progress=False)
+    assert len(rows(tmp_path / "m.losses.csv")) == 2
+
+
+def test_exact_resume(tmp_path):
+    src, ds = make_toy_problem(num_videos=3, length=6)
+    k = 3
+    full = train(config(iterations=2 * k), src, ds, tmp_path / "a" / "m.pt", progress=False)
+    part = tmp_path / "b" / "m.pt"
+    train(config(iterations=k, checkpoint_every=k), src, ds, part, progress=False)
+    resumed = train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume=True, progress=False)
+    a, _ = load_model(full)
+    b, _ = load_model(resumed)
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+    assert rows(tmp_path / "a" / "m.losses.csv") == rows(tmp_path / "b" / "m.losses.csv")
+    with pytest.raises(ConfigError, match="different experiment"):
+        train(config(iterations=2 * k, checkpoint_every=k, lr=5e-4), src, ds, part, resume=True, progress=False)
+
+
+def test_bad_input_is_reported(tmp_path):
+    src, ds = make_toy_problem(num_videos=2, length=6)
+    with pytest.raises(ConfigError, match="n_v"):
+        config(n_v=0)
+    with pytest.raises(ConfigError, match="n_f"):
+        config(n_f=0)
+    with pytest.raises(ConfigError, match="unknown key"):
+        ExperimentConfig.from_dict({"train": {"nv": 5}})
+    with pytest.raises(InputError, match="no video has .* 21 frames"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(config(n_v=3, n_f=7), src, ds, tmp_path / "m.pt", progress=False)
+    partial = InMemoryClipSource({1: {"frame_queries": torch.zeros(6, 2, 4, 32),
+                                      "mask_features": torch.zeros(6, 32, 4, 4)}})
+    with pytest.raises(InputError, match="missing: 2"):
+        train(config(), partial, ds, tmp_path / "m.pt", progress=False)
+    nan = {v: src.read_clip(v, 0, 6, fields=("frame_queries", "mask_features")) for v in src.video_ids}
+    for v in nan.values():
+        v["frame_queries"][2, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN.*video [12]"):
+        train(config(), InMemoryClipSource(nan), ds, tmp_path / "m.pt", progress=False)
+    crowded_src, crowded = make_toy_problem(num_videos=1, length=6, num_instances=3, absent_prob=0.0)
+    cfg = config()
+    cfg.model["num_queries"] = 2
+    with pytest.raises(AssignmentError, match="num_queries"):
+        train(cfg, crowded_src, crowded, tmp_path / "m.pt", progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_experiment_yamls_are_valid():
+    from pathlib import Path
+
+    paths = sorted(Path(__file__).resolve().parents[1].glob("config/experiments/*.yaml"))
+    assert len(paths) >= 9
+    names = {p.stem: load_experiment(p) for p in paths}
+    assert names["minvis_nv1"].train.n_v == 1 and names["minvis_nv1"].inference.association == "minvis"
+    assert names["genvis_online"].train.n_f == 1 and names["genvis_semi_online"].train.n_f == 3
+    assert names["ipm_global"].model["memory"] == "global"
+    assert names["cl_nv2"].train.assignment == "cl" and names["uvla_nv5"].model["memory"] == "none"
