@@ -1,0 +1,179 @@
+"""train-detector: Mask2Former loss training, exact resume, frame mask AP via COCOeval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from genvis.data.ytvis import load_vis_json
+from genvis.detector import train as train_mod
+from genvis.detector.config import DetectorConfig
+from genvis.detector.model import FrameDetector
+from genvis.detector.train import TrainDetectorConfig, evaluate_frame_ap, frame_samples, train_detector
+from genvis.errors import ConfigError, InputError
+
+CFG = DetectorConfig(backbone="tiny_resnet", num_classes=2, hidden_dim=32, num_queries=4, decoder_layers=3,
+                     encoder_layers=1, num_heads=4, dim_feedforward=32, encoder_feedforward_dim=32,
+                     keep_layers=2, min_size=32, max_size=64)
+
+
+def make_annotated_split(root: Path, h=32, w=48) -> Path:
+    """Two videos of 3 frames: a bright square (class 1) moving, a dark disc (class 2) in one."""
+    videos, anns = [], []
+    yy, xx = np.mgrid[:h, :w]
+    for vid in (1, 2):
+        names, sq_segs, disc_segs = [], [], []
+        for t in range(3):
+            img = np.full((h, w, 3), 90, np.uint8)
+            sq = np.zeros((h, w), bool)
+            sq[6:18, 4 + 6 * t + vid:16 + 6 * t + vid] = True
+            img[sq] = (240, 40, 40)
+            disc = (yy - 22) ** 2 + (xx - 34 + 2 * t) ** 2 < 36
+            if vid == 2:
+                img[disc] = (20, 20, 200)
+            name = f"v{vid}/{t}.png"
+            (root / "frames" / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / "frames" / name)
+            names.append(name)
+            for m, segs in ((sq, sq_segs), (disc, disc_segs)):
+                rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+                rle["counts"] = rle["counts"].decode()
+                segs.append(rle)
+        videos.append({"id": vid, "file_names": names, "length": 3, "width": w, "height": h})
+        anns.append({"id": len(anns) + 1, "video_id": vid, "category_id": 1, "segmentations": sq_segs,
+                     "areas": [144.0] * 3, "bboxes": [None] * 3, "iscrowd": 0})
+        if vid == 2:
+            anns.append({"id": len(anns) + 1, "video_id": vid, "category_id": 2, "segmentations": disc_segs,
+                         "areas": [1.0] * 3, "bboxes": [None] * 3, "iscrowd": 0})
+    doc = {"videos": videos, "annotations": anns,
+           "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}]}
+    (root / "train.json").write_text(json.dumps(doc))
+    return root / "train.json"
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dettrain")
+    return root, make_annotated_split(root)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TCFG = dict(iterations=6, batch_size=2, lr=1e-3, backbone_lr_multiplier=1.0, num_points=256,
+            checkpoint_every=100, seed=3, scale_jitter=[0.8, 1.2])
+
+
+def test_resume_is_exact(split, tmp_path):
+    root, path = split
+    ds = load_vis_json(path)
+    tcfg = TrainDetectorConfig.from_dict(TCFG)
+    full = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "full.pt", progress=False)
+    assert (tmp_path / "full.pt").is_file() and not (tmp_path / "full.pt.state.pt").exists()
+    part = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "res.pt", progress=False, stop_after=3)
+    assert not (tmp_path / "res.pt").exists() and (tmp_path / "res.pt.state.pt").is_file()
+    assert part.fingerprint() != full.fingerprint()
+    resumed = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "res.pt", resume=True, progress=False)
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert FrameDetector.load(tmp_path / "res.pt").fingerprint() == full.fingerprint()
+    other = TrainDetectorConfig.from_dict({**TCFG, "lr": 2e-3})
+    train_detector(ds, root / "frames", CFG, other, tmp_path / "x.pt", progress=False, stop_after=1)
+    with pytest.raises(InputError, match="another config"):
+        train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "x.pt", resume=True, progress=False)
+    with pytest.raises(InputError, match="no training state"):
+        train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "none.pt", resume=True, progress=False)
+
+
+def test_training_lowers_the_mask2former_loss(split, tmp_path):
+    root, path = split
+    ds = load_vis_json(path)
+    samples = frame_samples(ds)
+    assert len(samples) == 6
+    tcfg = TrainDetectorConfig.from_dict({**TCFG, "iterations": 25, "hflip": False, "scale_jitter": [1.0, 1.0]})
+    batch = train_mod._make_batch(ds, root / "frames", samples, CFG, tcfg, torch.Generator().manual_seed(0))
+
+    def loss_of(det):
+        torch.manual_seed(0)
+        det.m2f.criterion.num_points = 256
+        det.m2f.criterion.matcher.num_points = 256
+        with torch.no_grad():
+            return det.run(*batch)[0].loss.item()
+
+    torch.manual_seed(tcfg.seed)
+    before = loss_of(FrameDetector(CFG))
+    det = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "d.pt", progress=False)
+    after = loss_of(det)
+    assert after < 0.7 * before
+
+
+def test_frame_ap_with_perfect_and_wrong_predictions(split, monkeypatch):
+    root, path = split
+    ds = load_vis_json(path)
+    det = FrameDetector(CFG)
+
+    def oracle(shift):
+        def predict(det, frames, top_k=20, device="cpu", min_size=None, max_size=None):
+            out = []
+            for f in frames:  # find the GT of this frame from its pixels
+                sq = (f[..., 0] == 240)
+                disc = (f[..., 2] == 200)
+                masks, classes = [np.roll(sq, shift, axis=1)], [0]
+                if disc.any():
+                    masks.append(np.roll(disc, shift, axis=1))
+                    classes.append(1)
+                out.append((np.linspace(0.9, 0.8, len(masks)), np.array(classes), np.stack(masks)))
+            return out
+        return predict
+
+    monkeypatch.setattr(train_mod, "predict_frame_instances", oracle(0))
+    perfect = evaluate_frame_ap(det, ds, root / "frames", progress=False)
+    assert perfect["AP"] == pytest.approx(100.0) and perfect["frames"] == 6
+    monkeypatch.setattr(train_mod, "predict_frame_instances", oracle(4))
+    shifted = evaluate_frame_ap(det, ds, root / "frames", progress=False)
+    assert 0 <= shifted["AP"] < 60 and shifted["AP50"] > shifted["AP75"]
+
+
+def test_config_and_input_errors(split, tmp_path):
+    root, path = split
+    ds = load_vis_json(path)
+    with pytest.raises(ConfigError, match="unknown keys \\['iters'\\]"):
+        TrainDetectorConfig.from_dict({"iters": 3}, source="d.yaml")
+    with pytest.raises(ConfigError, match="d.yaml: train.batch_size"):
+        TrainDetectorConfig.from_dict({"batch_size": 0}, source="d.yaml")
+    wrong_k = DetectorConfig(**{**CFG.to_dict(), "num_classes": 5})
+    with pytest.raises(InputError, match="has 2 categories but the detector config says num_classes 5"):
+        train_detector(ds, root / "frames", wrong_k, TrainDetectorConfig.from_dict(TCFG), tmp_path / "a.pt",
+                       progress=False)
+
+
+def test_cli_train_detector_with_eval(split, tmp_path, capsys):
+    from genvis.cli import main
+
+    root, path = split
+    cfg_yaml = tmp_path / "det.yaml"
+    import yaml
+
+    cfg_yaml.write_text(yaml.safe_dump({**CFG.to_dict(), "train": {**TCFG, "iterations": 2}}))
+    rc = main(["train-detector", "--annotations", str(path), "--image-root", str(root / "frames"),
+               "--config", str(cfg_yaml), "--out", str(tmp_path / "d.pt"), "--iterations", "1",
+               "--eval-annotations", str(path), "--eval-image-root", str(root / "frames"),
+               "--eval-out", str(tmp_path / "ap.json"), "--no-progress"])
+    assert rc == 0
+    ap = json.loads((tmp_path / "ap.json").read_text())
+    assert set(ap) >= {"AP", "AP50", "AP75", "AR10", "frames"} and ap["frames"] == 6
+    assert "frame mask AP" in capsys.readouterr().out
+    rc = main(["train-detector", "--annotations", str(path), "--image-root", str(root / "frames"),
+               "--config", str(cfg_yaml), "--out", str(tmp_path / "e.pt"), "--eval-out", "x.json"])
+    assert rc == 2
