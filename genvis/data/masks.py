@@ -166,3 +166,4 @@ def rle_bboxes(rles: Sequence[RLE | None]) -> list[list[float] | None]:
         for i, b in zip(idx, boxes):
             out[i] = [float(v) for v in b]
     return out
+

@@ -18,9 +18,10 @@ The official evaluation is COCO's ``COCOeval`` with the image replaced by a vide
   video and category.
 
 Our implementation computes the same numbers (integer pixel counts, so identical up to
-float rounding) but fast: intersections come from one ``pycocotools.mask.iou`` call per
-frame for all (prediction, ground truth) pairs of a video, areas from one ``area`` call
-per video; no loop over pixels.
+float rounding) but fast: all per-frame areas of a video in one ``pycocotools.mask.area``
+call, and one ``pycocotools.mask.iou`` call per (frame, category) for all (prediction,
+ground truth) pairs present on it, instead of the official per-pair, per-frame
+``merge``/``area`` loop; no loop over pixels.
 """
 
 from __future__ import annotations
@@ -94,40 +95,55 @@ def _mean_nonzero(areas: Sequence[float | None]) -> float:
     return float(np.array(vals).mean()) if vals else 0.0
 
 
-def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int) -> np.ndarray:
-    """Video IoU matrix ``[len(dts), len(gts)]`` (float64) by sum-over-frames intersection / union.
+def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int,
+               dt_groups: Sequence[int] | None = None, gt_groups: Sequence[int] | None = None) -> np.ndarray:
+    """Video IoU matrix ``[len(dts), len(gts)]`` (float64): sum over frames of intersection /
+    sum over frames of union (ytvoseval's ``computeIoU``).
 
-    One ``pycocotools.mask.iou`` call per frame gives every pair's IoU on that frame; the
-    integer intersection is recovered as ``iou * (a_d + a_g) / (1 + iou)`` (exact after
-    rounding) and summed over frames; union = sum(a_d) + sum(a_g) - sum(intersection).
+    Per-frame areas of every instance come from one ``pycocotools.mask.area`` call; the
+    intersections from one ``pycocotools.mask.iou`` call per (frame, group) covering every
+    pair present on that frame, recovered exactly as ``rint(iou * (a_d + a_g) / (1 + iou))``
+    (integers), summed over frames; union = sum(a_d) + sum(a_g) - sum(intersection).
+    Frames where no pair of a group is present cost nothing.
+
+    Args:
+        dts, gts: instances of one video with per-frame RLEs (None where absent).
+        length: the video's frame count T.
+        dt_groups, gt_groups: optional labels (category ids); only pairs with equal labels
+            are computed, the others are 0.
     """
     nd, ng = len(dts), len(gts)
+    out = np.zeros((nd, ng))
     if nd == 0 or ng == 0:
-        return np.zeros((nd, ng))
+        return out
     area_d = np.zeros((nd, length))
     area_g = np.zeros((ng, length))
     for arr, insts in ((area_d, dts), (area_g, gts)):
         flat = [(i, t, r) for i, inst in enumerate(insts) for t, r in enumerate(inst.rles) if r is not None]
         if flat:
-            a = mask_ops.area_array([r for _, _, r in flat])
             ii = np.fromiter((f[0] for f in flat), dtype=np.int64, count=len(flat))
             tt = np.fromiter((f[1] for f in flat), dtype=np.int64, count=len(flat))
-            arr[ii, tt] = a
+            arr[ii, tt] = mask_ops.area_array([f[2] for f in flat])
+    dg = np.zeros(nd, np.int64) if dt_groups is None else np.asarray(dt_groups)
+    gg = np.zeros(ng, np.int64) if gt_groups is None else np.asarray(gt_groups)
+    on_d, on_g = area_d > 0, area_g > 0
     inter = np.zeros((nd, ng))
-    for t in range(length):
-        di = [i for i in range(nd) if dts[i].rles[t] is not None and area_d[i, t] > 0]
-        gi = [j for j in range(ng) if gts[j].rles[t] is not None and area_g[j, t] > 0]
-        if not di or not gi:
+    for group in np.unique(dg):
+        d_all, g_all = np.flatnonzero(dg == group), np.flatnonzero(gg == group)
+        if len(g_all) == 0:
             continue
-        iou = np.asarray(mask_utils.iou([dts[i].rles[t] for i in di], [gts[j].rles[t] for j in gi],
-                                        [0] * len(gi)), dtype=np.float64).reshape(len(di), len(gi))
-        if (iou < 0).any():
-            raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {t}")
-        s = area_d[di, t][:, None] + area_g[gi, t][None, :]
-        inter[np.ix_(di, gi)] += np.rint(iou * s / (1.0 + iou))
+        for t in np.flatnonzero(on_d[d_all].any(0) & on_g[g_all].any(0)).tolist():
+            di, gi = d_all[on_d[d_all, t]], g_all[on_g[g_all, t]]
+            iou = np.asarray(mask_utils.iou([dts[i].rles[t] for i in di], [gts[j].rles[t] for j in gi],
+                                            [0] * len(gi)), dtype=np.float64).reshape(len(di), len(gi))
+            if (iou < 0).any():
+                raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {t}")
+            s = area_d[di, t][:, None] + area_g[gi, t][None, :]
+            inter[di[:, None], gi[None, :]] += np.rint(iou * s / (1.0 + iou))
     union = area_d.sum(1)[:, None] + area_g.sum(1)[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    ok = (dg[:, None] == gg[None, :]) & (union > 0)
+    out[ok] = inter[ok] / union[ok]
+    return out
 
 
 def _match(ious: np.ndarray, gt_ignore: list[int], gt_crowd: list[int], gt_ids: list[int],
@@ -223,7 +239,9 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
             sorted_dts[c] = [dl[i] for i in order]
         all_d = [d for c in cats_here for d in sorted_dts[c]]
         all_g = [g for c in cats_here for g in gts.get((vid, c), [])]
-        iou_all = video_ious(all_d, all_g, video.length)
+        d_cat = [c for c in cats_here for _ in sorted_dts[c]]
+        g_cat = [c for c in cats_here for _ in gts.get((vid, c), [])]
+        iou_all = video_ious(all_d, all_g, video.length, d_cat, g_cat)
         d0 = g0 = 0
         for c in cats_here:
             dl, gl = sorted_dts[c], gts.get((vid, c), [])

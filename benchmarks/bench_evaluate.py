@@ -1,0 +1,206 @@
+"""Benchmark of the video AP evaluator (`genvis evaluate`) on a generated set of videos.
+
+Generates ground truth (2-8 moving, occluding ellipses per video over 3 categories;
+instances absent in some frames) and perturbed predictions (shifted / rescaled masks,
+dropped frames, wrong classes, false positives; a fixed number per video like GenVIS's
+top-k) as RLE only (no JPEGs), then times:
+
+* ``evaluate()`` on in-memory records (the protocol itself),
+* the whole ``genvis evaluate`` command (json loading, validation, evaluation, writing),
+* the video-IoU step against a naive per-pair, per-frame ``merge``/``area`` loop (the
+  official code's form) on the first videos, as a speed-up ratio.
+
+Prints figures; the last line is a one-line summary. ``--device`` is accepted for
+uniformity with the other benchmarks and ignored (evaluation runs on the CPU).
+
+    python benchmarks/bench_evaluate.py --videos 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from genvis.cli import main as genvis_main
+from genvis.data import masks as mask_ops
+from genvis.data.results import VideoResult
+from genvis.data.ytvis import VISDataset, parse_vis_dict
+from genvis.evaluate.ytvis_eval import _prepare, evaluate, video_ious
+
+
+def ellipse_masks(h: int, w: int, centers: np.ndarray, radii: tuple[float, float]) -> np.ndarray:
+    """uint8 masks ``[H, W, T]`` (Fortran order, ready for pycocotools) of an axis-aligned
+    ellipse at ``centers`` [T, 2] (x, y), computed on each frame's bounding-box crop."""
+    t_len = len(centers)
+    out = np.zeros((h, w, t_len), np.uint8, order="F")
+    rx, ry = radii
+    for t, (cx, cy) in enumerate(centers):
+        x0, x1 = max(0, int(cx - rx)), min(w, int(cx + rx) + 2)
+        y0, y1 = max(0, int(cy - ry)), min(h, int(cy + ry) + 2)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        dx = (np.arange(x0, x1, dtype=np.float32) - cx) / rx
+        dy = (np.arange(y0, y1, dtype=np.float32) - cy) / ry
+        out[y0:y1, x0:x1, t] = (dy[:, None] ** 2 + dx[None, :] ** 2) <= 1.0
+    return out
+
+
+def encode(masks_hwt: np.ndarray) -> list[dict]:
+    """Compressed RLE (str counts) per frame of uint8 ``[H, W, T]`` Fortran-ordered masks."""
+    return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in mask_utils.encode(masks_hwt)]
+
+
+def generate(n_videos: int, h: int, w: int, min_len: int, max_len: int, preds: int, n_cats: int,
+             seed: int) -> tuple[dict, list[dict]]:
+    """Ground-truth json dict and results list (see module docstring)."""
+    rng = np.random.default_rng(seed)
+    videos, anns, results = [], [], []
+    for vid in range(1, n_videos + 1):
+        t_len = int(rng.integers(min_len, max_len + 1))
+        videos.append({"id": vid, "file_names": [f"v{vid:04d}/{t:05d}.jpg" for t in range(t_len)],
+                       "length": t_len, "width": w, "height": h})
+        t = np.arange(t_len)
+        n_inst = int(rng.integers(2, 9))
+        tracks, cats_of = [], []
+        covered = np.zeros((h, w, t_len), bool, order="F")
+        visible = []
+        for k in range(n_inst):  # nearest first: each instance hides what is behind it
+            r = (float(rng.uniform(0.05, 0.25) * w), float(rng.uniform(0.05, 0.25) * h))
+            centers = rng.uniform([0, 0], [w, h])[None] + rng.normal(0, 0.01, size=2)[None] * [w, h] * t[:, None]
+            full = ellipse_masks(h, w, centers, r).astype(bool)
+            vis = full & ~covered
+            covered |= full
+            vis[:, :, rng.random(t_len) < 0.15] = False  # absent frames
+            tracks.append((centers, r))
+            cats_of.append(int(rng.integers(1, n_cats + 1)))
+            visible.append(vis)
+        for k in range(n_inst):
+            if not visible[k].any():
+                continue
+            segs = encode(np.asfortranarray(visible[k], dtype=np.uint8))
+            segs = [s if visible[k][:, :, i].any() else None for i, s in enumerate(segs)]
+            anns.append({"id": len(anns) + 1, "video_id": vid, "category_id": cats_of[k], "segmentations": segs,
+                         "areas": mask_ops.rle_areas(segs), "iscrowd": 0})
+        for p in range(preds):
+            k = int(rng.integers(n_inst))
+            centers, r = tracks[k]
+            if p >= 2 * n_inst or rng.random() < 0.2:  # a false positive
+                centers = rng.uniform([0, 0], [w, h])[None].repeat(t_len, 0)
+                r = (0.1 * w, 0.1 * h)
+            else:  # a shifted, rescaled, unoccluded guess of instance k
+                centers = centers + rng.integers(-6, 7, size=2)[None]
+                r = (r[0] * rng.uniform(0.85, 1.15), r[1] * rng.uniform(0.85, 1.15))
+            m = ellipse_masks(h, w, centers, r)
+            m[:, :, rng.random(t_len) < 0.1] = 0
+            cat = cats_of[k] if rng.random() < 0.8 else int(rng.integers(1, n_cats + 1))
+            results.append({"video_id": vid, "category_id": cat, "score": float(rng.random()),
+                            "segmentations": encode(m)})
+    gt = {"videos": videos, "annotations": anns,
+          "categories": [{"id": c, "name": f"cat{c}"} for c in range(1, n_cats + 1)]}
+    return gt, results
+
+
+def naive_video_ious(dts, gts) -> np.ndarray:
+    """The official code's form: per pair, per frame merge/area calls."""
+    out = np.zeros((len(dts), len(gts)))
+    for i, d in enumerate(dts):
+        for j, g in enumerate(gts):
+            inter = union = 0.0
+            for ds, gs in zip(d.rles, g.rles):
+                if ds and gs:
+                    inter += mask_utils.area(mask_utils.merge([ds, gs], True))
+                    union += mask_utils.area(mask_utils.merge([ds, gs], False))
+                elif gs:
+                    union += mask_utils.area(gs)
+                elif ds:
+                    union += mask_utils.area(ds)
+            out[i, j] = inter / union if union > 0 else 0.0
+    return out
+
+
+def iou_speedup(gt: VISDataset, results: list[VideoResult], n_videos: int) -> tuple[float, float, float]:
+    """(ours s, naive s, max |difference|) of the video-IoU step on the first ``n_videos`` videos:
+    ours as ``evaluate`` runs it (one call per video, pairs of equal category), naive as the
+    official code (per (video, category), per pair, per frame)."""
+    gts, dts = _prepare(gt, results)
+    vids = sorted(gt.video_ids)[:n_videos]
+    cats = sorted(c.id for c in gt.categories)
+    t0 = time.perf_counter()
+    ours = {}
+    for v in vids:
+        d_all = [(c, d) for c in cats for d in dts.get((v, c), [])]
+        g_all = [(c, g) for c in cats for g in gts.get((v, c), [])]
+        m = video_ious([d for _, d in d_all], [g for _, g in g_all], gt.video(v).length,
+                       [c for c, _ in d_all], [c for c, _ in g_all])
+        for c in cats:
+            di = [i for i, (cc, _) in enumerate(d_all) if cc == c]
+            gi = [j for j, (cc, _) in enumerate(g_all) if cc == c]
+            ours[v, c] = m[np.ix_(di, gi)]
+    t1 = time.perf_counter()
+    naive = {(v, c): naive_video_ious(dts.get((v, c), []), gts.get((v, c), [])) for v in vids for c in cats}
+    t2 = time.perf_counter()
+    diff = max((float(np.abs(ours[k] - naive[k]).max()) for k in naive if naive[k].size), default=0.0)
+    return t1 - t0, t2 - t1, diff
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", type=int, default=200)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--width", type=int, default=432)
+    ap.add_argument("--min-length", type=int, default=10)
+    ap.add_argument("--max-length", type=int, default=60)
+    ap.add_argument("--preds-per-video", type=int, default=20, help="like GenVIS top-k (k=20 on OVIS)")
+    ap.add_argument("--categories", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--naive-videos", type=int, default=10, help="videos for the naive IoU comparison")
+    ap.add_argument("--device", default="cpu", help="ignored (evaluation runs on the CPU)")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    gt_json, res_json = generate(args.videos, args.height, args.width, args.min_length, args.max_length,
+                                 args.preds_per_video, args.categories, args.seed)
+    t_gen = time.perf_counter() - t0
+    frames = sum(v["length"] for v in gt_json["videos"])
+    print(f"generated {args.videos} videos ({frames} frames at {args.height}x{args.width}), "
+          f"{len(gt_json['annotations'])} GT instances, {len(res_json)} predictions in {t_gen:.1f} s")
+
+    gt = parse_vis_dict(gt_json, "bench-gt")
+    results = [VideoResult(r["video_id"], r["category_id"], r["score"], r["segmentations"]) for r in res_json]
+    t0 = time.perf_counter()
+    metrics = evaluate(gt, results)
+    t_eval = time.perf_counter() - t0
+    print(f"evaluate(): {t_eval:.2f} s, {args.videos / t_eval:.1f} videos/s, "
+          f"{frames / t_eval:.0f} frames/s; AP {metrics['AP']:.2f} AP50 {metrics['AP50']:.2f} AR10 {metrics['AR10']:.2f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gp, rp, mp = Path(tmp, "gt.json"), Path(tmp, "res.json"), Path(tmp, "metrics.json")
+        gp.write_text(json.dumps(gt_json))
+        rp.write_text(json.dumps(res_json))
+        import contextlib
+        import io
+
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = genvis_main(["evaluate", "--gt", str(gp), "--results", str(rp), "--out", str(mp)])
+        t_cli = time.perf_counter() - t0
+        assert rc == 0 and json.loads(mp.read_text())["AP"] == metrics["AP"]
+    print(f"genvis evaluate (load + validate + evaluate + write): {t_cli:.2f} s, {args.videos / t_cli:.1f} videos/s")
+
+    n_naive = min(args.naive_videos, args.videos)
+    ours, naive, diff = iou_speedup(gt, results, n_naive)
+    print(f"video IoU on {n_naive} videos: ours {ours * 1e3:.1f} ms, naive per-frame merge loop "
+          f"{naive * 1e3:.1f} ms ({naive / max(ours, 1e-9):.1f}x faster), max |diff| {diff:.2e}")
+    print(f"SUMMARY bench_evaluate: {args.videos} videos, {len(res_json)} predictions, "
+          f"evaluate {args.videos / t_eval:.1f} videos/s, CLI {args.videos / t_cli:.1f} videos/s, "
+          f"IoU {naive / max(ours, 1e-9):.1f}x vs naive, device=cpu")
+
+
+if __name__ == "__main__":
+    main()
