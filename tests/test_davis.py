@@ -103,11 +103,13 @@ def test_real_davis2016_import_and_round_trip(shared_data, tmp_path):
 
 def test_real_davis2016_split_cli(shared_data, tmp_path):
     root = shared_data / "davis2016-val-240p"
-    for split in ("train", "val"):
-        assert main(["import-davis", "--root", str(root), "--out", str(tmp_path / f"{split}.json"),
-                     "--split", split, "--category", "object"]) == 0
-    tr = json.loads((tmp_path / "train.json").read_text())
+    assert main(["import-davis", "--root", str(root), "--out", str(tmp_path / "val.json"),
+                 "--split", "val", "--category", "object"]) == 0
     va = json.loads((tmp_path / "val.json").read_text())
-    assert len(tr["videos"]) == 15 and len(va["videos"]) == 5
-    assert not {v["id"] for v in tr["videos"]} & {v["id"] for v in va["videos"]}
-    assert tr["categories"] == [{"id": 1, "name": "object", "supercategory": "object"}]
+    names = list_sequences(root)
+    assert len(names) == 20 and len(va["videos"]) == 5
+    val_names = [v["file_names"][0].split("/")[0] for v in va["videos"]]
+    assert val_names == split_sequences(names, "val", 0.25, seed=0)
+    assert not set(val_names) & set(split_sequences(names, "train", 0.25, seed=0))
+    assert [v["id"] for v in va["videos"]] == [names.index(n) + 1 for n in val_names]
+    assert va["categories"] == [{"id": 1, "name": "object", "supercategory": "object"}]

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if not gt.has_annotations:
         raise InputError(args.gt, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
     results = read_results(args.results, gt)
-    metrics = evaluate(gt, results)
+    metrics = evaluate(gt, results, progress=len(gt.videos) >= 50)
     metrics["gt"] = str(args.gt)
     metrics["results"] = str(args.results)
     atomic_write_json(args.out, metrics, indent=1)

@@ -205,7 +205,7 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult]):
 
 
 def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
-                    params: EvalParams | None = None) -> EvalArrays:
+                    params: EvalParams | None = None, progress: bool = False) -> EvalArrays:
     """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
 
     Args:
@@ -213,10 +213,13 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
             by :func:`genvis.data.results.read_results` with ``gt``).
         results: predicted instances; file order breaks score ties as in the official code.
         params: protocol constants (default: the official ones).
+        progress: show a tqdm progress bar over videos.
 
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
+    from tqdm import tqdm
+
     p = params or EvalParams()
     gts, dts = _prepare(gt, results)
     vid_ids = sorted(gt.video_ids)
@@ -227,7 +230,7 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
 
     # per (category, area) a list over videos of (scores, dtm, dt_ig, gt_ig)
     evals: dict[tuple[int, int], list] = defaultdict(list)
-    for vid in vid_ids:
+    for vid in tqdm(vid_ids, desc="evaluate", unit="video", disable=not progress):
         video = gt.video(vid)
         cats_here = [c for c in cat_ids if gts.get((vid, c)) or dts.get((vid, c))]
         if not cats_here:
@@ -332,13 +335,15 @@ def _pct(x: float) -> float | None:
     return None if x < 0 else round(100.0 * float(x), 6)
 
 
-def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None) -> dict:
+def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
+             progress: bool = False) -> dict:
     """Score results against ground truth by the YouTube-VIS protocol.
 
     Args:
         gt: ground truth (a VIS json with annotations).
         results: predicted instances (validate with ``read_results(path, gt)`` first).
         params: protocol constants (default: official).
+        progress: show a tqdm progress bar over videos.
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
@@ -350,7 +355,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     Raises:
         InputError: ``gt`` has no annotations.
     """
-    arr = evaluate_arrays(gt, results, params)
+    arr = evaluate_arrays(gt, results, params, progress)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
     per_cat = {}
     for ki, cid in enumerate(arr.category_ids):
