@@ -1,0 +1,143 @@
+"""Benchmark of stage-one extraction: throughput, time split, bytes per frame on disk.
+
+Runs ``genvis.cache.extract.extract`` (the code behind ``genvis extract``) over a generated
+split of smooth random-colour frames and prints:
+
+* throughput in frames/s (whole run, and detector forward alone),
+* the time split between reading frames, detector forward and cache writing,
+* bytes per frame on disk, the raw fp16 bytes per frame, and the compression ratio.
+
+The last printed line is a one-line summary. Examples::
+
+    python benchmarks/bench_extract.py                               # tiny detector, 96x128
+    python benchmarks/bench_extract.py --config config/detectors/davis_lite0.yaml --height 240 --width 427
+    python benchmarks/bench_extract.py --detector DET.pt --height 480 --width 854 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_split(root: Path, videos: int, frames: int, height: int, width: int, seed: int = 0) -> Path:
+    """Write ``videos`` x ``frames`` JPEG frames (smooth colour fields with moving blobs) and a json."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width] / max(height, width)
+    out = []
+    for v in range(videos):
+        base = rng.uniform(40, 215, size=(3, 3))
+        names = []
+        for t in range(frames):
+            img = np.empty((height, width, 3))
+            for c in range(3):
+                img[..., c] = base[c, 0] + base[c, 1] * 0.3 * np.sin(6 * xx + t * 0.1) + base[c, 2] * 0.3 * np.cos(5 * yy)
+            cy, cx = 0.3 + 0.2 * np.sin(t * 0.2 + v), 0.5 + 0.3 * np.cos(t * 0.15)
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < 0.01] = (230, 30, 30)
+            name = f"v{v}/{t:05d}.jpg"
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name, quality=90)
+            names.append(name)
+        out.append({"id": v + 1, "file_names": names, "length": frames, "width": width, "height": height})
+    path = root / "split.json"
+    path.write_text(json.dumps({"videos": out, "annotations": None,
+                                "categories": [{"id": 1, "name": "object"}]}))
+    return path
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="config/detectors/synth_tiny.yaml",
+                        help="detector YAML (random weights) unless --detector is given")
+    parser.add_argument("--detector", default=None, help="a trained/imported genvis detector file")
+    parser.add_argument("--videos", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=24, help="frames per video")
+    parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--min-size", type=int, default=None, help="default: the detector's")
+    parser.add_argument("--max-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--keep", default=None, help="keep the store at this path instead of a temp dir")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from genvis.cache import layout
+    from genvis.cache.extract import extract
+    from genvis.cache.reader import CacheReader
+    from genvis.data.ytvis import load_vis_json
+    from genvis.detector.config import load_detector_yaml
+    from genvis.detector.model import FrameDetector
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("CUDA requested but not available", file=sys.stderr)
+        return 2
+    if args.detector:
+        det = FrameDetector.load(args.detector)
+    else:
+        cfg, _ = load_detector_yaml(args.config)
+        torch.manual_seed(0)
+        det = FrameDetector(cfg)
+    cfg = det.cfg
+    with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
+        tmp = Path(tmp)
+        split = make_split(tmp / "frames", args.videos, args.frames, args.height, args.width)
+        ds = load_vis_json(split)
+        store = Path(args.keep) if args.keep else tmp / "cache.zarr"
+        # warm-up (first-call allocations, cuDNN autotune) on a throw-away store
+        extract(ds.subset([1]), tmp / "frames", det, tmp / "warm.zarr", batch_size=args.batch_size,
+                min_size=args.min_size, max_size=args.max_size, device=args.device, progress=False)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        stats = extract(ds, tmp / "frames", det, store, batch_size=args.batch_size, min_size=args.min_size,
+                        max_size=args.max_size, device=args.device, progress=False)
+        reader = CacheReader(store)
+        vid = reader.video_ids[0]
+        sizes = reader.video_attrs(vid)
+        per_frame = {f: int(np.prod(reader._array(vid, f).shape[1:])) * 2 for f in layout.FIELDS}
+        disk = dir_bytes(store / layout.VIDEOS_GROUP)
+        chunk_bytes = {f: sum(dir_bytes(store / layout.VIDEOS_GROUP / str(v) / f) for v in reader.video_ids)
+                       for f in layout.FIELDS}
+    frames = stats.frames
+    raw = sum(per_frame.values())
+    print(f"device: {args.device} ({torch.get_num_threads()} CPU threads), detector: {cfg.name} "
+          f"({cfg.backbone}, C={cfg.hidden_dim}, Q_f={cfg.num_queries}, L={cfg.keep_layers})")
+    print(f"input: {args.videos} videos x {args.frames} frames of {args.height}x{args.width}, resized "
+          f"{tuple(sizes['resized_size'])}, padded {tuple(sizes['padded_size'])}, batch {args.batch_size}")
+    print(f"throughput: {frames / stats.total_s:.2f} frames/s overall; detector forward alone "
+          f"{frames / max(stats.forward_s, 1e-9):.2f} frames/s")
+    total = stats.read_s + stats.forward_s + stats.write_s
+    print(f"time split: read {stats.read_s:.2f}s ({100 * stats.read_s / total:.0f}%), detector "
+          f"{stats.forward_s:.2f}s ({100 * stats.forward_s / total:.0f}%), cache write {stats.write_s:.2f}s "
+          f"({100 * stats.write_s / total:.0f}%), wall {stats.total_s:.2f}s")
+    for f in layout.FIELDS:
+        print(f"  {f:16s} raw fp16 {per_frame[f] / 1024:9.1f} KiB/frame, on disk "
+              f"{chunk_bytes[f] / frames / 1024:9.1f} KiB/frame")
+    print(f"bytes per frame: {disk / frames / 1024:.1f} KiB on disk, {raw / 1024:.1f} KiB raw fp16, "
+          f"compression ratio {raw * frames / disk:.2f}x")
+    print(f"SUMMARY extract {cfg.name} {args.height}x{args.width} {args.device}: "
+          f"{frames / stats.total_s:.2f} frames/s, detector {100 * stats.forward_s / total:.0f}% / "
+          f"write {100 * stats.write_s / total:.0f}% / read {100 * stats.read_s / total:.0f}%, "
+          f"{disk / frames / 1024:.1f} KiB/frame on disk (raw {raw / 1024:.1f} KiB, {raw * frames / disk:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
