@@ -108,6 +108,9 @@ def _bad_cases():
     def areas_len(d):
         d["annotations"][0]["areas"] = [1.0]
 
+    def short_rle(d):
+        d["annotations"][0]["segmentations"][0] = {"size": [24, 32], "counts": [5, 10]}
+
     return [
         (length_mismatch, "'length' is 9 but 'file_names' lists 4 frames"),
         (seg_count, "5 segmentations but video 1 has 4 frames"),
@@ -117,6 +120,7 @@ def _bad_cases():
         (no_videos, "COCO image dataset"),
         (bad_seg_type, "segmentation must be an RLE dict"),
         (areas_len, "'areas' must list one value per frame"),
+        (short_rle, "uncompressed RLE covers 15 pixels, not 24 x 32"),
     ]
 
 

@@ -249,8 +249,12 @@ def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str
             raise InputError(
                 src, f"{where} frame {t}: segmentation size {list(size)} (H, W) disagrees with video "
                 f"{video.id} size [{video.height}, {video.width}]")
-        if not isinstance(seg["counts"], (str, list)):
+        counts = seg["counts"]
+        if not isinstance(counts, (str, list)):
             raise InputError(src, f"{where} frame {t}: RLE 'counts' must be a string or a list")
+        if isinstance(counts, list) and sum(counts) != video.height * video.width:
+            raise InputError(src, f"{where} frame {t}: uncompressed RLE covers {sum(counts)} pixels, "
+                                  f"not {video.height} x {video.width}")
         return
     if isinstance(seg, list):
         if not seg or not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg):
