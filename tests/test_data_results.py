@@ -67,6 +67,7 @@ def _entry(**kw):
     (_entry(score=-0.1), "not a finite number in [0, 1]"),
     (_entry(score="high"), "not a finite number"),
     (_entry(segmentations=mask_ops.encode_masks(np.zeros((4, 10, 10), bool))), "disagrees with video 1 size"),
+    (_entry(segmentations=[{"size": [24, 32], "counts": [3, 4]}] + [None] * 3), "covers 7 pixels"),
 ])
 def test_bad_results_name_file_and_problem(tmp_path, tiny_vis_json, entry, message):
     gt = load_vis_json(tiny_vis_json)

@@ -129,6 +129,9 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
             if video is not None and mask_ops.segmentation_size(s) != (video.height, video.width):
                 raise InputError(source, f"result {i} frame {t}: mask size {list(s['size'])} (H, W) disagrees "
                                          f"with video {vid} size [{video.height}, {video.width}]")
+            if isinstance(s["counts"], list) and sum(s["counts"]) != int(s["size"][0]) * int(s["size"][1]):
+                raise InputError(source, f"result {i} frame {t}: uncompressed RLE covers {sum(s['counts'])} "
+                                         f"pixels, not {s['size'][0]} x {s['size'][1]}")
             try:
                 rles.append(mask_ops.to_rle(s, int(s["size"][0]), int(s["size"][1])))
             except (ValueError, TypeError, IndexError) as exc:
