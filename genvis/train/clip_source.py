@@ -79,5 +79,5 @@ class InMemoryClipSource:
             x = v[f][start:stop]
             if f == "frame_queries" and layers is not None:
                 x = x[:, layers]
-            out[f] = x.float()
+            out[f] = x.float().clone()
         return out

@@ -123,45 +123,52 @@ class SetCriterion:
         cfg = self.cfg
         n_layers, n_elem = out.logits.shape[:2]
         num_masks = max(float(sum(int(targets[v].valid.sum()) for v in elem_video)), 1.0)
+        groups: dict[int, list[int]] = {}
+        for e, v in enumerate(elem_video):
+            groups.setdefault(v, []).append(e)
         losses: dict[str, torch.Tensor] = {}
         new_states = []
         for d in range(n_layers):
             suffix = "" if d == n_layers - 1 else f"_d{d}"
             class_targets = torch.full((n_elem, out.logits.shape[2]), self.num_classes, dtype=torch.long)
-            src_logits, tgt_masks = [], []
-            layer_states = []
-            pairs_last = []
-            for e in range(n_elem):
-                v = elem_video[e]
+            layer_states: list[dict[int, int]] = [{} for _ in range(n_elem)]
+            pairs_last: list[tuple[list[int], list[int]]] = [([], []) for _ in range(n_elem)]
+            loss_mask = out.mask_embed[d].sum() * 0.0
+            loss_dice = out.mask_embed[d].sum() * 0.0
+            # sequences of one video share mask features and targets: match and sample together
+            for v, elems in groups.items():
                 tg = targets[v]
-                masks_e = GenVIS.mask_logits(out.mask_embed[d, e], mask_features[v])  # [N_q, T, h, w]
-                cost = matching_cost(out.logits[d, e].detach(), masks_e.detach(), tg.labels, tg.masks,
-                                     cfg.num_points, cfg.class_weight, cfg.mask_weight,
-                                     cfg.dice_weight, generator)
-                state = assign(cfg.assignment, clip_index, cost, tg.valid.tolist(), states[d][e])
-                layer_states.append(state)
-                q_idx, k_idx = supervised_pairs(state, tg.valid.tolist())
-                pairs_last.append((q_idx, k_idx))
-                if q_idx:
-                    class_targets[e, q_idx] = tg.labels[k_idx]
-                    src_logits.append(masks_e[q_idx])   # [n, T, h, w]
-                    tgt_masks.append(tg.masks[k_idx])   # [n, T, H, W]
+                valid = tg.valid.tolist()
+                masks_v = GenVIS.mask_logits(out.mask_embed[d, elems], mask_features[v])  # [n_e, N_q, T, h, w]
+                costs = matching_cost(out.logits[d, elems].detach(), masks_v.detach(), tg.labels, tg.masks,
+                                      cfg.num_points, cfg.class_weight, cfg.mask_weight, cfg.dice_weight,
+                                      generator)                                            # [n_e, N_q, N]
+                src, tgt_idx = [], []
+                for i, e in enumerate(elems):
+                    state = assign(cfg.assignment, clip_index, costs[i], valid, states[d][e])
+                    layer_states[e] = state
+                    q_idx, k_idx = supervised_pairs(state, valid)
+                    pairs_last[e] = (q_idx, k_idx)
+                    if q_idx:
+                        class_targets[e, q_idx] = tg.labels[k_idx]
+                        src.append(masks_v[i, q_idx])       # [n, T, h, w]
+                        tgt_idx.extend(k_idx)
+                if not src:
+                    continue
+                s_masks = torch.cat(src)
+                n, t = s_masks.shape[:2]
+                s_flat = s_masks.flatten(0, 1)[:, None]
+                y = tg.masks[tgt_idx].flatten(0, 1)[:, None].to(s_flat.dtype)
+                with torch.no_grad():
+                    coords = uncertain_point_coords(s_flat.detach(), cfg.num_points, cfg.oversample_ratio,
+                                                    cfg.importance_sample_ratio, generator)
+                    labels = point_sample(y, coords)[:, 0].reshape(n, t * cfg.num_points)
+                points = point_sample(s_flat, coords)[:, 0].reshape(n, t * cfg.num_points)
+                loss_mask = loss_mask + sigmoid_ce_loss(points, labels, num_masks)
+                loss_dice = loss_dice + dice_loss(points, labels, num_masks)
             new_states.append(layer_states)
             loss_ce = F.cross_entropy(out.logits[d].transpose(1, 2), class_targets,
                                       self.empty_weight.to(out.logits.device))
-            loss_mask = out.mask_embed[d].sum() * 0.0
-            loss_dice = out.mask_embed[d].sum() * 0.0
-            for src, tgt in zip(src_logits, tgt_masks):
-                n, t = src.shape[:2]
-                s = src.flatten(0, 1)[:, None]
-                y = tgt.flatten(0, 1)[:, None].to(s.dtype)
-                with torch.no_grad():
-                    coords = uncertain_point_coords(s.detach(), cfg.num_points, cfg.oversample_ratio,
-                                                    cfg.importance_sample_ratio, generator)
-                    labels = point_sample(y, coords)[:, 0].reshape(n, t * cfg.num_points)
-                points = point_sample(s, coords)[:, 0].reshape(n, t * cfg.num_points)
-                loss_mask = loss_mask + sigmoid_ce_loss(points, labels, num_masks)
-                loss_dice = loss_dice + dice_loss(points, labels, num_masks)
             losses["loss_ce" + suffix] = cfg.class_weight * loss_ce
             losses["loss_mask" + suffix] = cfg.mask_weight * loss_mask
             losses["loss_dice" + suffix] = cfg.dice_weight * loss_dice

@@ -53,28 +53,36 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
     """Matching cost of N_q clip predictions against N target instances.
 
     Args:
-        logits: float [N_q, K+1] class logits.
-        mask_logits: float [N_q, T, h, w] clip mask logits (mask-feature grid).
+        logits: float [N_q, K+1] class logits, or [S, N_q, K+1] for S sequences that share
+            the targets (e.g. the detector layers of one video).
+        mask_logits: float [N_q, T, h, w] (or [S, N_q, T, h, w]) clip mask logits on the
+            mask-feature grid.
         labels: long [N] contiguous class indices 0..K-1.
         target_masks: float/bool [N, T, H, W] target masks (padded input resolution; may
             differ from h, w: both are sampled at the same normalised points).
         num_points: points drawn uniformly, shared by all frames, predictions and targets.
 
     Returns:
-        float [N_q, N] cost (CPU).
+        float [N_q, N] (or [S, N_q, N]) cost on the CPU.
     """
-    n_q, t = mask_logits.shape[:2]
+    single = logits.dim() == 2
+    if single:
+        logits, mask_logits = logits[None], mask_logits[None]
+    s, n_q, t = mask_logits.shape[:3]
     n = labels.shape[0]
     if n == 0:
-        return torch.zeros(n_q, 0)
+        cost = torch.zeros(s, n_q, 0)
+        return cost[0] if single else cost
     prob = logits.float().softmax(-1)
-    cost_class = -prob[:, labels]
+    cost_class = -prob[:, :, labels]                                                        # [S, N_q, N]
     coords = torch.rand(1, num_points, 2, generator=generator, device=mask_logits.device)
-    pred = point_sample(mask_logits.float(), coords.expand(n_q, -1, -1)).flatten(1)       # [N_q, T*P]
-    tgt = point_sample(target_masks.float(), coords.expand(n, -1, -1)).flatten(1)         # [N, T*P]
-    cost = class_weight * cost_class + mask_weight * batch_sigmoid_ce(pred, tgt) \
-        + dice_weight * batch_dice(pred, tgt)
-    return cost.cpu()
+    flat = mask_logits.float().reshape(s * n_q, t, *mask_logits.shape[-2:])
+    pred = point_sample(flat, coords.expand(s * n_q, -1, -1)).flatten(1)                   # [S*N_q, T*P]
+    tgt = point_sample(target_masks.float(), coords.expand(n, -1, -1)).flatten(1)          # [N, T*P]
+    cost_mask = (mask_weight * batch_sigmoid_ce(pred, tgt) + dice_weight * batch_dice(pred, tgt))
+    cost = class_weight * cost_class + cost_mask.reshape(s, n_q, n)
+    cost = cost.cpu()
+    return cost[0] if single else cost
 
 
 def hungarian(cost: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
