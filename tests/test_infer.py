@@ -10,7 +10,7 @@ from pycocotools import mask as mask_utils
 from torch.nn import functional as F
 
 from genvis.checkpoints import load_model
-from genvis.errors import InputError
+from genvis.errors import ConfigError, InputError
 from genvis.infer.inference import infer_video, run_inference, select_topk
 from genvis.infer.minvis import associate
 from genvis.train.config import ExperimentConfig
@@ -118,6 +118,9 @@ def test_bad_inference_input(models, toy):
     _, other = make_toy_problem(num_videos=3, length=7)
     with pytest.raises(InputError, match="missing: 3"):
         run_inference(models["online"], src, other, 1, progress=False)
+    wide_src, wide_ds = make_toy_problem(num_videos=2, length=7, hidden_dim=40)
+    with pytest.raises(ConfigError, match="hidden_dim model=32 features=40"):
+        run_inference(models["online"], wide_src, wide_ds, 1, progress=False)
 
 
 def test_cli_train_and_infer_through_a_zarr_cache(tmp_path, toy):

@@ -189,10 +189,12 @@ def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k
 
     Raises:
         InputError: videos missing from the reader, NaN features, size mismatch.
+        ConfigError: the model's hidden size / frame queries differ from the reader's.
         ValueError: n_f_eval < 1.
     """
     from genvis.data.results import VideoResult
-    from genvis.train.loop import check_source_covers
+    from genvis.errors import ConfigError
+    from genvis.train.loop import check_source_covers, probe_sizes
 
     if int(n_f_eval) < 1:
         raise ValueError(f"N_f^eval must be >= 1, got {n_f_eval}")
@@ -200,6 +202,15 @@ def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k
     if model.cfg.num_classes != dataset.num_classes:
         raise InputError(getattr(dataset, "path", None), f"the model has {model.cfg.num_classes} "
                          f"classes but the annotation file {dataset.num_classes}")
+    if dataset.videos:
+        sizes = probe_sizes(reader, dataset.videos[0].id)
+        mine = {"hidden_dim": model.cfg.hidden_dim, "num_frame_queries": model.cfg.num_frame_queries,
+                "mask_feature_dim": model.cfg.mask_feature_dim}
+        bad = {k: (v, sizes[k]) for k, v in mine.items() if sizes[k] != v}
+        if bad:
+            raise ConfigError(str(getattr(reader, "path", "clip source")),
+                              "the model does not fit these features: " + ", ".join(
+                                  f"{k} model={a} features={b}" for k, (a, b) in bad.items()))
     was_training = model.training
     model.eval()
     results = []
