@@ -112,3 +112,17 @@ def test_experiment_yamls_are_valid():
     assert names["genvis_online"].train.n_f == 1 and names["genvis_semi_online"].train.n_f == 3
     assert names["ipm_global"].model["memory"] == "global"
     assert names["cl_nv2"].train.assignment == "cl" and names["uvla_nv5"].model["memory"] == "none"
+
+
+def test_targets_follow_the_cache_geometry():
+    from genvis.train.targets import DatasetTargets, resize_pad_masks
+
+    m = torch.zeros(1, 1, 4, 6, dtype=torch.bool)
+    m[0, 0, :2, :3] = True                               # top-left quarter
+    out = resize_pad_masks(m, (8, 12), (16, 32))
+    assert out.shape == (1, 1, 16, 32)
+    assert out[0, 0, :4, :6].all() and out.sum() == 24   # scaled x2, zero padding elsewhere
+    src, ds = make_toy_problem(num_videos=1, length=3)
+    vt = DatasetTargets(ds, src)(1)
+    assert vt.masks.shape[1:] == (3, 16, 16) and vt.labels.dtype == torch.long
+    assert vt.window(0, 1).masks.shape[1] == 1
