@@ -24,7 +24,9 @@ Inference reads every clip twice (pass 1 frame queries, pass 2 mask features). W
 ``spill_dir`` set, the detector outputs of frames read in order are appended as float16
 (the cache's precision) to one small binary file per video and field, and later reads of
 those frames come from there: the detector then runs once per frame and resident memory
-stays flat in the video length (plain file reads, no memory map). Without ``spill_dir``
+stays flat in the video length (plain file reads, no memory map); a read at the end of
+the spilled frames detects ``batch_size`` frames ahead, so online (N_f = 1) inference
+still runs the detector on batches. Without ``spill_dir``
 every read runs the detector (what training with the detector in the loop does).
 """
 
@@ -127,7 +129,8 @@ class DetectorClipSource:
         min_size, max_size: input resolution in pixels (default: the detector config's),
             as ``genvis extract --min-size/--max-size``.
         device: where the detector runs (``cpu`` / ``cuda``); clips are returned on the CPU.
-        batch_size: frames per detector forward within one ``read_clip``.
+        batch_size: frames per detector forward within one ``read_clip`` (and the read-ahead
+            when spilling).
         spill_dir: directory for the float16 spill files (see module doc); ``True`` makes a
             temporary one (removed by :meth:`close`); None disables spilling.
         name: used in error messages (``path`` attribute, as the cache's path).
@@ -260,10 +263,14 @@ class DetectorClipSource:
                 raise ValueError(f"unknown field {f!r}; expected one of {layout.FIELDS}")
         if self.spill_dir is not None and stop <= self._spilled.get(int(video_id), 0):
             data = {f: self._read_spill(video_id, f, start, stop) for f in fields}
+        elif self.spill_dir is not None and start == self._spilled.get(int(video_id), 0):
+            # at the spill frontier: detect a whole batch ahead (as `genvis extract` batches)
+            ahead = min(max(stop, start + self.batch_size), n)
+            data = self.detect(video_id, start, ahead)
+            self._write_spill(video_id, data)
+            data = {f: data[f][:stop - start] for f in fields}
         else:
             data = self.detect(video_id, start, stop)
-            if self.spill_dir is not None and start == self._spilled.get(int(video_id), 0):
-                self._write_spill(video_id, data)
             data = {f: data[f] for f in fields}
         if "frame_queries" in data and layers is not None:
             data["frame_queries"] = data["frame_queries"][:, layers]
