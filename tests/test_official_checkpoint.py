@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from genvis.checkpoints import load_official_genvis, to_official_state_dict
 from genvis.errors import ConfigError, InputError
@@ -76,3 +77,70 @@ def test_errors_name_the_problem():
         load_official_genvis({"backbone.x": torch.zeros(1)})
     with pytest.raises(InputError, match="not found"):
         load_official_genvis("/nonexistent/genvis.pth")
+
+
+def _official_reference(sd, fq, mf, n_f, heads):
+    """Independent re-statement of the official GenVIS inference (seq-first tensors, functional
+    ops, official parameter names) used to check the genvis modules against it."""
+    sd = {k[len("vita_module."):]: v for k, v in sd.items()}
+    c = sd["query_feat.weight"].shape[1]
+
+    def lin(x, p):
+        return F.linear(x, sd[p + "weight"], sd[p + "bias"])
+
+    def ln(x, p):
+        return F.layer_norm(x, (c,), sd[p + "weight"], sd[p + "bias"])
+
+    def mha(q, k, v, p):
+        return F.multi_head_attention_forward(
+            q, k, v, c, heads, sd[p + "in_proj_weight"], sd[p + "in_proj_bias"], None, None, False, 0.0,
+            sd[p + "out_proj.weight"], sd[p + "out_proj.bias"], training=False, need_weights=False)[0]
+
+    n_enc = len({k.split(".")[1] for k in sd if k.startswith("enc_self_attn.")})
+    n_dec = len({k.split(".")[1] for k in sd if k.startswith("transformer_ffn_layers.")})
+    output = sd["query_feat.weight"][:, None]                  # cQ, 1, C
+    qe = sd["query_embed.weight"][:, None]
+    mem_k, mem_v, logits, masks = [], [], [], []
+    for s in range(0, fq.shape[0], n_f):
+        f = fq[s:s + n_f]
+        t = f.shape[0]
+        x = lin(f, "input_proj_dec.").flatten(0, 1)[:, None]    # T*fQ, 1, C
+        for i in range(n_enc):
+            x = ln(x + mha(x, x, x, f"enc_self_attn.{i}.self_attn."), f"enc_self_attn.{i}.norm.")
+            x = ln(x + lin(F.relu(lin(x, f"enc_ffn.{i}.linear1.")), f"enc_ffn.{i}.linear2."), f"enc_ffn.{i}.norm.")
+        pos = sd["fq_pos.weight"].repeat(t, 1)[:, None]
+        qk, qv = lin(output, "pre_query_embed_k."), lin(output, "pre_query_embed_v.")
+        z = torch.zeros_like(output)
+        if mem_k:
+            mk, mv = torch.stack(mem_k), torch.stack(mem_v)      # M, cQ, 1, C
+            w = torch.einsum("qbc,mqbc->qbm", qk, mk).softmax(-1)
+            z = torch.einsum("qbm,mqbc->qbc", w, mv)
+        output = output + qv + z
+        for i in range(n_dec):
+            p = f"transformer_cross_attention_layers.{i}."
+            output = ln(output + mha(output + qe, x + pos, x, p + "multihead_attn."), p + "norm.")
+            p = f"transformer_self_attention_layers.{i}."
+            output = ln(output + mha(output + qe, output + qe, output, p + "self_attn."), p + "norm.")
+            p = f"transformer_ffn_layers.{i}."
+            output = ln(output + lin(F.relu(lin(output, p + "linear1.")), p + "linear2."), p + "norm.")
+        dec = ln(output, "decoder_norm.")[:, 0]                  # cQ, C
+        logits.append(lin(dec, "class_embed."))
+        e = F.relu(lin(dec, "mask_embed.layers.0."))
+        e = lin(F.relu(lin(e, "mask_embed.layers.1.")), "mask_embed.layers.2.")
+        proj = F.conv2d(mf[s:s + n_f], sd["vita_mask_features.weight"], sd["vita_mask_features.bias"])
+        masks.append(torch.einsum("qc,tchw->qthw", e, proj))
+        mem_k.append(lin(dec, "pre_memory_embed_k.")[:, None])
+        mem_v.append(lin(dec, "pre_memory_embed_v.")[:, None])
+    return torch.stack(logits), torch.cat(masks, dim=1)
+
+
+@pytest.mark.parametrize("n_f", [1, 3])
+def test_outputs_match_an_independent_statement_of_the_official_forward(n_f):
+    m = model()
+    sd = to_official_state_dict(m)
+    torch.manual_seed(1)
+    fq, mf = torch.randn(7, 5, 32), torch.randn(7, 32, 3, 4)
+    got_cls, got_masks = load_official_genvis(sd).infer_from_tensors(fq, mf, n_f)
+    ref_cls, ref_masks = _official_reference(sd, fq, mf, n_f, heads=8)
+    assert torch.allclose(got_cls, ref_cls, atol=1e-4)
+    assert torch.allclose(got_masks, ref_masks, atol=1e-4)
