@@ -11,6 +11,9 @@ def _synth_args(wildcards):
         args += f" --height {int(s['height'])}"
     if s.get("width"):
         args += f" --width {int(s['width'])}"
+    for key in ("min_length", "max_length", "categories"):
+        if s.get(key):
+            args += f" --{key.replace('_', '-')} {int(s[key])}"
     return args
 
 
