@@ -177,3 +177,17 @@ def test_cli_train_detector_with_eval(split, tmp_path, capsys):
     rc = main(["train-detector", "--annotations", str(path), "--image-root", str(root / "frames"),
                "--config", str(cfg_yaml), "--out", str(tmp_path / "e.pt"), "--eval-out", "x.json"])
     assert rc == 2
+
+
+def test_finetuning_from_init_keeps_backbone_norm_statistics(split, tmp_path):
+    root, path = split
+    ds = load_vis_json(path)
+    torch.manual_seed(5)
+    start = FrameDetector(CFG)
+    start.save(tmp_path / "init.pt")
+    tcfg = TrainDetectorConfig.from_dict({**TCFG, "iterations": 2})
+    det = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "ft.pt", progress=False, init=tmp_path / "init.pt")
+    key = "m2f.model.pixel_level_module.encoder.embedder.embedder.normalization.running_mean"
+    assert torch.equal(det.state_dict()[key], start.state_dict()[key])
+    conv = "m2f.model.pixel_level_module.encoder.embedder.embedder.convolution.weight"
+    assert not torch.equal(det.state_dict()[conv], start.state_dict()[conv])  # weights still train

@@ -221,6 +221,14 @@ def _lr_factor(it: int, tcfg: TrainDetectorConfig) -> float:
     return f
 
 
+def _freeze_backbone_norms(det: FrameDetector) -> None:
+    """Keep the backbone's BatchNorm statistics fixed (detectron2 FrozenBN) when fine-tuning
+    from pretrained weights with small batches."""
+    for m in det.m2f.model.pixel_level_module.encoder.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def state_path(out: str | os.PathLike) -> Path:
     """Path of the resumable training state written beside ``out``."""
     out = Path(out)
@@ -280,6 +288,8 @@ def train_detector(
     det.m2f.criterion.num_points = tcfg.num_points
     det.m2f.criterion.matcher.num_points = tcfg.num_points
     det.to(device).train()
+    if init is not None:
+        _freeze_backbone_norms(det)
     opt = _optimizer(det, tcfg)
     gen = torch.Generator().manual_seed(tcfg.seed)
     start = 0
