@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_DETECTOR = REPO / "config" / "detectors" / "synth_tiny.yaml"
 #: used when config/detectors/synth_tiny.yaml is absent (same values)
-FALLBACK_DETECTOR = dict(name="synth-tiny", backbone="tiny_resnet", num_classes=6, hidden_dim=64,
+FALLBACK_DETECTOR = dict(name="synth-lite0", backbone="efficientnet_lite0", num_classes=6, hidden_dim=64,
                          num_queries=16, decoder_layers=4, encoder_layers=2, num_heads=4,
                          dim_feedforward=256, encoder_feedforward_dim=256, keep_layers=3,
                          min_size=96, max_size=128)

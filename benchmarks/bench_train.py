@@ -66,6 +66,11 @@ def main() -> None:
     ap.add_argument("--cache-iters", type=int, default=4, help="cache iterations per round")
     ap.add_argument("--detector-iters", type=int, default=2, help="detector-in-the-loop iterations per round")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up iterations per side (excluded)")
+    ap.add_argument("--project-detector", type=Path, default=None,
+                    help="also time this detector YAML on a few frames (e.g. config/detectors/r50_ovis.yaml, "
+                    "paper-scale Mask2Former R50 at 360p) and print the ratio it would give, from the measured cache "
+                    "iteration (a projection, labelled as such)")
+    ap.add_argument("--project-frames", type=int, default=2, help="frames timed for --project-detector")
     args = ap.parse_args()
     C.setup_torch(args)
 
@@ -176,9 +181,34 @@ def main() -> None:
           f"{med_d * frames_per_it:.1f}")
     print(f"ratio (median it/s):     cache is {med_c / med_d:.1f}x faster per iteration "
           f"({args.rounds} interleaved rounds, {bench_s:.0f} s; shared machine: expect noise)")
+    projected = ""
+    if args.project_detector is not None:
+        import numpy as np
+
+        from genvis.detector.preprocess import preprocess_frames
+        from genvis.data.frames import read_frames
+
+        big = C.make_detector(args.project_detector, args.seed).to(args.device)
+        v = ds.videos[0]
+        frames = read_frames(image_root, v.file_names, range(min(args.project_frames, v.length)))
+        pv, sz = preprocess_frames(frames, big.cfg)
+        with torch.no_grad():
+            big(pv[:1].to(args.device))  # warm-up
+            with C.Timer(args.device) as t:
+                big(pv.to(args.device))
+        per_frame, per_frame_cpu = t.seconds / len(frames), t.cpu_seconds / len(frames)
+        med_s = 1.0 / med_c
+        ratio = (med_s + frames_per_it * per_frame) / med_s
+        ratio_cpu = (cpu_c + frames_per_it * per_frame_cpu) / cpu_c
+        print(f"projection with {big.cfg.name} ({big.cfg.backbone}, input {sz.padded[0]}x{sz.padded[1]}): "
+              f"{per_frame:.2f} s/frame ({per_frame_cpu:.2f} CPU-s) x {frames_per_it} frames/iteration "
+              f"-> detector in the loop would be {ratio:.0f}x slower per iteration than the cache "
+              f"({ratio_cpu:.0f}x by CPU time); stage two measured at this run's sizes, not at that "
+              f"detector's C/Q_f")
+        projected = f"; projected with {big.cfg.name}: {ratio:.0f}x"
     print(f"SUMMARY bench_train: cache {med_c:.3g} it/s vs detector-in-loop {med_d:.3g} it/s = "
           f"{med_c / med_d:.1f}x ({cfg.name}, batch {tc.batch_videos}, N_v {tc.n_v}, N_f {tc.n_f}, "
-          f"{args.height}x{args.width}, detector {detector.cfg.name}), device={args.device}")
+          f"{args.height}x{args.width}, detector {detector.cfg.name}){projected}, device={args.device}")
 
 
 if __name__ == "__main__":
