@@ -235,3 +235,53 @@ def load_any_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
         model = load_official_genvis(payload)
         return model, {"official": True, "experiment": None}
     raise InputError(path, "neither a genvis stage-two model nor an official GenVIS checkpoint")
+
+
+#: genvis head parameter <- transformers Mask2Former parameter of a genvis FrameDetector
+_DETECTOR_HEADS = {
+    "heads.class_embed.weight": "m2f.class_predictor.weight",
+    "heads.class_embed.bias": "m2f.class_predictor.bias",
+    "heads.mask_features.weight": "m2f.model.pixel_level_module.decoder.mask_projection.weight",
+    "heads.mask_features.bias": "m2f.model.pixel_level_module.decoder.mask_projection.bias",
+    **{f"heads.mask_embed.layers.{i}.{p}":
+       f"m2f.model.transformer_module.decoder.mask_predictor.mask_embedder.{i}.0.{p}"
+       for i in range(3) for p in ("weight", "bias")},
+}
+
+
+def init_heads_from_detector(model: GenVIS, detector_path: str | os.PathLike) -> list[str]:
+    """Initialise the class head, the mask-embedding MLP and the mask-feature 1x1 conv from the
+    frame detector's own heads (Mask2Former ``class_predictor``, ``mask_embedder``,
+    ``mask_projection``).
+
+    Instance prototypes are decoder-normed like the detector's frame queries, so the
+    detector's heads give usable classes and masks from the first iteration; the official
+    GenVIS likewise starts from trained heads (VITA weights), which a from-scratch run on a
+    small benchmark lacks.
+
+    Returns:
+        the genvis parameter names that were set.
+
+    Raises:
+        InputError: unreadable detector file.
+        ConfigError: the detector's class count or hidden size differs from the model's.
+    """
+    from genvis.detector.model import FrameDetector
+
+    det = FrameDetector.load(detector_path)
+    sd = det.state_dict()
+    own = model.state_dict()
+    if det.cfg.num_classes != model.cfg.num_classes:
+        raise ConfigError("--init-heads", f"detector {detector_path} has {det.cfg.num_classes} classes, "
+                          f"the model {model.cfg.num_classes}")
+    if det.cfg.hidden_dim != model.cfg.hidden_dim:
+        raise ConfigError("--init-heads", f"detector {detector_path} has hidden size {det.cfg.hidden_dim}, "
+                          f"the model {model.cfg.hidden_dim}")
+    done = []
+    with torch.no_grad():
+        for ours, theirs in _DETECTOR_HEADS.items():
+            if theirs not in sd or tuple(sd[theirs].shape) != tuple(own[ours].shape):
+                raise InputError(detector_path, f"detector tensor {theirs} missing or of another shape")
+            own[ours].copy_(sd[theirs])
+            done.append(ours)
+    return done

@@ -144,3 +144,25 @@ def test_outputs_match_an_independent_statement_of_the_official_forward(n_f):
     ref_cls, ref_masks = _official_reference(sd, fq, mf, n_f, heads=8)
     assert torch.allclose(got_cls, ref_cls, atol=1e-4)
     assert torch.allclose(got_masks, ref_masks, atol=1e-4)
+
+
+def test_heads_initialised_from_the_frame_detector(tmp_path):
+    from genvis.checkpoints import init_heads_from_detector
+    from genvis.detector.config import DetectorConfig
+    from genvis.detector.model import FrameDetector
+
+    det = FrameDetector(DetectorConfig(backbone="tiny_resnet", num_classes=4, hidden_dim=32, num_queries=5,
+                                       decoder_layers=4, encoder_layers=1, num_heads=4, dim_feedforward=64,
+                                       encoder_feedforward_dim=64, min_size=32, max_size=64))
+    det.save(tmp_path / "det.pt")
+    m = model()
+    assert len(init_heads_from_detector(m, tmp_path / "det.pt")) == 10
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        assert torch.allclose(m.heads.class_embed(x), det.m2f.class_predictor(x), atol=1e-6)
+        mlp = det.m2f.model.transformer_module.decoder.mask_predictor.mask_embedder
+        assert torch.allclose(m.heads.mask_embed(x), mlp(x), atol=1e-6)
+    other = GenVIS(GenVISConfig(num_classes=7, hidden_dim=32, num_frame_queries=5, num_queries=6,
+                                num_heads=8, dim_feedforward=48, enc_layers=1, dec_layers=1))
+    with pytest.raises(ConfigError, match="4 classes"):
+        init_heads_from_detector(other, tmp_path / "det.pt")

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="MODEL.pt to write (losses.csv and resume "
                         "checkpoint are written beside it as <stem>.losses.csv / <stem>.resume.pt)")
     parser.add_argument("--iterations", type=int, default=None, help="override train.iterations")
+    parser.add_argument("--init-heads", default=None, metavar="DET.pt",
+                        help="initialise the class head, mask-embedding MLP and mask-feature 1x1 conv "
+                        "from this frame detector's heads (recommended when training from scratch)")
     parser.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is fastest for small "
@@ -39,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
     out = train(cfg, reader, dataset, args.out, resume=args.resume, iterations=args.iterations,
-                progress=not args.no_progress)
+                progress=not args.no_progress, init_heads=args.init_heads)
     print(f"wrote {out}")
     return 0

@@ -161,7 +161,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
 
 def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
           iterations: int | None = None, targets: Callable[[int], VideoTargets] | None = None,
-          progress: bool = True) -> Path:
+          progress: bool = True, init_heads: str | os.PathLike | None = None) -> Path:
     """Train GenVIS from a clip source and write MODEL.pt.
 
     Args:
@@ -175,6 +175,9 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         targets: video id -> :class:`VideoTargets` (default: decoded from ``dataset`` on the
             source's geometry).
         progress: show a tqdm bar.
+        init_heads: a frame detector file (DET.pt) whose class head, mask-embedding MLP and
+            mask projection initialise the model's heads
+            (:func:`genvis.checkpoints.init_heads_from_detector`).
 
     Returns:
         the path of MODEL.pt.
@@ -204,6 +207,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
                             sizes["mask_feature_dim"])
     torch.manual_seed(tc.seed)
     model = GenVIS(mcfg)
+    if init_heads is not None:
+        from genvis.checkpoints import init_heads_from_detector
+
+        init_heads_from_detector(model, init_heads)
     model.train()
     optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
     criterion = SetCriterion(tc, mcfg.num_classes)
@@ -267,5 +274,5 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     save_model(out, model, experiment, extra={
         "iterations": tc.iterations, "categories": categories,
         "provenance": dict(getattr(cache, "provenance", None) or {}),
-        "detector_layers": layers})
+        "detector_layers": layers, "init_heads": None if init_heads is None else str(init_heads)})
     return out
