@@ -80,6 +80,18 @@ def test_figure_series_sorted_and_missing_point_is_nan(tmp_path):
     assert table.column("N_f^eval") == [1, 3, 5]
     assert table.column("semi-online")[:2] == [31.0, 33.5]
     assert math.isnan(table.column("semi-online")[2])
+    assert to_markdown(table).splitlines()[-1] == "| 5 | 26.2 | - |"
+    assert to_csv(table).splitlines()[-1] == "5,26.2500,"
+
+
+def test_null_metric_is_undefined_not_an_error(tmp_path):
+    # genvis evaluate writes null where nothing is averaged (no large instance -> APl)
+    m = _metrics(tmp_path / "m.json", AP=10.0, APl=None)
+    spec = parse_spec({"tables": [{"name": "t", "metrics": ["AP", "APl"], "rows": [{"metrics": str(m)}]}]})
+    table = build_table(spec.tables[0])
+    assert table.column("AP") == [10.0] and math.isnan(table.column("APl")[0])
+    assert to_markdown(table).splitlines()[-1] == "| 10.0 | - |"
+    assert to_csv(table).splitlines() == ["AP,APl", "10.0000,"]
 
 
 def test_write_report_files(tmp_path):

@@ -43,7 +43,7 @@ def build_series(spec: FigureSpec) -> list[Series]:
 def series_table(spec: FigureSpec, series: list[Series]) -> Table:
     """The figure's data as a table: column ``x_label`` then one column per series.
 
-    A series without a point at some x gets NaN there (shown as ``nan``).
+    A series without a point at some x gets NaN there (shown as "-" / an empty CSV cell).
     """
     xs = sorted({x for s in series for x in s.x})
     rows = []

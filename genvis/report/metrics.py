@@ -50,7 +50,10 @@ def load_metrics(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def metric_value(metrics: dict[str, Any], key: str, source: str | os.PathLike) -> float:
-    """Return ``metrics[key]`` as a finite float.
+    """Return ``metrics[key]`` as a float; NaN where the metric is undefined (JSON null).
+
+    ``genvis evaluate`` writes null for a metric with nothing to average over (e.g. APl
+    when no ground-truth instance is large, the official API's -1); tables show it as "-".
 
     Args:
         metrics: a decoded metrics object (see :func:`load_metrics`).
@@ -58,12 +61,14 @@ def metric_value(metrics: dict[str, Any], key: str, source: str | os.PathLike) -
         source: the file the metrics came from (named in errors).
 
     Raises:
-        InputError: the key is absent, not a number, or not finite.
+        InputError: the key is absent, not a number or null, or infinite / NaN.
     """
     if key not in metrics:
         have = ", ".join(sorted(k for k, v in metrics.items() if _is_number(v))) or "none"
         raise InputError(source, f"metric {key!r} missing (numeric metrics present: {have})")
     value = metrics[key]
+    if value is None:
+        return float("nan")
     if not _is_number(value):
         raise InputError(source, f"metric {key!r} is not a number: {value!r}")
     value = float(value)

@@ -3,13 +3,15 @@
 A table has label columns (e.g. N_v, CL, UVLA, IPM for Table 4) followed by metric columns
 (AP, AP50, AP75, AR1, AR10 by default; percent, 0-100). Markdown shows one decimal, as the
 paper does, with booleans as a check mark or an empty cell; CSV keeps four decimals and
-writes booleans as ``true`` / ``false``.
+writes booleans as ``true`` / ``false``. An undefined metric (NaN: null in metrics.json, or
+no point of a figure series at that x) is "-" in markdown and an empty CSV cell.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +87,10 @@ def _csv_label(value: Any) -> str:
     return str(value)
 
 
+def _number(value: float, decimals: int, missing: str) -> str:
+    return missing if math.isnan(value) else f"{value:.{decimals}f}"
+
+
 def to_markdown(table: Table, decimals: int = 1) -> str:
     """Render as a GitHub markdown table under a bold caption; metrics to ``decimals`` places.
 
@@ -95,7 +101,7 @@ def to_markdown(table: Table, decimals: int = 1) -> str:
     align = "|" + "|".join([":---"] * n_labels + ["---:"] * len(table.metric_columns)) + "|"
     lines = [f"**{table.title}**", "", head, align]
     for r in table.rows:
-        cells = [_md_label(v) for v in r[:n_labels]] + [f"{v:.{decimals}f}" for v in r[n_labels:]]
+        cells = [_md_label(v) for v in r[:n_labels]] + [_number(v, decimals, "-") for v in r[n_labels:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -107,5 +113,5 @@ def to_csv(table: Table, decimals: int = 4) -> str:
     w.writerow(table.columns)
     n_labels = len(table.label_columns)
     for r in table.rows:
-        w.writerow([_csv_label(v) for v in r[:n_labels]] + [f"{v:.{decimals}f}" for v in r[n_labels:]])
+        w.writerow([_csv_label(v) for v in r[:n_labels]] + [_number(v, decimals, "") for v in r[n_labels:]])
     return buf.getvalue()

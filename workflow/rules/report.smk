@@ -2,6 +2,8 @@
 # `genvis report --spec`. The spec is written from the config by a local rule, so changing
 # a table's rows re-runs only the report.
 
+import json
+
 from genvis.report.metrics import ALL_METRICS, PAPER_METRICS
 
 
@@ -112,22 +114,21 @@ localrules:
 
 
 rule report_spec:
-    """reports/<dataset>/<report>.spec.yaml: which metrics file fills which cell."""
+    """reports/<dataset>/<report>.spec.json: which metrics file fills which cell."""
     output:
-        "reports/{dataset}/{report}.spec.yaml",
+        "reports/{dataset}/{report}.spec.json",
     params:
-        spec=lambda wc: report_spec(wc.dataset, wc.report),
-    run:
-        import yaml
-        from genvis.utils.io import atomic_write_text
-
-        atomic_write_text(output[0], yaml.safe_dump(params.spec, sort_keys=False))
+        spec=lambda wc: json.dumps(report_spec(wc.dataset, wc.report), indent=1),
+    # a shell rule, not run:, so the spec is computed once, in the main process, from the
+    # config as given (run: jobs re-parse the workflow in a sub-process)
+    shell:
+        "printf '%s\\n' {params.spec:q} > {output}.tmp && mv {output}.tmp {output}"
 
 
 rule report:
     """reports/<dataset>/<report>/: <table>.md/.csv, <figure>.png/.md/.csv, report.md."""
     input:
-        spec="reports/{dataset}/{report}.spec.yaml",
+        spec="reports/{dataset}/{report}.spec.json",
         metrics=lambda wc: report_metrics(wc.dataset, wc.report),
     output:
         directory("reports/{dataset}/{report}"),
