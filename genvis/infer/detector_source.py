@@ -21,12 +21,12 @@ Frames come from either
   Video files are decoded sequentially; a read before the decoder's position reopens it.
 
 Inference reads every clip twice (pass 1 frame queries, pass 2 mask features). With
-``spill_dir`` set, the detector outputs of frames read in order are appended as float16
-(the cache's precision) to one small binary file per video and field, and later reads of
-those frames come from there: the detector then runs once per frame and resident memory
-stays flat in the video length (plain file reads, no memory map); a read at the end of
-the spilled frames detects ``batch_size`` frames ahead, so online (N_f = 1) inference
-still runs the detector on batches. Without ``spill_dir``
+``spill_dir`` set, the detector outputs are appended in frame order as float16 (the
+cache's precision) to one small binary file per video and field, and every clip is served
+from there: the detector then runs once per frame and resident memory stays flat in the
+video length (plain file reads, no memory map). A read past the spilled frames detects
+``batch_size`` frames at a time (any clip length), so online (N_f = 1) inference still runs
+the detector on batches; a read that skips ahead detects the skipped frames too. Without ``spill_dir``
 every read runs the detector (what training with the detector in the loop does).
 """
 
@@ -261,14 +261,12 @@ class DetectorClipSource:
         for f in fields:
             if f not in layout.FIELDS:
                 raise ValueError(f"unknown field {f!r}; expected one of {layout.FIELDS}")
-        if self.spill_dir is not None and stop <= self._spilled.get(int(video_id), 0):
+        if self.spill_dir is not None:
+            # extend the spilled prefix past `stop`, a whole batch at a time (as `genvis
+            # extract` batches), then serve the clip from the spill files
+            while (done := self._spilled.get(int(video_id), 0)) < stop:
+                self._write_spill(video_id, self.detect(video_id, done, min(max(stop, done + self.batch_size), n)))
             data = {f: self._read_spill(video_id, f, start, stop) for f in fields}
-        elif self.spill_dir is not None and start == self._spilled.get(int(video_id), 0):
-            # at the spill frontier: detect a whole batch ahead (as `genvis extract` batches)
-            ahead = min(max(stop, start + self.batch_size), n)
-            data = self.detect(video_id, start, ahead)
-            self._write_spill(video_id, data)
-            data = {f: data[f][:stop - start] for f in fields}
         else:
             data = self.detect(video_id, start, stop)
             data = {f: data[f] for f in fields}
