@@ -12,6 +12,7 @@ from genvis.errors import ConfigError
 REPO = Path(workflow.basedir)
 
 THREADS = config["resources"]["threads"]
+STAGE_TWO_THREADS = config["resources"]["stage_two_threads"]
 GPUS = config["resources"]["gpu"]
 # torch reads these at import: keep each job to the threads it declared (shared machines).
 THREAD_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"

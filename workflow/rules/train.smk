@@ -5,16 +5,22 @@
 def _train_inputs(wildcards):
     d = dataset_cfg(wildcards.dataset)
     e = experiment_cfg(wildcards.experiment)
-    return {
+    inputs = {
         "cache": cache_path(wildcards.dataset, d["train_split"]),
         "annotations": split_annotations(wildcards.dataset, d["train_split"]),
         "config": repo_file(e["config"], f"experiments.{wildcards.experiment}.config", "experiment config"),
     }
+    if d.get("init_heads", True):
+        inputs["detector"] = f"detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
+    return inputs
 
 
-def _train_args(wildcards):
-    iters = dataset_cfg(wildcards.dataset).get("train_iterations")
-    return f" --iterations {int(iters)}" if iters else ""
+def _train_args(wildcards, input):
+    d = dataset_cfg(wildcards.dataset)
+    args = f" --iterations {int(d['train_iterations'])}" if d.get("train_iterations") else ""
+    if d.get("init_heads", True):
+        args += f" --init-heads {input.detector}"
+    return args
 
 
 rule train:
@@ -27,12 +33,12 @@ rule train:
         args=_train_args,
     log:
         "logs/{dataset}/{experiment}/train.log",
-    threads: THREADS
+    threads: STAGE_TWO_THREADS
     resources:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis train --cache {input.cache} --annotations {input.annotations}"
-        " --config {input.config} --out {output}{params.args} --no-progress > {log} 2>&1"
+        " --config {input.config} --out {output}{params.args} --threads {threads} --no-progress > {log} 2>&1"
 
 
 def _infer_inputs(wildcards):
@@ -58,12 +64,12 @@ rule infer:
         args=_default_n_f_eval,
     log:
         "logs/{dataset}/{experiment}/{split}/infer.log",
-    threads: THREADS
+    threads: STAGE_TWO_THREADS
     resources:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output}{params.args} --no-progress > {log} 2>&1"
+        " --model {input.model} --out {output}{params.args} --threads {threads} --no-progress > {log} 2>&1"
 
 
 rule infer_n_f_eval:
@@ -74,12 +80,12 @@ rule infer_n_f_eval:
         "runs/{dataset}/{experiment}/{split}/nf{n}/results.json",
     log:
         "logs/{dataset}/{experiment}/{split}/infer_nf{n}.log",
-    threads: THREADS
+    threads: STAGE_TWO_THREADS
     resources:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output} --n-f-eval {wildcards.n} --no-progress > {log} 2>&1"
+        " --model {input.model} --out {output} --n-f-eval {wildcards.n} --threads {threads} --no-progress > {log} 2>&1"
 
 
 rule infer_submission:
@@ -93,9 +99,9 @@ rule infer_submission:
         args=_default_n_f_eval,
     log:
         "logs/{dataset}/{experiment}/{split}/infer_submission.log",
-    threads: THREADS
+    threads: STAGE_TWO_THREADS
     resources:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output.results} --zip {output.zip}{params.args} --no-progress > {log} 2>&1"
+        " --model {input.model} --out {output.results} --zip {output.zip}{params.args} --threads {threads} --no-progress > {log} 2>&1"
