@@ -277,3 +277,17 @@ def test_resolution_change_reruns_extraction(tiny_run):
     counts = job_counts(proc.stdout)
     assert counts.get("extract") == 2  # train and valid caches
     assert "detector" not in counts and "synth" not in counts
+
+
+@pytest.mark.slow
+def test_detector_change_reruns_detector_and_extraction(tiny_run):
+    workdir, cfg = tiny_run
+    cfg = copy.deepcopy(cfg)
+    cfg["datasets"]["synth"]["detectors"][cfg["datasets"]["synth"]["detector"]]["train"]["iterations"] += 1
+    proc = run_snakemake(workdir, "-n", "quickstart", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts.get("detector") == 1 and counts.get("extract") == 2
+    assert counts.get("train") == len(cfg["datasets"]["synth"]["experiments"])
+    assert "synth" not in counts
+

@@ -18,14 +18,21 @@ def _detector_kind(wildcards):
     return detector_source(wildcards.dataset, wildcards.detector)[0]
 
 
-def _detector_args(wildcards, input, output):
-    """Arguments of train-detector or import-checkpoint (paths and settings, not device)."""
+def _detector_files(wildcards, input, output):
+    """Input/output paths of train-detector or import-checkpoint."""
+    if "checkpoint" in input.keys():
+        return f"--checkpoint {input.checkpoint} --config {input.config} --out {output}"
+    return f"--annotations {input.annotations} --config {input.config} --out {output}"
+
+
+def _detector_settings(wildcards):
+    """Settings of train-detector (image root, iterations). A function of the wildcards
+    only, so Snakemake records it and re-trains when it changes."""
     det = detector_cfg(wildcards.dataset, wildcards.detector)
     kind, source = detector_source(wildcards.dataset, wildcards.detector)
     if kind == "checkpoint":
-        return f"--checkpoint {input.checkpoint} --config {input.config} --out {output}"
-    args = (f"--annotations {input.annotations} --image-root {split_image_root(wildcards.dataset, source)}"
-            f" --config {input.config} --out {output}")
+        return ""
+    args = f" --image-root {split_image_root(wildcards.dataset, source)}"
     if det["train"].get("iterations"):
         args += f" --iterations {int(det['train']['iterations'])}"
     return args
@@ -39,7 +46,8 @@ rule detector:
         "detectors/{dataset}/{detector}.pt",
     params:
         kind=_detector_kind,
-        args=_detector_args,
+        files=_detector_files,
+        settings=_detector_settings,
     log:
         "logs/{dataset}/detector/{detector}.log",
     threads: THREADS
@@ -47,6 +55,6 @@ rule detector:
         gpu=GPUS,
     shell:
         "if [ {params.kind} = train ]; then "
-        + THREAD_ENV + " genvis train-detector {params.args} --device " + DEVICE
+        + THREAD_ENV + " genvis train-detector {params.files}{params.settings} --device " + DEVICE
         + " --threads {threads} --no-progress; "
-        "else " + THREAD_ENV + " genvis import-checkpoint {params.args}; fi > {log} 2>&1"
+        "else " + THREAD_ENV + " genvis import-checkpoint {params.files}; fi > {log} 2>&1"

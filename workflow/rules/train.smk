@@ -15,11 +15,13 @@ def _train_inputs(wildcards):
     return inputs
 
 
-def _train_args(wildcards, input):
+def _train_args(wildcards):
+    # A function of the wildcards only: Snakemake records such params and re-runs the job
+    # when they change (params computed from input/output are not tracked).
     d = dataset_cfg(wildcards.dataset)
     args = f" --iterations {int(d['train_iterations'])}" if d.get("train_iterations") else ""
     if d.get("init_heads", True):
-        args += f" --init-heads {input.detector}"
+        args += f" --init-heads detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
     return args
 
 
