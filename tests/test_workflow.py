@@ -209,7 +209,7 @@ def tiny_config() -> dict:
         "table6": [{"experiment": online, "N_f": 1}, {"experiment": semi, "N_f": 3}],
         "fig3": {"online": online, "semi_online": semi, "n_f_eval": [1, 3]},
     }
-    cfg["resources"] = {"threads": 2, "gpu": 0}
+    cfg["resources"] = {"threads": 1, "stage_two_threads": 1, "gpu": 0}
     return cfg
 
 
