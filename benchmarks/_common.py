@@ -120,10 +120,22 @@ def synth(out: Path, videos: int, height: int, width: int, min_length: int, max_
 
 def extract_store(dataset, image_root: Path, detector, out: Path, device: str = "cpu",
                   batch_size: int = 8):
-    """Run the real ``genvis extract`` code into ``out`` (resumes / skips complete videos)."""
-    from genvis.cache.extract import extract
+    """Run the real ``genvis extract`` code into ``out`` (resumes / skips complete videos).
 
-    return extract(dataset, image_root, detector, out, batch_size=batch_size, device=device, progress=False)
+    A store left by another detector config is refused by extract (InputError); this
+    benchmark-only store is then deleted and rebuilt.
+    """
+    import shutil
+
+    from genvis.cache.extract import extract
+    from genvis.errors import InputError
+
+    try:
+        return extract(dataset, image_root, detector, out, batch_size=batch_size, device=device, progress=False)
+    except InputError as exc:
+        print(f"rebuilding {out}: {exc}")
+        shutil.rmtree(out)
+        return extract(dataset, image_root, detector, out, batch_size=batch_size, device=device, progress=False)
 
 
 def describe(values: Sequence[float]) -> dict[str, float]:

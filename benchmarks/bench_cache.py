@@ -22,7 +22,6 @@ Printed:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,7 +56,6 @@ def main() -> None:
     from genvis.cache import layout
     from genvis.cache.reader import CacheReader
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import InputError
 
     print(f"machine: {C.machine()}")
     work = args.workdir
@@ -66,12 +64,7 @@ def main() -> None:
     ds = load_vis_json(work / "synth" / "valid.json")
     detector = C.make_detector(args.detector_config, args.seed)
     store = work / "valid.zarr"
-    try:
-        stats = C.extract_store(ds, work / "synth" / "frames", detector, store, args.device)
-    except InputError as exc:
-        print(f"rebuilding {store}: {exc}")
-        shutil.rmtree(store)
-        stats = C.extract_store(ds, work / "synth" / "frames", detector, store, args.device)
+    stats = C.extract_store(ds, work / "synth" / "frames", detector, store, args.device)
     print(f"set-up {time.perf_counter() - t0:.1f} s; {stats.summary()}")
 
     reader = CacheReader(store)

@@ -25,7 +25,6 @@ rounds alternate the order; medians and spread of frames/s are printed.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,7 +54,6 @@ def main() -> None:
 
     from genvis.cache.reader import CacheReader
     from genvis.data.ytvis import VISDataset, load_vis_json
-    from genvis.errors import InputError
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.infer.inference import run_inference
     from genvis.model.genvis import GenVIS
@@ -68,12 +66,7 @@ def main() -> None:
     root = work / "synth" / "frames"
     detector = C.make_detector(args.detector_config, args.seed)
     store = work / "valid.zarr"
-    try:
-        stats = C.extract_store(ds, root, detector, store, args.device)
-    except InputError as exc:
-        print(f"rebuilding {store}: {exc}")
-        shutil.rmtree(store)
-        stats = C.extract_store(ds, root, detector, store, args.device)
+    stats = C.extract_store(ds, root, detector, store, args.device)
     frames = sum(v.length for v in ds.videos)
     print(f"set-up {time.perf_counter() - t0:.1f} s: {len(ds.videos)} videos, {frames} frames at "
           f"{args.height}x{args.width}; {stats.summary()}")

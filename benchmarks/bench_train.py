@@ -22,7 +22,6 @@ the share of each iteration spent getting the clips.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -78,7 +77,6 @@ def main() -> None:
 
     from genvis.cache.reader import CacheReader
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import InputError
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.model.genvis import GenVIS
     from genvis.train.criterion import SetCriterion
@@ -94,12 +92,7 @@ def main() -> None:
     image_root = work / "synth" / "frames"
     detector = C.make_detector(args.detector_config, args.seed)
     store = work / "train.zarr"
-    try:
-        stats = C.extract_store(ds, image_root, detector, store, args.device)
-    except InputError as exc:  # a store of another detector config: rebuild it
-        print(f"rebuilding {store}: {exc}")
-        shutil.rmtree(store)
-        stats = C.extract_store(ds, image_root, detector, store, args.device)
+    stats = C.extract_store(ds, image_root, detector, store, args.device)
     frames = sum(v.length for v in ds.videos)
     print(f"set-up {time.perf_counter() - t0:.1f} s: {len(ds.videos)} training videos, {frames} frames "
           f"at {args.height}x{args.width}; {stats.summary()}")
