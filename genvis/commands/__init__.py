@@ -3,3 +3,29 @@
 These modules only parse arguments and call the library; the work lives in the stage
 packages (``genvis.data``, ``genvis.detector``, ``genvis.cache``, ``genvis.train``, ...).
 """
+
+import argparse
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--threads N`` (torch CPU threads) to a sub-command's parser."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is fastest for small "
+                        "models on a busy machine)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` with ``torch.set_num_threads`` when given.
+
+    Raises:
+        ConfigError: ``--threads`` is below 1.
+    """
+    if args.threads is None:
+        return
+    from genvis.errors import ConfigError
+
+    if args.threads < 1:
+        raise ConfigError("--threads", f"must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genvis.commands import add_threads_argument, apply_threads
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI options of ``genvis demo``."""
@@ -17,21 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class score an instance needs to be drawn in the overlay (default 0.3)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (detector)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo. Returns 0; GenvisError subclasses on bad input."""
-    import torch
-
     from genvis.errors import ConfigError
     from genvis.infer.demo import run_demo
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads", f"must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames", f"must be >= 1, got {args.max_frames}")
     out = run_demo(args.video, args.detector, args.model, args.out_dir, args.n_f_eval, args.top_k,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genvis.commands import add_threads_argument, apply_threads
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="split json (YouTube-VIS / OVIS format)")
@@ -15,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-size", type=int, default=None, help="shortest side in pixels (default: detector config)")
     parser.add_argument("--max-size", type=int, default=None, help="longest-side cap in pixels (default: detector config)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -28,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.errors import InputError
 
     shard = parse_shard(args.shard)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device", "CUDA requested but not available")
     dataset = load_vis_json(args.annotations)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genvis.commands import add_threads_argument, apply_threads
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI options of ``genvis infer``."""
@@ -15,16 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice; 1 is fastest for small "
-                        "models on a busy machine)")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
-    import torch
-
     from genvis.cache.reader import CacheReader
     from genvis.checkpoints import load_any_model
     from genvis.data.results import write_results, write_results_zip
@@ -33,12 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.infer.inference import run_inference
     from genvis.train.config import ExperimentConfig
 
-    from genvis.errors import ConfigError as _ConfigError
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise _ConfigError("--threads", f"must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
     if meta.get("experiment"):
         exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{args.model}: experiment")

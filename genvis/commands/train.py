@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genvis.commands import add_threads_argument, apply_threads
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI options of ``genvis train``."""
@@ -17,27 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="initialise the class head, mask-embedding MLP and mask-feature 1x1 conv "
                         "from this frame detector's heads (recommended when training from scratch)")
     parser.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice; 1 is fastest for small "
-                        "models on a busy machine)")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train and write MODEL.pt. Returns 0; GenvisError subclasses on bad input."""
-    import torch
-
     from genvis.cache.reader import CacheReader
     from genvis.data.ytvis import load_vis_json
     from genvis.train.config import load_experiment
     from genvis.train.loop import train
 
-    from genvis.errors import ConfigError as _ConfigError
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise _ConfigError("--threads", f"must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     cfg = load_experiment(args.config)
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)

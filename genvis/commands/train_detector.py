@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genvis.commands import add_threads_argument, apply_threads
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="training split json (with annotations)")
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-image-root", default=None, help="image root of --eval-annotations")
     parser.add_argument("--eval-out", default=None, help="write the frame AP json here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -36,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--eval-annotations", "give --eval-annotations and --eval-image-root together")
     if args.eval_out and not args.eval_annotations:
         raise InputError("--eval-out", "needs --eval-annotations and --eval-image-root")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device", "CUDA requested but not available")
     cfg, train_opts = load_detector_yaml(args.config)
