@@ -79,3 +79,19 @@ def tiny_synth_dir(tmp_path_factory) -> Path:
     write_synth_dataset(out, SynthConfig(num_videos=6, seed=0, height=48, width=64,
                                          min_length=6, max_length=12), progress=False)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread, then restore the previous count.
+
+    Tiny models run fastest on one thread (more threads spin on a busy shared machine), and
+    results must not depend on thread scheduling. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

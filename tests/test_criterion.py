@@ -13,13 +13,7 @@ from genvis.train.matcher import batch_dice, batch_sigmoid_ce, matching_cost
 from genvis.train.points import point_sample, uncertain_point_coords
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more threads spin on a busy shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dice_and_bce_known_values():

@@ -63,12 +63,7 @@ def split(tmp_path_factory):
     return root, make_annotated_split(root)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TCFG = dict(iterations=6, batch_size=2, lr=1e-3, backbone_lr_multiplier=1.0, num_points=256,

@@ -49,13 +49,7 @@ def make_split(root: Path, lengths=LENGTHS, h=20, w=28) -> Path:
     return root / "split.json"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Results must not depend on thread scheduling; also keeps the shared CI machine calm."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ TINY = dict(backbone="tiny_resnet", num_classes=3, hidden_dim=32, num_queries=5,
             min_size=32, max_size=64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more threads spin on a busy shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
