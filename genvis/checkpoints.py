@@ -285,3 +285,45 @@ def init_heads_from_detector(model: GenVIS, detector_path: str | os.PathLike) ->
             own[ours].copy_(sd[theirs])
             done.append(ours)
     return done
+
+
+def init_from_model(model: GenVIS, source: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Initialise a stage-two model from another trained stage-two model (fine-tuning).
+
+    The paper's protocol (GenVIS appendix A.1): GenVIS starts from the weights of a trained
+    VITA model (N_v = 1, per-clip assignment) and fine-tunes the video modules with its own
+    training strategy. Every parameter present in both models with the same name and shape
+    is copied; parameters only the new model has (e.g. the memory projections of IPM when
+    the source had no memory) keep their fresh initialisation.
+
+    Args:
+        model: the new GenVIS (its architecture comes from its own experiment YAML).
+        source: a genvis MODEL.pt or an official GenVIS ``.pth``.
+
+    Returns:
+        (names copied, names left at their initialisation).
+
+    Raises:
+        InputError: unreadable file / not a stage-two model.
+        ConfigError: different class count, hidden size, frame-query count or number of
+            instance queries (N_q), or a parameter of the same name with another shape.
+    """
+    src, _ = load_any_model(source)
+    for field in ("num_classes", "hidden_dim", "num_queries"):
+        a, b = getattr(src.cfg, field, None), getattr(model.cfg, field, None)
+        if a != b:
+            raise ConfigError("--init-model", f"{source} has {field}={a}, this experiment {b}")
+    theirs = src.state_dict()
+    own = model.state_dict()
+    copied, fresh = [], []
+    with torch.no_grad():
+        for name, tensor in own.items():
+            if name not in theirs:
+                fresh.append(name)
+                continue
+            if tuple(theirs[name].shape) != tuple(tensor.shape):
+                raise ConfigError("--init-model", f"{source}: parameter {name} has shape "
+                                  f"{tuple(theirs[name].shape)}, this experiment {tuple(tensor.shape)}")
+            tensor.copy_(theirs[name])
+            copied.append(name)
+    return copied, fresh

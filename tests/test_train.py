@@ -68,6 +68,35 @@ def test_exact_resume(tmp_path):
         train(config(iterations=2 * k, checkpoint_every=k, lr=5e-4), src, ds, part, resume=True, progress=False)
 
 
+def test_init_model_copies_shared_weights_and_keeps_new_ones_fresh(tmp_path):
+    """Fine-tuning (paper: GenVIS starts from VITA weights): an N_v=1 model without memory
+    initialises a UVLA + IPM model; the memory projections keep their own initialisation."""
+    src, ds = make_toy_problem(num_videos=3, length=6)
+    base_cfg = config(iterations=3, n_v=1, assignment="per_clip")
+    base_cfg.model["memory"] = "none"
+    base = train(base_cfg, src, ds, tmp_path / "base.pt", progress=False)
+    tuned_cfg = config(iterations=1, lr=1e-12)        # one step that moves nothing measurable
+    tuned_cfg.model["memory"] = "index"
+    tuned = train(tuned_cfg, src, ds, tmp_path / "tuned.pt", progress=False, init_model=base)
+    scratch = train(config(iterations=1, lr=1e-12), src, ds, tmp_path / "scratch.pt", progress=False)
+    a, _ = load_model(base)
+    b, meta = load_model(tuned)
+    c, _ = load_model(scratch)
+    shared = [n for n in b.state_dict() if n in a.state_dict()]
+    assert len(shared) > 20
+    for name in shared:
+        torch.testing.assert_close(b.state_dict()[name], a.state_dict()[name], atol=1e-6, rtol=0)
+    memory = [n for n in b.state_dict() if n.startswith("memory.")]
+    assert memory and all(n not in a.state_dict() for n in memory)
+    for name in memory:  # same seed -> the same fresh initialisation as a model trained from scratch
+        torch.testing.assert_close(b.state_dict()[name], c.state_dict()[name], atol=1e-6, rtol=0)
+    assert meta["init_model"] == str(base)
+    other = config(iterations=1)
+    other.model["num_queries"] = 7
+    with pytest.raises(ConfigError, match="num_queries=6, this experiment 7"):
+        train(other, src, ds, tmp_path / "bad.pt", progress=False, init_model=base)
+
+
 def test_bad_input_is_reported(tmp_path):
     src, ds = make_toy_problem(num_videos=2, length=6)
     with pytest.raises(ConfigError, match="n_v"):

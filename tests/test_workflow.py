@@ -151,6 +151,21 @@ def test_quickstart_and_ablations_dry_run(tmp_path):
     }
 
 
+def test_init_from_trains_the_base_model_first_and_passes_it(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    cfg["experiments"]["genvis_online"]["init_from"] = "minvis_nv1"
+    cfg["datasets"]["synth"]["experiments"] = ["genvis_online"]
+    proc = run_snakemake(tmp_path, "-n", "-p", "runs/synth/genvis_online/model.pt", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stdout)["train"] == 2          # minvis_nv1 is built first
+    line = next(x for x in proc.stdout.splitlines() if "--out runs/synth/genvis_online/model.pt" in x)
+    assert "--init-model runs/synth/minvis_nv1/model.pt" in line
+    cfg["experiments"]["minvis_nv1"]["init_from"] = "genvis_online"
+    proc = run_snakemake(tmp_path, "-n", "runs/synth/genvis_online/model.pt", config=cfg)
+    assert proc.returncode != 0
+    assert "initialisation cycle genvis_online -> minvis_nv1 -> genvis_online" in proc.stdout + proc.stderr
+
+
 def test_missing_davis_root_names_the_key(tmp_path):
     cfg = placeholder_config(tmp_path)
     cfg["datasets"]["davis"]["splits"]["train"]["davis"]["root"] = str(tmp_path / "no_davis_here")

@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-heads", default=None, metavar="DET.pt",
                         help="initialise the class head, mask-embedding MLP and mask-feature 1x1 conv "
                         "from this frame detector's heads (recommended when training from scratch)")
+    parser.add_argument("--init-model", default=None, metavar="MODEL.pt",
+                        help="fine-tune: start from this trained stage-two model's weights (every "
+                        "parameter of the same name and shape; the paper starts GenVIS from VITA "
+                        "weights, here e.g. the N_v=1 model)")
     parser.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -35,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
     out = train(cfg, reader, dataset, args.out, resume=args.resume, iterations=args.iterations,
-                progress=not args.no_progress, init_heads=args.init_heads)
+                progress=not args.no_progress, init_heads=args.init_heads,
+                init_model=args.init_model)
     print(f"wrote {out}")
     return 0

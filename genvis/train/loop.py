@@ -161,7 +161,8 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
 
 def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
           iterations: int | None = None, targets: Callable[[int], VideoTargets] | None = None,
-          progress: bool = True, init_heads: str | os.PathLike | None = None) -> Path:
+          progress: bool = True, init_heads: str | os.PathLike | None = None,
+          init_model: str | os.PathLike | None = None) -> Path:
     """Train GenVIS from a clip source and write MODEL.pt.
 
     Args:
@@ -178,6 +179,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         init_heads: a frame detector file (DET.pt) whose class head, mask-embedding MLP and
             mask projection initialise the model's heads
             (:func:`genvis.checkpoints.init_heads_from_detector`).
+        init_model: a trained stage-two MODEL.pt (e.g. the N_v = 1 VITA-style model) whose
+            weights initialise every parameter of the same name and shape -- the paper's
+            fine-tuning protocol (:func:`genvis.checkpoints.init_from_model`); applied after
+            ``init_heads``.
 
     Returns:
         the path of MODEL.pt.
@@ -211,6 +216,13 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         from genvis.checkpoints import init_heads_from_detector
 
         init_heads_from_detector(model, init_heads)
+    if init_model is not None:
+        from genvis.checkpoints import init_from_model
+
+        _, fresh = init_from_model(model, init_model)
+        if fresh:
+            print(f"--init-model {init_model}: {len(fresh)} parameter(s) not in it keep their "
+                  f"initialisation ({', '.join(sorted({n.rsplit('.', 2)[0] for n in fresh}))})")
     model.train()
     optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
     criterion = SetCriterion(tc, mcfg.num_classes)
@@ -274,5 +286,6 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     save_model(out, model, experiment, extra={
         "iterations": tc.iterations, "categories": categories,
         "provenance": dict(getattr(cache, "provenance", None) or {}),
-        "detector_layers": layers, "init_heads": None if init_heads is None else str(init_heads)})
+        "detector_layers": layers, "init_heads": None if init_heads is None else str(init_heads),
+        "init_model": None if init_model is None else str(init_model)})
     return out

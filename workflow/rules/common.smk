@@ -63,6 +63,23 @@ def experiment_cfg(experiment):
     return config["experiments"][experiment]
 
 
+def init_from(experiment):
+    """The experiment whose trained model initialises this one (experiments.<name>.init_from:
+    the paper fine-tunes GenVIS from VITA weights), or None. ConfigError on an unknown name
+    or a cycle."""
+    seen = [experiment]
+    base = experiment_cfg(experiment).get("init_from")
+    while base:
+        if base not in config["experiments"]:
+            raise ConfigError(f"experiments.{seen[-1]}.init_from", f"unknown experiment {base!r}")
+        if base in seen:
+            raise ConfigError(f"experiments.{experiment}.init_from",
+                              f"initialisation cycle {' -> '.join(seen + [base])}")
+        seen.append(base)
+        base = config["experiments"][base].get("init_from")
+    return experiment_cfg(experiment).get("init_from")
+
+
 def detector_cfg(dataset, detector):
     """The config block of one detector of a dataset."""
     dets = dataset_cfg(dataset)["detectors"]

@@ -12,6 +12,9 @@ def _train_inputs(wildcards):
     }
     if d.get("init_heads", True):
         inputs["detector"] = f"detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
+    base = init_from(wildcards.experiment)
+    if base:
+        inputs["init_model"] = model_path(wildcards.dataset, base)
     return inputs
 
 
@@ -22,6 +25,9 @@ def _train_args(wildcards):
     args = f" --iterations {int(d['train_iterations'])}" if d.get("train_iterations") else ""
     if d.get("init_heads", True):
         args += f" --init-heads detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
+    base = init_from(wildcards.experiment)
+    if base:
+        args += f" --init-model {model_path(wildcards.dataset, base)}"
     return args
 
 
