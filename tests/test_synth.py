@@ -125,3 +125,20 @@ def test_cli_writes_benchmark_and_rejects_bad_settings(tmp_path, capsys):
     assert main(["synth", "--out", str(bad), "--videos", "2", "--height", "5"]) == 2
     assert "synth.height" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_valid_videos_grows_valid_and_keeps_train(tmp_path, capsys):
+    """--valid-videos: a larger valid split for less noisy AP, with the same train videos
+    (so a trained detector and its train cache stay valid)."""
+    common = ["--seed", "3", "--height", "32", "--width", "32", "--min-length", "3", "--max-length", "6",
+              "--no-progress"]
+    assert main(["synth", "--out", str(tmp_path / "a"), "--videos", "5", "--valid-videos", "2", *common]) == 0
+    assert main(["synth", "--out", str(tmp_path / "b"), "--videos", "7", "--valid-videos", "4", *common]) == 0
+    a = {s: json.loads((tmp_path / "a" / f"{s}.json").read_text()) for s in ("train", "valid")}
+    b = {s: json.loads((tmp_path / "b" / f"{s}.json").read_text()) for s in ("train", "valid")}
+    assert len(a["train"]["videos"]) == len(b["train"]["videos"]) == 3
+    assert len(a["valid"]["videos"]) == 2 and len(b["valid"]["videos"]) == 4
+    assert a["train"]["annotations"] == b["train"]["annotations"]
+    assert b["valid"]["annotations"][: len(a["valid"]["annotations"])] == a["valid"]["annotations"]
+    assert main(["synth", "--out", str(tmp_path / "c"), "--videos", "4", "--valid-videos", "4", *common]) == 2
+    assert "--valid-videos: must be in 1..3" in capsys.readouterr().err

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=d.max_length, help=f"longest video, frames (default {d.max_length})")
     parser.add_argument("--valid-fraction", type=float, default=d.valid_fraction,
                         help=f"fraction of videos in valid.json (default {d.valid_fraction})")
+    parser.add_argument("--valid-videos", type=int, default=None,
+                        help="number of videos in valid.json (instead of --valid-fraction); the train "
+                        "videos are the same for any count, so a larger valid split can be added later")
     parser.add_argument("--min-instances", type=int, default=d.min_instances)
     parser.add_argument("--max-instances", type=int, default=d.max_instances)
     parser.add_argument("--categories", type=int, default=d.num_categories,
@@ -33,10 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate and write the benchmark; print a summary. Returns 0."""
     from genvis.data.synth import SynthConfig, write_synth_dataset
+    from genvis.errors import ConfigError
 
+    valid_fraction = args.valid_fraction
+    if args.valid_videos is not None:
+        if not 1 <= args.valid_videos < args.videos:
+            raise ConfigError("--valid-videos", f"must be in 1..{args.videos - 1} (--videos {args.videos}), "
+                              f"got {args.valid_videos}")
+        valid_fraction = args.valid_videos / args.videos
     cfg = SynthConfig(num_videos=args.videos, seed=args.seed, height=args.height, width=args.width,
                       min_length=args.min_length, max_length=args.max_length,
-                      valid_fraction=args.valid_fraction, min_instances=args.min_instances,
+                      valid_fraction=valid_fraction, min_instances=args.min_instances,
                       max_instances=args.max_instances, num_categories=args.categories).validate()
     summary = write_synth_dataset(args.out, cfg, progress=not args.no_progress)
     for split in ("train", "valid"):

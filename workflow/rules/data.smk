@@ -11,7 +11,7 @@ def _synth_args(wildcards):
         args += f" --height {int(s['height'])}"
     if s.get("width"):
         args += f" --width {int(s['width'])}"
-    for key in ("min_length", "max_length", "categories"):
+    for key in ("min_length", "max_length", "categories", "valid_videos"):
         if s.get(key):
             args += f" --{key.replace('_', '-')} {int(s[key])}"
     return args
