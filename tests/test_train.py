@@ -97,6 +97,17 @@ def test_init_model_copies_shared_weights_and_keeps_new_ones_fresh(tmp_path):
         train(other, src, ds, tmp_path / "bad.pt", progress=False, init_model=base)
 
 
+def test_iterations_override_scales_the_decay_steps(tmp_path):
+    src, ds = make_toy_problem(num_videos=2, length=6)
+    out = train(config(iterations=10, decay_steps=[8], lr=1e-3), src, ds, tmp_path / "m.pt",
+                iterations=5, progress=False)
+    _, meta = load_model(out)
+    assert meta["experiment"]["train"]["iterations"] == 5
+    assert meta["experiment"]["train"]["decay_steps"] == [4]          # 8 * 5 / 10
+    lrs = [float(r["lr"]) for r in rows(tmp_path / "m.losses.csv")]
+    assert lrs[:4] == [1e-3] * 4 and lrs[4] == pytest.approx(1e-4)
+
+
 def test_bad_input_is_reported(tmp_path):
     src, ds = make_toy_problem(num_videos=2, length=6)
     with pytest.raises(ConfigError, match="n_v"):

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML (config/experiments/*.yaml)")
     parser.add_argument("--out", required=True, help="MODEL.pt to write (losses.csv and resume "
                         "checkpoint are written beside it as <stem>.losses.csv / <stem>.resume.pt)")
-    parser.add_argument("--iterations", type=int, default=None, help="override train.iterations")
+    parser.add_argument("--iterations", type=int, default=None, help="override train.iterations (decay_steps are scaled by the same factor)")
     parser.add_argument("--init-heads", default=None, metavar="DET.pt",
                         help="initialise the class head, mask-embedding MLP and mask-feature 1x1 conv "
                         "from this frame detector's heads (recommended when training from scratch)")

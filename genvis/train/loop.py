@@ -172,7 +172,8 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         dataset: the annotated training split (``VISDataset``); its videos are sampled.
         out: MODEL.pt path.
         resume: continue from ``<stem>.resume.pt`` if it exists (same experiment required).
-        iterations: overrides ``cfg.train.iterations``.
+        iterations: overrides ``cfg.train.iterations``; ``decay_steps`` are scaled by the
+            same factor (rounded), so a shorter run keeps the schedule's shape.
         targets: video id -> :class:`VideoTargets` (default: decoded from ``dataset`` on the
             source's geometry).
         progress: show a tqdm bar.
@@ -198,6 +199,9 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     if iterations is not None:
         if iterations < 1:
             raise ConfigError("--iterations", f"must be >= 1, got {iterations}")
+        if int(iterations) != tc.iterations:
+            # keep the schedule's shape (paper: OVIS decays at 100k of 140k iterations)
+            tc.decay_steps = [max(1, round(step * int(iterations) / tc.iterations)) for step in tc.decay_steps]
         tc.iterations = int(iterations)
     cfg.validate()
     check_source_covers(cache, dataset)
