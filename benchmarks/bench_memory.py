@@ -72,7 +72,7 @@ def write_synthetic_cache(store: Path, lengths: list[int], height: int, width: i
 
     from genvis.cache import layout
     from genvis.cache.writer import CacheWriter
-    from genvis.detector.preprocess import padded_size, resized_size
+    from genvis.detector.preprocess import padded_size
 
     prov = layout.make_provenance("synthetic-random-features", det_cfg.name, det_cfg.min_size,
                                   det_cfg.max_size, det_cfg.keep_layers, height=height, width=width)

@@ -176,7 +176,6 @@ def main() -> None:
           f"({args.rounds} interleaved rounds, {bench_s:.0f} s; shared machine: expect noise)")
     projected = ""
     if args.project_detector is not None:
-        import numpy as np
 
         from genvis.detector.preprocess import preprocess_frames
         from genvis.data.frames import read_frames

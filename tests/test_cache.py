@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

@@ -22,7 +22,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from genvis.data import masks as mask_ops
-from genvis.data.results import VideoResult, parse_results
+from genvis.data.results import parse_results
 from genvis.data.ytvis import parse_vis_dict
 from genvis.evaluate.ytvis_eval import evaluate, evaluate_arrays
 

@@ -1,7 +1,6 @@
 """Clip-by-clip inference: top-k scoring, any N_f^eval, streaming masks, MinVIS association, CLI."""
 
 import json
-import math
 
 import numpy as np
 import pytest

@@ -13,7 +13,6 @@ from genvis.cli import main
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
 from genvis.infer.demo import overlay
-from genvis.model.config import GenVISConfig
 from genvis.model.genvis import GenVIS
 from genvis.train.config import ExperimentConfig
 

@@ -20,7 +20,6 @@ keys of other modules (``vita_module.*``, criterion buffers, ...) are ignored an
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import re

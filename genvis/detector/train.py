@@ -18,10 +18,7 @@ Evaluation: COCO-style mask AP over frames (pycocotools ``COCOeval``, iouType ``
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path

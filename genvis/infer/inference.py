@@ -14,7 +14,6 @@ peak memory does not grow with the video length.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator, Sequence
 
 import torch

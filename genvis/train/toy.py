@@ -10,7 +10,6 @@ modules can learn to segment, classify and track from them.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
