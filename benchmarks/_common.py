@@ -138,6 +138,33 @@ def extract_store(dataset, image_root: Path, detector, out: Path, device: str = 
         return extract(dataset, image_root, detector, out, batch_size=batch_size, device=device, progress=False)
 
 
+def synth_cache(args: argparse.Namespace, split: str):
+    """The set-up every cache benchmark shares: the synthetic benchmark (``args.videos``,
+    ``height``, ``width``, ``min_length``, ``max_length``, ``seed``) under ``args.workdir/synth``,
+    the detector of ``args.detector_config`` and the real extraction of ``split`` into
+    ``args.workdir/<split>.zarr``. Prints the set-up time and extraction figures.
+
+    Returns:
+        (VISDataset of the split, image root, detector, store path, extraction stats).
+    """
+    import time
+
+    from genvis.data.ytvis import load_vis_json
+
+    work = args.workdir
+    t0 = time.perf_counter()
+    synth(work / "synth", args.videos, args.height, args.width, args.min_length, args.max_length, args.seed)
+    dataset = load_vis_json(work / "synth" / f"{split}.json")
+    image_root = work / "synth" / "frames"
+    detector = make_detector(args.detector_config, args.seed)
+    store = work / f"{split}.zarr"
+    stats = extract_store(dataset, image_root, detector, store, args.device)
+    frames = sum(v.length for v in dataset.videos)
+    print(f"set-up {time.perf_counter() - t0:.1f} s: {len(dataset.videos)} {split} videos, {frames} frames "
+          f"at {args.height}x{args.width}; {stats.summary()}")
+    return dataset, image_root, detector, store, stats
+
+
 def describe(values: Sequence[float]) -> dict[str, float]:
     """median, min, max, and the interquartile range of a sample."""
     v = sorted(values)

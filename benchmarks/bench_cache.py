@@ -55,17 +55,9 @@ def main() -> None:
 
     from genvis.cache import layout
     from genvis.cache.reader import CacheReader
-    from genvis.data.ytvis import load_vis_json
 
     print(f"machine: {C.machine()}")
-    work = args.workdir
-    t0 = time.perf_counter()
-    C.synth(work / "synth", args.videos, args.height, args.width, args.min_length, args.max_length, args.seed)
-    ds = load_vis_json(work / "synth" / "valid.json")
-    detector = C.make_detector(args.detector_config, args.seed)
-    store = work / "valid.zarr"
-    stats = C.extract_store(ds, work / "synth" / "frames", detector, store, args.device)
-    print(f"set-up {time.perf_counter() - t0:.1f} s; {stats.summary()}")
+    ds, _, detector, store, stats = C.synth_cache(args, "valid")
 
     reader = CacheReader(store)
     ids = reader.video_ids

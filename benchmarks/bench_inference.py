@@ -53,23 +53,14 @@ def main() -> None:
     import torch
 
     from genvis.cache.reader import CacheReader
-    from genvis.data.ytvis import VISDataset, load_vis_json
+    from genvis.data.ytvis import VISDataset
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.infer.inference import run_inference
     from genvis.model.genvis import GenVIS
 
     print(f"machine: {C.machine()}")
-    work = args.workdir
-    t0 = time.perf_counter()
-    C.synth(work / "synth", args.videos, args.height, args.width, args.min_length, args.max_length, args.seed)
-    ds = load_vis_json(work / "synth" / "valid.json")
-    root = work / "synth" / "frames"
-    detector = C.make_detector(args.detector_config, args.seed)
-    store = work / "valid.zarr"
-    stats = C.extract_store(ds, root, detector, store, args.device)
+    ds, root, detector, store, _ = C.synth_cache(args, "valid")
     frames = sum(v.length for v in ds.videos)
-    print(f"set-up {time.perf_counter() - t0:.1f} s: {len(ds.videos)} videos, {frames} frames at "
-          f"{args.height}x{args.width}; {stats.summary()}")
 
     cfg = C.experiment(args.experiment)
     reader = CacheReader(store)

@@ -76,7 +76,6 @@ def main() -> None:
     import torch
 
     from genvis.cache.reader import CacheReader
-    from genvis.data.ytvis import load_vis_json
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.model.genvis import GenVIS
     from genvis.train.criterion import SetCriterion
@@ -85,17 +84,7 @@ def main() -> None:
     from genvis.train.targets import DatasetTargets
 
     print(f"machine: {C.machine()}")
-    work = args.workdir
-    t0 = time.perf_counter()
-    C.synth(work / "synth", args.videos, args.height, args.width, args.min_length, args.max_length, args.seed)
-    ds = load_vis_json(work / "synth" / "train.json")
-    image_root = work / "synth" / "frames"
-    detector = C.make_detector(args.detector_config, args.seed)
-    store = work / "train.zarr"
-    stats = C.extract_store(ds, image_root, detector, store, args.device)
-    frames = sum(v.length for v in ds.videos)
-    print(f"set-up {time.perf_counter() - t0:.1f} s: {len(ds.videos)} training videos, {frames} frames "
-          f"at {args.height}x{args.width}; {stats.summary()}")
+    ds, image_root, detector, store, _ = C.synth_cache(args, "train")
 
     cfg = C.experiment(args.experiment, batch_videos=args.batch, n_v=args.n_v, n_f=args.n_f)
     tc = cfg.train
