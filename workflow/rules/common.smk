@@ -68,7 +68,7 @@ def init_from(experiment):
     the paper fine-tunes GenVIS from VITA weights), or None. ConfigError on an unknown name
     or a cycle."""
     seen = [experiment]
-    base = experiment_cfg(experiment).get("init_from")
+    first = base = experiment_cfg(experiment).get("init_from")
     while base:
         if base not in config["experiments"]:
             raise ConfigError(f"experiments.{seen[-1]}.init_from", f"unknown experiment {base!r}")
@@ -77,7 +77,7 @@ def init_from(experiment):
                               f"initialisation cycle {' -> '.join(seen + [base])}")
         seen.append(base)
         base = config["experiments"][base].get("init_from")
-    return experiment_cfg(experiment).get("init_from")
+    return first
 
 
 def detector_cfg(dataset, detector):

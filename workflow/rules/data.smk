@@ -7,11 +7,7 @@ def _synth_args(wildcards):
     if s is None:
         raise ConfigError(f"datasets.{wildcards.dataset}.synth", "missing: genvis synth settings")
     args = f"--videos {int(s.get('videos', 24))} --seed {int(s.get('seed', 0))}"
-    if s.get("height"):
-        args += f" --height {int(s['height'])}"
-    if s.get("width"):
-        args += f" --width {int(s['width'])}"
-    for key in ("min_length", "max_length", "categories", "valid_videos"):
+    for key in ("height", "width", "min_length", "max_length", "categories", "valid_videos"):
         if s.get(key):
             args += f" --{key.replace('_', '-')} {int(s[key])}"
     return args

@@ -2,6 +2,16 @@
 # dataset's train split, then infer clip by clip on any split.
 
 
+def _train_init(wildcards):
+    """(detector file for --init-heads or None, model file for --init-model or None)."""
+    d = dataset_cfg(wildcards.dataset)
+    detector = None
+    if d.get("init_heads", True):
+        detector = f"detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
+    base = init_from(wildcards.experiment)
+    return detector, (model_path(wildcards.dataset, base) if base else None)
+
+
 def _train_inputs(wildcards):
     d = dataset_cfg(wildcards.dataset)
     e = experiment_cfg(wildcards.experiment)
@@ -10,11 +20,11 @@ def _train_inputs(wildcards):
         "annotations": split_annotations(wildcards.dataset, d["train_split"]),
         "config": repo_file(e["config"], f"experiments.{wildcards.experiment}.config", "experiment config"),
     }
-    if d.get("init_heads", True):
-        inputs["detector"] = f"detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
-    base = init_from(wildcards.experiment)
-    if base:
-        inputs["init_model"] = model_path(wildcards.dataset, base)
+    detector, base_model = _train_init(wildcards)
+    if detector:
+        inputs["detector"] = detector
+    if base_model:
+        inputs["init_model"] = base_model
     return inputs
 
 
@@ -23,11 +33,11 @@ def _train_args(wildcards):
     # when they change (params computed from input/output are not tracked).
     d = dataset_cfg(wildcards.dataset)
     args = f" --iterations {int(d['train_iterations'])}" if d.get("train_iterations") else ""
-    if d.get("init_heads", True):
-        args += f" --init-heads detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
-    base = init_from(wildcards.experiment)
-    if base:
-        args += f" --init-model {model_path(wildcards.dataset, base)}"
+    detector, base_model = _train_init(wildcards)
+    if detector:
+        args += f" --init-heads {detector}"
+    if base_model:
+        args += f" --init-model {base_model}"
     return args
 
 
