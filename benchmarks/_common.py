@@ -138,6 +138,17 @@ def extract_store(dataset, image_root: Path, detector, out: Path, device: str = 
         return extract(dataset, image_root, detector, out, batch_size=batch_size, device=device, progress=False)
 
 
+def add_synth_arguments(ap: argparse.ArgumentParser, videos: int, min_length: int, max_length: int,
+                        videos_help: str) -> None:
+    """--videos, --height, --width, --min-length, --max-length: the synthetic set that
+    :func:`synth_cache` builds (frames of 96x128 by default; lengths in frames)."""
+    ap.add_argument("--videos", type=int, default=videos, help=videos_help)
+    ap.add_argument("--height", type=int, default=96)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--min-length", type=int, default=min_length)
+    ap.add_argument("--max-length", type=int, default=max_length)
+
+
 def synth_cache(args: argparse.Namespace, split: str):
     """The set-up every cache benchmark shares: the synthetic benchmark (``args.videos``,
     ``height``, ``width``, ``min_length``, ``max_length``, ``seed``) under ``args.workdir/synth``,

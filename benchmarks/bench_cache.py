@@ -39,11 +39,8 @@ def dir_bytes(path: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.add_common_arguments(ap, "genvis_bench_cache")
-    ap.add_argument("--videos", type=int, default=6, help="synthetic videos (the valid half is cached)")
-    ap.add_argument("--height", type=int, default=96)
-    ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--min-length", type=int, default=30)
-    ap.add_argument("--max-length", type=int, default=60)
+    C.add_synth_arguments(ap, videos=6, min_length=30, max_length=60,
+                          videos_help="synthetic videos (the valid half is cached)")
     ap.add_argument("--n-f", type=int, default=3, help="frames per clip read (default 3)")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per setting (after one warm-up)")
     ap.add_argument("--consumer-ms", type=float, default=5.0,

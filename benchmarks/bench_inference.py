@@ -39,11 +39,8 @@ def main() -> None:
     C.add_common_arguments(ap, "genvis_bench_inference")
     ap.add_argument("--experiment", default="genvis_online", help="config/experiments/<name>.yaml (model sizes)")
     ap.add_argument("--n-f", default="1,3", help="N_f^eval values, comma-separated (default 1,3)")
-    ap.add_argument("--videos", type=int, default=6, help="synthetic videos (the valid half is inferred)")
-    ap.add_argument("--height", type=int, default=96)
-    ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--min-length", type=int, default=12)
-    ap.add_argument("--max-length", type=int, default=30)
+    C.add_synth_arguments(ap, videos=6, min_length=12, max_length=30,
+                          videos_help="synthetic videos (the valid half is inferred)")
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2, help="timed runs per path and N_f (alternating order)")
     ap.add_argument("--detector-batch", type=int, default=8, help="frames per detector forward (end to end)")

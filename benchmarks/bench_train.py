@@ -56,11 +56,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="videos per iteration (default: experiment's)")
     ap.add_argument("--n-v", type=int, default=None, help="clips per sample N_v (default: experiment's)")
     ap.add_argument("--n-f", type=int, default=None, help="frames per clip N_f (default: experiment's)")
-    ap.add_argument("--videos", type=int, default=8, help="synthetic videos (half are the training split)")
-    ap.add_argument("--height", type=int, default=96)
-    ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--min-length", type=int, default=16)
-    ap.add_argument("--max-length", type=int, default=32)
+    C.add_synth_arguments(ap, videos=8, min_length=16, max_length=32,
+                          videos_help="synthetic videos (half are the training split)")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (order alternates)")
     ap.add_argument("--cache-iters", type=int, default=4, help="cache iterations per round")
     ap.add_argument("--detector-iters", type=int, default=2, help="detector-in-the-loop iterations per round")
