@@ -114,7 +114,7 @@ def main() -> None:
 
     def step(source, batch, name=None) -> float:
         with C.Timer(args.device) as t:
-            loss, _ = sample_losses(model, criterion, cfg, source, targets, batch, layers, point_gen)
+            loss, _, _ = sample_losses(model, criterion, cfg, source, targets, batch, layers, point_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad_norm > 0:

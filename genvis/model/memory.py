@@ -9,6 +9,11 @@ official read (``pre_query_embed_k/v``, ``pre_memory_embed_k/v``; no 1/sqrt(C) s
   (softmax over the k past clips).
 * global read (Table 5): query j attends to every past prototype of every index (softmax
   over k x N_q entries).
+
+The state also keeps the written prototypes and, for batches whose sequences have seen
+different numbers of clips (training with ``train.carry_state``, :mod:`genvis.train.carry`),
+a per-entry validity mask: invalid (padding) entries get zero attention weight, and a
+sequence with no valid entry reads z = 0, as at its first clip.
 """
 
 from __future__ import annotations
@@ -25,10 +30,16 @@ class MemoryState:
 
     Attributes:
         keys, values: lists of float [B, N_q, C] (K_m(p^k), V_m(p^k)) for k = 1..i-1.
+        prototypes: list of float [B, N_q, C], the written prototypes p^k themselves (so a
+            detached memory can be re-keyed with the current weights, :meth:`InstancePrototypeMemory.rebuild`).
+        valid: None (every entry valid) or a list of bool [B], entry k holds a real
+            prototype of sequence b (False: padding).
     """
 
     keys: list[torch.Tensor] = field(default_factory=list)
     values: list[torch.Tensor] = field(default_factory=list)
+    prototypes: list[torch.Tensor] = field(default_factory=list)
+    valid: list[torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -67,16 +78,46 @@ class InstancePrototypeMemory(nn.Module):
         qk = self.query_k(output)
         mk = torch.stack(state.keys, dim=1)    # [B, M, N_q, C]
         mv = torch.stack(state.values, dim=1)  # [B, M, N_q, C]
+        b, m, n, c = mk.shape
+        mask = None if state.valid is None else torch.stack(state.valid, dim=1)  # [B, M]
         if self.mode == "index":
             logits = torch.einsum("bqc,bmqc->bqm", qk, mk)
-            z = torch.einsum("bqm,bmqc->bqc", logits.softmax(-1), mv)
+            z = torch.einsum("bqm,bmqc->bqc", _masked_softmax(logits, mask), mv)
         else:
-            b, m, n, c = mk.shape
             logits = torch.einsum("bqc,bkc->bqk", qk, mk.reshape(b, m * n, c))
-            z = torch.einsum("bqk,bkc->bqc", logits.softmax(-1), mv.reshape(b, m * n, c))
+            if mask is not None:
+                mask = mask[:, :, None].expand(b, m, n).reshape(b, m * n)
+            z = torch.einsum("bqk,bkc->bqc", _masked_softmax(logits, mask), mv.reshape(b, m * n, c))
         return output + qv + z
 
     def write(self, prototypes: torch.Tensor, state: MemoryState) -> MemoryState:
         """Return a new state with this clip's prototypes (float [B, N_q, C]) appended."""
+        valid = None if state.valid is None else state.valid + [
+            torch.ones(prototypes.shape[0], dtype=torch.bool, device=prototypes.device)]
         return MemoryState(state.keys + [self.memory_k(prototypes)],
-                           state.values + [self.memory_v(prototypes)])
+                           state.values + [self.memory_v(prototypes)],
+                           state.prototypes + [prototypes], valid)
+
+    def rebuild(self, prototypes: list[torch.Tensor], valid: list[torch.Tensor] | None = None) -> MemoryState:
+        """A memory holding the given prototypes, keyed with the current K_m, V_m weights.
+
+        Args:
+            prototypes: list of float [B, N_q, C] (oldest first), e.g. detached prototypes
+                carried over from an earlier training iteration.
+            valid: None, or one bool [B] per entry (False: padding, never attended to).
+
+        Returns:
+            a :class:`MemoryState` equal to writing the prototypes one by one (with ``valid``).
+        """
+        return MemoryState([self.memory_k(p) for p in prototypes], [self.memory_v(p) for p in prototypes],
+                           list(prototypes), None if valid is None else list(valid))
+
+
+def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the last axis of float [B, Q, M]; ``mask`` bool [B, M] (None: all valid).
+    Masked entries get weight 0; a row with no valid entry gets all zeros (no NaN)."""
+    if mask is None:
+        return logits.softmax(-1)
+    keep = mask[:, None, :]
+    weights = logits.masked_fill(~keep, torch.finfo(logits.dtype).min).softmax(-1)
+    return weights * keep

@@ -64,6 +64,12 @@ class TrainConfig:
             each as its own batch element (3).
         seed: seed of the initialisation, sampler and point sampling.
         checkpoint_every: iterations between resumable checkpoints.
+        carry_state: NOT in the paper (default False). Each of the ``batch_videos`` slots
+            plays its video from frame 0 to the end, N_v clips per iteration, and carries
+            the decoder output, the memory's prototypes and the UVLA assignment (detached)
+            from one iteration to the next -- truncated back-propagation through time
+            (:mod:`genvis.train.carry`), so that the model is trained on the states it meets
+            after many clips at inference. Requires ``assignment: uvla``.
     """
 
     n_v: int = 5
@@ -89,6 +95,7 @@ class TrainConfig:
     detector_layers: int = 3
     seed: int = 0
     checkpoint_every: int = 500
+    carry_state: bool = False
 
     def validate(self, source: str = "train") -> "TrainConfig":
         """Check every field; return self. Raises ConfigError naming ``source.field``."""
@@ -109,6 +116,11 @@ class TrainConfig:
             _check_int(f"{source}.decay_steps", s, 1)
         if self.assignment not in ASSIGNMENTS:
             raise ConfigError(f"{source}.assignment", f"must be one of {ASSIGNMENTS}, got {self.assignment!r}")
+        if not isinstance(self.carry_state, bool):
+            raise ConfigError(f"{source}.carry_state", f"must be true or false, got {self.carry_state!r}")
+        if self.carry_state and self.assignment != "uvla":
+            raise ConfigError(f"{source}.carry_state", "carrying the state across iterations needs "
+                              f"assignment: uvla (got {self.assignment!r})")
         return self
 
 

@@ -31,6 +31,7 @@ from genvis.errors import ConfigError, InputError
 from genvis.model.genvis import GenVIS
 from genvis.train.config import ExperimentConfig
 from genvis.train.criterion import ClipTargets, SetCriterion
+from genvis.train.carry import CarrySampler, SlotState, batch_state, split_state
 from genvis.train.sampler import ClipSampler
 from genvis.train.targets import DatasetTargets, VideoTargets
 from genvis.utils.io import atomic_path, atomic_write_text
@@ -114,14 +115,19 @@ def _csv_text(rows: list[dict[str, float]]) -> str:
 
 def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: Any,
                   targets: Callable[[int], VideoTargets], batch: list[tuple[int, int]], layers: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+                  generator: torch.Generator, carried: list[SlotState | None] | None = None,
+                  ) -> tuple[torch.Tensor, dict[str, float], list[SlotState] | None]:
     """Total loss of one batch of samples (sum over clips, decoder layers and terms).
 
     Args:
         batch: (video id, first frame) pairs. layers: detector layers used (L).
+        carried: with ``train.carry_state``, per slot the state carried from the previous
+            iteration (None: start of a video); instances are then indexed over the whole
+            video. None: every sample starts fresh (the paper).
 
     Returns:
-        (scalar loss with graph, {term: float} summed over clips and layers).
+        (scalar loss with graph, {term: float} summed over clips and layers, the slots'
+        states after this iteration when ``carried`` was given, else None).
     """
     tc = cfg.train
     window = tc.n_v * tc.n_f
@@ -134,14 +140,17 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
         check_finite("mask_features", vid, mf, start, start + window, source)
         fqs.append(fq)
         projected.append(model.project_mask_features(mf))
-        tgts.append(targets(vid).window(start, start + window))
+        tgts.append(targets(vid).window(start, start + window, keep_all=carried is not None))
     b = len(batch)
     fq = torch.stack(fqs)                                   # [B, W, L, Q_f, C]
     fq = fq.permute(2, 0, 1, 3, 4).reshape(layers * b, window, *fq.shape[3:])
     elem_video = [e % b for e in range(layers * b)]         # sequence e = layer * B + video
-    state = model.initial_state(layers * b)
     n_dec = model.cfg.dec_layers if tc.deep_supervision else 1
-    assignments = [[{} for _ in range(layers * b)] for _ in range(n_dec)]
+    if carried is None:
+        state = model.initial_state(layers * b)
+        assignments = [[{} for _ in range(layers * b)] for _ in range(n_dec)]
+    else:
+        state, assignments = batch_state(model, carried, layers, n_dec)
     total = fq.new_zeros(())
     parts: dict[str, float] = defaultdict(float)
     for c in range(tc.n_v):
@@ -156,7 +165,9 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
         for k, v in losses.items():
             total = total + v
             parts[next(col for col in LOSS_COLUMNS if k.startswith(col))] += float(v.detach())
-    return total, dict(parts)
+    if carried is None:
+        return total, dict(parts), None
+    return total, dict(parts), split_state(state, assignments, batch, carried, layers, window, tc.n_v)
 
 
 def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
@@ -210,6 +221,7 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     targets = targets or DatasetTargets(dataset, cache)
     sampler = ClipSampler({v.id: cache.length(v.id) for v in dataset.videos}, tc.n_v, tc.n_f,
                           source=str(getattr(dataset, "path", None) or "training split"))
+    carry = CarrySampler(sampler, tc.batch_videos) if tc.carry_state else None
     sizes = probe_sizes(cache, dataset.videos[0].id)
     layers = min(tc.detector_layers, sizes["layers"])
     mcfg = cfg.model_config(dataset.num_classes, sizes["hidden_dim"], sizes["num_frame_queries"],
@@ -252,12 +264,15 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         point_gen.set_state(state["point_rng"])
         rows = list(state["rows"])
         start = int(state["iteration"])
+        if carry is not None:
+            carry.load_state_dict(state["carry"])
 
     def checkpoint(it: int) -> None:
         payload = {"iteration": it, "experiment": experiment, "model": model.state_dict(),
                    "optimizer": optimizer.state_dict(), "schedule": {"iteration": it},
                    "torch_rng": torch.get_rng_state(), "sample_rng": sample_gen.get_state(),
-                   "point_rng": point_gen.get_state(), "rows": rows}
+                   "point_rng": point_gen.get_state(), "rows": rows,
+                   "carry": None if carry is None else carry.state_dict()}
         with atomic_path(paths["resume"]) as tmp:
             torch.save(payload, tmp)
         atomic_write_text(paths["losses"], _csv_text(rows))
@@ -268,8 +283,12 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         lr = learning_rate(it, tc.lr, tc.decay_steps, tc.decay_gamma, tc.warmup_iters)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        batch = sampler.sample(tc.batch_videos, sample_gen)
-        loss, parts = sample_losses(model, criterion, cfg, cache, targets, batch, layers, point_gen)
+        if carry is None:
+            batch, carried = sampler.sample(tc.batch_videos, sample_gen), None
+        else:
+            batch, carried = carry.next_batch(sample_gen)
+        loss, parts, reached = sample_losses(model, criterion, cfg, cache, targets, batch, layers, point_gen,
+                                             carried)
         if not math.isfinite(float(loss.detach())):
             raise InputError(source_name(cache), f"loss became {float(loss)} at iteration {it} "
                              f"(videos {[v for v, _ in batch]}); lower train.lr")
@@ -278,6 +297,8 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         if tc.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
         optimizer.step()
+        if carry is not None:
+            carry.update(reached)
         row = {"iteration": it + 1, "lr": lr, "loss": float(loss.detach())}
         row.update({k: float(parts.get(k, 0.0)) for k in LOSS_COLUMNS})
         rows.append(row)

@@ -32,10 +32,13 @@ class VideoTargets:
     labels: torch.Tensor
     masks: torch.Tensor
 
-    def window(self, start: int, stop: int) -> "VideoTargets":
+    def window(self, start: int, stop: int, keep_all: bool = False) -> "VideoTargets":
         """Frames [start, stop), keeping only instances visible somewhere in them (as the
-        official ``prepare_targets`` keeps instances valid in the sampled frames)."""
+        official ``prepare_targets`` keeps instances valid in the sampled frames), or every
+        instance of the video with ``keep_all`` (indices stable across windows)."""
         m = self.masks[:, start:stop]
+        if keep_all:
+            return VideoTargets(self.labels, m)
         keep = m.flatten(1).any(1) if m.numel() else torch.zeros(m.shape[0], dtype=torch.bool)
         return VideoTargets(self.labels[keep], m[keep])
 
