@@ -52,15 +52,20 @@ def test_every_assignment_and_memory_trains(tmp_path, assignment, memory, n_f):
     assert len(rows(tmp_path / "m.losses.csv")) == 2
 
 
-def test_exact_resume(tmp_path):
+@pytest.mark.parametrize("carry_state", [False, True])
+def test_exact_resume(tmp_path, carry_state):
+    """Also with train.carry_state: the slots' carried states are part of the resume checkpoint."""
     src, ds = make_toy_problem(num_videos=3, length=6)
     k = 3
-    full = train(config(iterations=2 * k), src, ds, tmp_path / "a" / "m.pt", progress=False)
+    full = train(config(iterations=2 * k, carry_state=carry_state), src, ds, tmp_path / "a" / "m.pt",
+                 progress=False)
     part = tmp_path / "b" / "m.pt"
-    train(config(iterations=k, checkpoint_every=k), src, ds, part, progress=False)
-    resumed = train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume=True, progress=False)
-    a, _ = load_model(full)
+    train(config(iterations=k, checkpoint_every=k, carry_state=carry_state), src, ds, part, progress=False)
+    resumed = train(config(iterations=2 * k, checkpoint_every=k, carry_state=carry_state), src, ds, part,
+                    resume=True, progress=False)
+    a, meta = load_model(full)
     b, _ = load_model(resumed)
+    assert meta["experiment"]["train"]["carry_state"] is carry_state
     for name, tensor in a.state_dict().items():
         assert torch.equal(tensor, b.state_dict()[name]), name
     assert rows(tmp_path / "a" / "m.losses.csv") == rows(tmp_path / "b" / "m.losses.csv")
