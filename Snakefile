@@ -1,8 +1,9 @@
 # genvis: GenVIS (CVPR 2023) video instance segmentation in two stages.
 #   stage one: frozen frame detector -> Zarr cache (cache/<dataset>/<split>/<detector>.zarr)
 #   stage two: GenVIS video modules trained / evaluated from the cache (runs/...)
-# Named targets: quickstart, davis_eval, ovis_eval, ytvis19_eval, ytvis21_eval, ytvis22_eval,
-# ablations. See README.md. Config: config/config.yaml (schema: workflow/schemas/).
+# Named targets: quickstart, synth_large_eval, davis_eval, ovis_eval, ytvis19_eval,
+# ytvis21_eval, ytvis22_eval, ablations. See README.md. Config: config/config.yaml
+# (schema: workflow/schemas/).
 #
 # config/ and workflow/ are found relative to this file, so the workflow can run in any
 # working directory (snakemake --directory DIR); outputs go there.
@@ -31,6 +32,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     quickstart,
+    synth_large_eval,
     davis_eval,
     ovis_eval,
     ytvis19_eval,
@@ -50,6 +52,12 @@ rule quickstart:
     """Synthetic benchmark end to end: synth, detector, extract, GenVIS + baselines, evaluate, report."""
     input:
         lambda wc: dataset_targets("synth"),
+
+
+rule synth_large_eval:
+    """Synthetic benchmark with 96 training videos and a 2,000-iteration detector (GenVIS vs the baseline)."""
+    input:
+        lambda wc: dataset_targets("synth_large"),
 
 
 rule davis_eval:
