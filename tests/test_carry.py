@@ -74,7 +74,7 @@ def test_slots_play_each_video_from_the_start_to_the_end():
         if carried[0] is not None:
             assert carried[0] is prev and prev.video_id == vid and prev.next_start == start
         seen.append((vid, start))
-        carry.update([SlotState(vid, start + 4, torch.zeros(1, 2, 2), [], [[{}]], 0)])
+        carry.update([SlotState(vid, start + 4, torch.zeros(1, 2, 2), [], [[{}]])])
     assert {v for v, _ in seen} == {1, 2}
     # video 1 (7 frames): windows at 0 and 4 would overrun -> only 0; video 2: only 0
     assert all(s == 0 for _, s in seen)
@@ -84,7 +84,7 @@ def test_slots_play_each_video_from_the_start_to_the_end():
     for _ in range(7):
         batch, _ = carry.next_batch(gen)
         starts.append(batch[0][1])
-        carry.update([SlotState(1, batch[0][1] + 4, torch.zeros(1, 2, 2), [], [[{}]], 0)])
+        carry.update([SlotState(1, batch[0][1] + 4, torch.zeros(1, 2, 2), [], [[{}]])])
     assert starts == [0, 4, 8, 0, 4, 8, 0]
 
 
@@ -122,7 +122,7 @@ def test_two_carried_iterations_equal_one_sample_of_twice_the_clips():
                         parts_sum[k] = parts_sum.get(k, 0.0) + v
                 results[mode] = (total, parts_sum)
                 slot = carry.slots[0]
-                assert len(slot.prototypes) == 4 and slot.clips == 4 and slot.next_start == 8
+                assert len(slot.prototypes) == 4 and slot.next_start == 8   # 4 clips of 2 frames played
                 assert slot.output.shape == (layers, model.cfg.num_queries, model.cfg.hidden_dim)
                 # every instance of the video got a query, distinct per sequence
                 for layer in slot.assignments[-1]:

@@ -43,7 +43,6 @@ class SlotState:
         prototypes: list (oldest first) of float [L, N_q, C], detached memory prototypes.
         assignments: per decoder layer (D'), per detector layer (L), the UVLA dict
             {instance index (over the whole video): query index}.
-        clips: clips played so far in this video.
     """
 
     video_id: int
@@ -51,12 +50,11 @@ class SlotState:
     output: torch.Tensor
     prototypes: list[torch.Tensor] = field(default_factory=list)
     assignments: list[list[dict[int, int]]] = field(default_factory=list)
-    clips: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers and tensors only (loadable with ``torch.load(weights_only=True)``)."""
         return {"video_id": self.video_id, "next_start": self.next_start, "output": self.output,
-                "prototypes": list(self.prototypes), "clips": self.clips,
+                "prototypes": list(self.prototypes),
                 "assignments": [[{int(k): int(v) for k, v in a.items()} for a in layer]
                                 for layer in self.assignments]}
 
@@ -64,7 +62,7 @@ class SlotState:
     def from_dict(cls, data: dict[str, Any]) -> "SlotState":
         """Inverse of :meth:`to_dict`."""
         return cls(int(data["video_id"]), int(data["next_start"]), data["output"], list(data["prototypes"]),
-                   [[dict(a) for a in layer] for layer in data["assignments"]], int(data["clips"]))
+                   [[dict(a) for a in layer] for layer in data["assignments"]])
 
 
 class CarrySampler:
@@ -156,13 +154,13 @@ def batch_state(model: GenVIS, carried: list[SlotState | None], layers: int,
 
 
 def split_state(state: VideoState, assignments: list[list[dict[int, int]]], batch: list[tuple[int, int]],
-                carried: list[SlotState | None], layers: int, window: int, n_v: int) -> list[SlotState]:
+                layers: int, window: int) -> list[SlotState]:
     """Per-slot :class:`SlotState` after an iteration (tensors detached).
 
     Args:
         state: the model state after the iteration's last clip (L x B sequences).
         assignments: [D'][L x B] after the last clip. batch: the iteration's (video, start).
-        carried: the slots' states at the start of the iteration. window: N_v x N_f.
+        window: N_v x N_f.
     """
     b = len(batch)
     out = state.output.detach().reshape(layers, b, *state.output.shape[1:])
@@ -171,8 +169,6 @@ def split_state(state: VideoState, assignments: list[list[dict[int, int]]], batc
     slots = []
     for j, (vid, start) in enumerate(batch):
         kept = [p[:, j] for k, p in enumerate(protos) if valid is None or bool(valid[k][j])]
-        prev = carried[j]
         slots.append(SlotState(vid, start + window, out[:, j].clone(), [p.clone() for p in kept],
-                               [[dict(a[layer * b + j]) for layer in range(layers)] for a in assignments],
-                               (0 if prev is None else prev.clips) + n_v))
+                               [[dict(a[layer * b + j]) for layer in range(layers)] for a in assignments]))
     return slots

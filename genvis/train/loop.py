@@ -30,8 +30,8 @@ from genvis.checkpoints import save_model
 from genvis.errors import ConfigError, InputError
 from genvis.model.genvis import GenVIS
 from genvis.train.config import ExperimentConfig
-from genvis.train.criterion import ClipTargets, SetCriterion
 from genvis.train.carry import CarrySampler, SlotState, batch_state, split_state
+from genvis.train.criterion import ClipTargets, SetCriterion
 from genvis.train.sampler import ClipSampler
 from genvis.train.targets import DatasetTargets, VideoTargets
 from genvis.utils.io import atomic_path, atomic_write_text
@@ -167,7 +167,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
             parts[next(col for col in LOSS_COLUMNS if k.startswith(col))] += float(v.detach())
     if carried is None:
         return total, dict(parts), None
-    return total, dict(parts), split_state(state, assignments, batch, carried, layers, window, tc.n_v)
+    return total, dict(parts), split_state(state, assignments, batch, layers, window)
 
 
 def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
