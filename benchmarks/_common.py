@@ -31,8 +31,8 @@ FALLBACK_MODEL = dict(num_queries=20, num_heads=8, dim_feedforward=512, enc_laye
 
 def add_common_arguments(ap: argparse.ArgumentParser, workdir: str) -> None:
     """--device, --threads, --workdir, --detector-config, --seed."""
-    ap.add_argument("--device", default="cpu", help="cpu or cuda: where the frame detector runs "
-                    "(stage two runs on the CPU: genvis.train / genvis.infer have no device option yet)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where the frame detector and the stage-two "
+                    "video modules run")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp") / workdir,
                     help=f"generated frames, caches and models (default /tmp/{workdir}; reused when present)")

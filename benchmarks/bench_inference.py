@@ -63,12 +63,12 @@ def main() -> None:
     reader = CacheReader(store)
     mcfg = cfg.model_config(ds.num_classes, reader.hidden_dim, reader.num_queries, reader.hidden_dim)
     torch.manual_seed(args.seed)
-    model = GenVIS(mcfg).eval()
+    model = GenVIS(mcfg).to(args.device).eval()
     shortest = min(ds.videos, key=lambda v: v.length)
     warm_ds = VISDataset(videos=[shortest], annotations=None, categories=ds.categories, path=ds.path)
     print(f"model: N_q {mcfg.num_queries}, C {mcfg.hidden_dim}, {mcfg.enc_layers} encoder / "
           f"{mcfg.dec_layers} decoder layers, top-k {args.top_k}; detector {detector.cfg.name} on "
-          f"{args.device} (batch {args.detector_batch}), stage two on cpu")
+          f"{args.device} (batch {args.detector_batch}), stage two on {args.device}")
 
     cpu = {}
 

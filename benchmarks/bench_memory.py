@@ -135,7 +135,7 @@ def child(args: argparse.Namespace) -> None:
         ds = dataset_for(1, n, h, w, det_cfg.num_classes, "vtest")
     mcfg = cfg.model_config(det_cfg.num_classes, det_cfg.hidden_dim, det_cfg.num_queries, det_cfg.hidden_dim)
     torch.manual_seed(args.seed)
-    model = GenVIS(mcfg).eval()
+    model = GenVIS(mcfg).to(args.device).eval()
     base = rss_bytes()
     t0 = time.perf_counter()
     c0 = time.process_time()

@@ -93,7 +93,7 @@ def main() -> None:
     mcfg = cfg.model_config(ds.num_classes, sizes["hidden_dim"], sizes["num_frame_queries"],
                             sizes["mask_feature_dim"])
     torch.manual_seed(args.seed)
-    model = GenVIS(mcfg).train()
+    model = GenVIS(mcfg).to(args.device).train()
     optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
     criterion = SetCriterion(tc, mcfg.num_classes)
     targets = DatasetTargets(ds, cache.inner)
@@ -108,7 +108,7 @@ def main() -> None:
     print(f"experiment {cfg.name}: batch {tc.batch_videos} videos x N_v {tc.n_v} clips x N_f {tc.n_f} "
           f"frames = {frames_per_it} frames/iteration, {layers} detector layers, N_q "
           f"{mcfg.num_queries}, C {mcfg.hidden_dim}, {tc.num_points} points; detector "
-          f"{detector.cfg.name} on {args.device}, stage two on cpu")
+          f"{detector.cfg.name} and stage two on {args.device}")
 
     cpu = {"cache": [], "detector": []}
 

@@ -14,6 +14,20 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
                         "models on a busy machine)")
 
 
+def add_device_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--device`` (torch device of ``what``; default cpu) to a sub-command's parser."""
+    parser.add_argument("--device", default="cpu",
+                        help=f"torch device of {what}: cpu, cuda or cuda:N (default cpu)")
+
+
+def check_device(args: argparse.Namespace) -> None:
+    """Raise InputError (naming ``--device``) unless ``args.device`` is usable here
+    (:func:`genvis.utils.device.resolve_device`)."""
+    from genvis.utils.device import resolve_device
+
+    resolve_device(args.device)
+
+
 def apply_threads(args: argparse.Namespace) -> None:
     """Apply ``--threads`` with ``torch.set_num_threads`` when given.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from genvis.commands import add_threads_argument, apply_threads
+from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=0.3,
                         help="class score an instance needs to be drawn in the overlay (default 0.3)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (detector)")
+    add_device_argument(parser, "the detector and the video modules")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.infer.demo import run_demo
 
     apply_threads(args)
+    check_device(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames", f"must be >= 1, got {args.max_frames}")
     out = run_demo(args.video, args.detector, args.model, args.out_dir, args.n_f_eval, args.top_k,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from genvis.commands import add_threads_argument, apply_threads
+from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,23 +16,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default="0/1", help="i/n: process every n-th video starting at the i-th (default 0/1)")
     parser.add_argument("--min-size", type=int, default=None, help="shortest side in pixels (default: detector config)")
     parser.add_argument("--max-size", type=int, default=None, help="longest-side cap in pixels (default: detector config)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_argument(parser, "the detector")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from genvis.cache.extract import extract, parse_shard
     from genvis.data.ytvis import load_vis_json
     from genvis.detector.model import FrameDetector
-    from genvis.errors import InputError
 
     shard = parse_shard(args.shard)
     apply_threads(args)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device", "CUDA requested but not available")
+    check_device(args)
     dataset = load_vis_json(args.annotations)
     detector = FrameDetector.load(args.detector)
     stats = extract(dataset, args.image_root, detector, args.out, batch_size=args.batch_size,

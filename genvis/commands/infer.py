@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from genvis.commands import add_threads_argument, apply_threads
+from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
+    add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.train.config import ExperimentConfig
 
     apply_threads(args)
+    check_device(args)
     model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
     if meta.get("experiment"):
         exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{args.model}: experiment")
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
+    model.to(args.device)
     results = run_inference(model, reader, dataset, n_f, top_k, exp.inference.association,
                             progress=not args.no_progress)
     write_results(results, args.out)

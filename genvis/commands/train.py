@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from genvis.commands import add_threads_argument, apply_threads
+from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "parameter of the same name and shape; the paper starts GenVIS from VITA "
                         "weights, here e.g. the N_v=1 model)")
     parser.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present")
+    add_device_argument(parser, "the video modules and the losses")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -35,11 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from genvis.train.loop import train
 
     apply_threads(args)
+    check_device(args)
     cfg = load_experiment(args.config)
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
     out = train(cfg, reader, dataset, args.out, resume=args.resume, iterations=args.iterations,
                 progress=not args.no_progress, init_heads=args.init_heads,
-                init_model=args.init_model)
+                init_model=args.init_model, device=args.device)
     print(f"wrote {out}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from genvis.commands import add_threads_argument, apply_threads
+from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,15 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-annotations", default=None, help="split json for frame-level mask AP")
     parser.add_argument("--eval-image-root", default=None, help="image root of --eval-annotations")
     parser.add_argument("--eval-out", default=None, help="write the frame AP json here")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_argument(parser, "the detector")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
-
-    import torch
 
     from genvis.data.ytvis import load_vis_json
     from genvis.detector.config import load_detector_yaml
@@ -39,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_out and not args.eval_annotations:
         raise InputError("--eval-out", "needs --eval-annotations and --eval-image-root")
     apply_threads(args)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device", "CUDA requested but not available")
+    check_device(args)
     cfg, train_opts = load_detector_yaml(args.config)
     if args.iterations is not None:
         train_opts = {**train_opts, "iterations": args.iterations}

@@ -109,7 +109,7 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
             the experiment's).
         score_threshold: instances drawn in the overlay need this class score.
         max_frames: only the first frames of the video.
-        device: where the detector runs.
+        device: where the detector and the video modules run (``cpu``, ``cuda``, ``cuda:N``).
 
     Returns:
         {"results": path, "overlay": path, "frames": T, "instances": drawn, "predictions": k}.
@@ -146,7 +146,7 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
         raise ConfigError("--n-f-eval/--top-k", "must be >= 1")
     categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"}
                                             for i in range(model.cfg.num_classes)]
-    model.eval()
+    model.to(device).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path, overlay_path = out_dir / "results.json", out_dir / "overlay.mp4"
     with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True,
@@ -154,7 +154,7 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
         t = source.length(1)
         assoc = exp.inference.association if meta.get("experiment") else "propagate"
         logits, embeds = clip_predictions(model, source, 1, n_f, assoc)
-        scores, queries, labels = select_topk(logits, k)
+        scores, queries, labels = (x.cpu() for x in select_topk(logits, k))
         drawn: dict[int, int] = {}   # query -> index in the top-k list (best class of that query)
         for j, (q, s) in enumerate(zip(queries.tolist(), scores.tolist())):
             if s >= score_threshold and q not in drawn:

@@ -43,6 +43,7 @@ import torch
 
 from genvis.cache import layout
 from genvis.detector.model import FrameDetector
+from genvis.utils.device import resolve_device
 from genvis.detector.preprocess import ImageSizes, padded_size, preprocess_frames, resized_size
 from genvis.errors import InputError
 
@@ -142,8 +143,7 @@ class DetectorClipSource:
     def __init__(self, detector: FrameDetector, videos: Mapping[int, Any], min_size: int | None = None,
                  max_size: int | None = None, device: str | torch.device = "cpu", batch_size: int = 8,
                  spill_dir: str | os.PathLike | bool | None = None, name: str = "detector clip source"):
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("--device", "CUDA requested but not available on this machine")
+        device = resolve_device(device)
         if batch_size < 1:
             raise InputError("batch_size", f"must be >= 1, got {batch_size}")
         self.detector = detector.to(device).eval()

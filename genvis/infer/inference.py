@@ -36,6 +36,11 @@ def _clips(source: Any, video_id: int, n_f: int, fields: Sequence[str],
         yield s, e, source.read_clip(video_id, s, e, fields=fields, layers=layers)
 
 
+def _device(model: GenVIS) -> torch.device:
+    """Where the model's weights are (inputs are moved there clip by clip)."""
+    return next(model.parameters()).device
+
+
 def _finite(source: Any, video_id: int, name: str, x: torch.Tensor, s: int, e: int) -> None:
     if not torch.isfinite(x).all():
         raise InputError(str(getattr(source, "path", "clip source")),
@@ -55,14 +60,17 @@ def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
             on prototype cosine similarity).
 
     Returns:
-        (class logits float [n_clips, N_q, K+1], mask embeddings float [n_clips, N_q, C]).
+        (class logits float [n_clips, N_q, K+1], mask embeddings float [n_clips, N_q, C]),
+        on the model's device (frame queries are moved there clip by clip).
     """
+    device = _device(model)
     state = model.initial_state(1)
     logits, embeds = [], []
     previous = None
     for s, e, clip in _clips(source, video_id, n_f, ("frame_queries",), layers=slice(-1, None)):
         fq = clip["frame_queries"][:, -1]   # [t, Q_f, C]
         _finite(source, video_id, "frame_queries", fq, s, e)
+        fq = fq.to(device)
         if association == "minvis":
             state = model.initial_state(1)
         out, state = model.clip_step(fq[None], state)
@@ -130,10 +138,12 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
     """
     from genvis.data.masks import encode_masks
 
+    device = _device(model)
+    mask_embed, queries = mask_embed.to(device), queries.to(device)
     k = queries.shape[0]
     segs: list[list[dict]] = [[] for _ in range(k)]
-    numerator = torch.zeros(k)
-    denominator = torch.zeros(k)
+    numerator = torch.zeros(k, device=device)
+    denominator = torch.zeros(k, device=device)
     sizes = None
     for i, (s, e, clip) in enumerate(_clips(source, video_id, n_f, ("mask_features",))):
         raw = clip["mask_features"]
@@ -143,7 +153,7 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
         original, resized, padded = sizes
         if k == 0:
             continue
-        mf = model.project_mask_features(raw)
+        mf = model.project_mask_features(raw.to(device))
         logits = GenVIS.mask_logits(mask_embed[i, queries], mf)            # [k, t, h, w]
         logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
         logits = logits[:, :, :resized[0], :resized[1]]
@@ -151,20 +161,20 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
         hard = soft > 0.5
         numerator += (soft * hard).flatten(1).sum(1)
         denominator += hard.flatten(1).sum(1)
-        full = F.interpolate(logits, size=original, mode="bilinear", align_corners=False) > 0.0
+        full = (F.interpolate(logits, size=original, mode="bilinear", align_corners=False) > 0.0).cpu()
         if on_clip is not None:
             on_clip(s, e, full)
         arr = full.numpy()
         for j in range(k):
             segs[j].extend(encode_masks(arr[j]))
-    return segs, numerator / (denominator + 1e-6)
+    return segs, (numerator / (denominator + 1e-6)).cpu()
 
 
 def infer_video(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int,
                 dataset: Any | None = None, association: str = "propagate", on_clip=None) -> list[dict]:
     """Predictions of one video: list of {query, label (0..K-1), score, segmentations}."""
     logits, embeds = clip_predictions(model, source, video_id, n_f_eval, association)
-    scores, queries, labels = select_topk(logits, top_k)
+    scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
     segs, factor = video_masks(model, source, video_id, n_f_eval, embeds, queries, dataset, on_clip)
     final = (scores * factor).clamp(0.0, 1.0)
     return [{"query": int(q), "label": int(c), "score": float(sc), "segmentations": sg}

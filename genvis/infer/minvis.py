@@ -22,11 +22,11 @@ def associate(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
         current: float [N_q, C] prototypes of the current clip.
 
     Returns:
-        long [N_q] ``perm`` such that ``current[perm][j]`` is the prototype matched to
-        ``previous[j]`` (maximum total cosine similarity).
+        long [N_q] ``perm`` (on ``current``'s device) such that ``current[perm][j]`` is the
+        prototype matched to ``previous[j]`` (maximum total cosine similarity).
     """
     sim = F.normalize(previous, dim=-1) @ F.normalize(current, dim=-1).T  # [prev, cur]
     rows, cols = hungarian(-sim)
     perm = torch.empty(previous.shape[0], dtype=torch.long)
     perm[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
-    return perm
+    return perm.to(current.device)

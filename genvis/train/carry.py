@@ -127,7 +127,7 @@ def batch_state(model: GenVIS, carried: list[SlotState | None], layers: int,
     """
     b = len(carried)
     fresh = model.initial_state(layers).output                  # [L, N_q, C]
-    outs = [fresh if s is None else s.output.to(fresh.dtype) for s in carried]
+    outs = [fresh if s is None else s.output.to(fresh) for s in carried]   # fresh's dtype and device
     output = torch.stack(outs, dim=1).reshape(layers * b, *fresh.shape[1:])
     assignments = [[{} for _ in range(layers * b)] for _ in range(n_dec)]
     for j, s in enumerate(carried):
@@ -146,10 +146,10 @@ def batch_state(model: GenVIS, carried: list[SlotState | None], layers: int,
         for s in carried:
             have = 0 if s is None else len(s.prototypes)
             pad = m - have
-            per_slot.append(zeros if k < pad else s.prototypes[k - pad])
+            per_slot.append(zeros if k < pad else s.prototypes[k - pad].to(fresh))
             ok.append(k >= pad)
         protos.append(torch.stack(per_slot, dim=1).reshape(layers * b, *fresh.shape[1:]))
-        valid.append(torch.tensor(ok, dtype=torch.bool).repeat(layers))
+        valid.append(torch.tensor(ok, dtype=torch.bool, device=fresh.device).repeat(layers))
     return VideoState(output, model.memory.rebuild(protos, valid)), assignments
 
 

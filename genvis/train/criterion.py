@@ -130,7 +130,8 @@ class SetCriterion:
         new_states = []
         for d in range(n_layers):
             suffix = "" if d == n_layers - 1 else f"_d{d}"
-            class_targets = torch.full((n_elem, out.logits.shape[2]), self.num_classes, dtype=torch.long)
+            class_targets = torch.full((n_elem, out.logits.shape[2]), self.num_classes, dtype=torch.long,
+                                       device=out.logits.device)
             layer_states: list[dict[int, int]] = [{} for _ in range(n_elem)]
             pairs_last: list[tuple[list[int], list[int]]] = [([], []) for _ in range(n_elem)]
             loss_mask = out.mask_embed[d].sum() * 0.0
@@ -176,7 +177,7 @@ class SetCriterion:
                 embeds, ids = [], []
                 for e, (q_idx, k_idx) in enumerate(pairs_last):
                     embeds.append(out.clip_embed[e, q_idx])
-                    ids.append(torch.as_tensor(k_idx, dtype=torch.long))
+                    ids.append(torch.as_tensor(k_idx, dtype=torch.long, device=out.logits.device))
                 sim = similarity_loss(embeds, ids)
                 if sim is not None:
                     losses["loss_sim"] = cfg.sim_weight * sim

@@ -34,6 +34,7 @@ from genvis.train.carry import CarrySampler, SlotState, batch_state, split_state
 from genvis.train.criterion import ClipTargets, SetCriterion
 from genvis.train.sampler import ClipSampler
 from genvis.train.targets import DatasetTargets, VideoTargets
+from genvis.utils.device import resolve_device
 from genvis.utils.io import atomic_path, atomic_write_text
 
 LOSS_COLUMNS = ("loss_ce", "loss_mask", "loss_dice", "loss_sim")
@@ -131,6 +132,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     """
     tc = cfg.train
     window = tc.n_v * tc.n_f
+    device = next(model.parameters()).device
     fqs, projected, tgts = [], [], []
     for vid, start in batch:
         clip = source.read_clip(vid, start, start + window, fields=("frame_queries", "mask_features"),
@@ -138,9 +140,9 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
         fq, mf = clip["frame_queries"], clip["mask_features"]
         check_finite("frame_queries", vid, fq, start, start + window, source)
         check_finite("mask_features", vid, mf, start, start + window, source)
-        fqs.append(fq)
-        projected.append(model.project_mask_features(mf))
-        tgts.append(targets(vid).window(start, start + window, keep_all=carried is not None))
+        fqs.append(fq.to(device))
+        projected.append(model.project_mask_features(mf.to(device)))
+        tgts.append(targets(vid).window(start, start + window, keep_all=carried is not None).to(device))
     b = len(batch)
     fq = torch.stack(fqs)                                   # [B, W, L, Q_f, C]
     fq = fq.permute(2, 0, 1, 3, 4).reshape(layers * b, window, *fq.shape[3:])
@@ -173,7 +175,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
 def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
           iterations: int | None = None, targets: Callable[[int], VideoTargets] | None = None,
           progress: bool = True, init_heads: str | os.PathLike | None = None,
-          init_model: str | os.PathLike | None = None) -> Path:
+          init_model: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Path:
     """Train GenVIS from a clip source and write MODEL.pt.
 
     Args:
@@ -195,13 +197,17 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
             weights initialise every parameter of the same name and shape -- the paper's
             fine-tuning protocol (:func:`genvis.checkpoints.init_from_model`); applied after
             ``init_heads``.
+        device: torch device of the model and the loss computation (``cpu``, ``cuda``,
+            ``cuda:1``). Clips are read on the CPU and moved; the sampling and point RNGs
+            stay on the CPU, so a run draws the same clips and points on any device.
+            MODEL.pt and the resume checkpoint load on any device.
 
     Returns:
         the path of MODEL.pt.
 
     Raises:
         InputError: videos missing from the source, NaN features (names the video), no
-            video long enough, no annotations.
+            video long enough, no annotations; ``device`` is CUDA and none is available.
         ConfigError: invalid settings; resume checkpoint of a different experiment.
         AssignmentError: more instances than instance queries.
     """
@@ -215,6 +221,7 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
             tc.decay_steps = [max(1, round(step * int(iterations) / tc.iterations)) for step in tc.decay_steps]
         tc.iterations = int(iterations)
     cfg.validate()
+    device = resolve_device(device)
     check_source_covers(cache, dataset)
     if not dataset.videos:
         raise InputError(getattr(dataset, "path", None), "the annotation file has no videos")
@@ -239,7 +246,7 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         if fresh:
             print(f"--init-model {init_model}: {len(fresh)} parameter(s) not in it keep their "
                   f"initialisation ({', '.join(sorted({n.rsplit('.', 2)[0] for n in fresh}))})")
-    model.train()
+    model.to(device).train()
     optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
     criterion = SetCriterion(tc, mcfg.num_classes)
     sample_gen = torch.Generator().manual_seed(tc.seed + 1)
@@ -258,7 +265,7 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
             raise ConfigError(str(paths["resume"]), "resume checkpoint was written for a different "
                               "experiment configuration; delete it or use the same config")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])   # moves the moments to the model's device
         torch.set_rng_state(state["torch_rng"])
         sample_gen.set_state(state["sample_rng"])
         point_gen.set_state(state["point_rng"])
@@ -308,6 +315,7 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     bar.close()
     atomic_write_text(paths["losses"], _csv_text(rows))
     categories = [{"id": c.id, "name": c.name} for c in getattr(dataset, "categories", [])]
+    model.cpu()  # MODEL.pt holds CPU tensors
     save_model(out, model, experiment, extra={
         "iterations": tc.iterations, "categories": categories,
         "provenance": dict(getattr(cache, "provenance", None) or {}),

@@ -75,7 +75,7 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
         return cost[0] if single else cost
     prob = logits.float().softmax(-1)
     cost_class = -prob[:, :, labels]                                                        # [S, N_q, N]
-    coords = torch.rand(1, num_points, 2, generator=generator, device=mask_logits.device)
+    coords = torch.rand(1, num_points, 2, generator=generator).to(mask_logits.device)  # CPU RNG, any device
     flat = mask_logits.float().reshape(s * n_q, t, *mask_logits.shape[-2:])
     pred = point_sample(flat, coords.expand(s * n_q, -1, -1)).flatten(1)                   # [S*N_q, T*P]
     tgt = point_sample(target_masks.float(), coords.expand(n, -1, -1)).flatten(1)          # [N, T*P]

@@ -46,7 +46,8 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     """
     n = logits.shape[0]
     num_sampled = int(num_points * oversample_ratio)
-    coords = torch.rand(n, num_sampled, 2, generator=generator, device=logits.device)
+    # drawn on the generator's device (the CPU) and moved: the same points on any device
+    coords = torch.rand(n, num_sampled, 2, generator=generator).to(logits.device)
     values = point_sample(logits, coords)                       # [N, 1, S]
     uncertainty = -values.abs()[:, 0]                           # [N, S]
     num_uncertain = int(importance_sample_ratio * num_points)
@@ -54,6 +55,6 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     idx = uncertainty.topk(num_uncertain, dim=1).indices        # [N, U]
     chosen = torch.gather(coords, 1, idx[..., None].expand(-1, -1, 2))
     if num_random > 0:
-        extra = torch.rand(n, num_random, 2, generator=generator, device=logits.device)
+        extra = torch.rand(n, num_random, 2, generator=generator).to(logits.device)
         chosen = torch.cat([chosen, extra], dim=1)
     return chosen

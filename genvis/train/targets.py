@@ -42,6 +42,10 @@ class VideoTargets:
         keep = m.flatten(1).any(1) if m.numel() else torch.zeros(m.shape[0], dtype=torch.bool)
         return VideoTargets(self.labels[keep], m[keep])
 
+    def to(self, device: str | torch.device) -> "VideoTargets":
+        """The same targets on ``device`` (no copy when they are already there)."""
+        return VideoTargets(self.labels.to(device), self.masks.to(device))
+
 
 def resize_pad_masks(masks: torch.Tensor, resized: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
     """Nearest-resize bool masks [N, T, H, W] to ``resized`` (h, w), then zero-pad bottom/right

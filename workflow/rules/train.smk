@@ -56,7 +56,7 @@ rule train:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis train --cache {input.cache} --annotations {input.annotations}"
-        " --config {input.config} --out {output}{params.args} --threads {threads} --no-progress > {log} 2>&1"
+        " --config {input.config} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
 
 
 def _infer_inputs(wildcards):
@@ -87,7 +87,7 @@ rule infer:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output}{params.args} --threads {threads} --no-progress > {log} 2>&1"
+        " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
 
 
 rule infer_n_f_eval:
@@ -103,7 +103,7 @@ rule infer_n_f_eval:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output} --n-f-eval {wildcards.n} --threads {threads} --no-progress > {log} 2>&1"
+        " --model {input.model} --out {output} --n-f-eval {wildcards.n} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
 
 
 rule infer_submission:
@@ -122,4 +122,4 @@ rule infer_submission:
         gpu=GPUS,
     shell:
         THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output.results} --zip {output.zip}{params.args} --threads {threads} --no-progress > {log} 2>&1"
+        " --model {input.model} --out {output.results} --zip {output.zip}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
