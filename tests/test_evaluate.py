@@ -155,3 +155,58 @@ def test_evaluate_command_bad_results_writes_nothing(tmp_path, tiny_vis_json, ca
     err = capsys.readouterr().err
     assert "res.json" in err and "video_id 99" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res.json", "tiny_vis.json"]
+
+
+def test_frame_ap_ignores_identity_that_video_ap_punishes():
+    """One instance over 4 frames, predicted exactly but as two tracks (an identity switch
+    after frame 1): per frame every mask is perfect (AP 100); as videos, each track covers
+    half the instance (video IoU 0.5, a match at the 0.50 threshold only)."""
+    from genvis.evaluate.frame_ap import frame_mask_ap
+
+    gt_m = box_masks(4, 20, 20, [(2, 12, 2, 12)] * 4)
+    gt = make_gt({1: (4, 20, 20)}, [(1, 1, gt_m, 0)])
+    first = box_masks(4, 20, 20, [(2, 12, 2, 12)] * 2 + [None] * 2)
+    second = box_masks(4, 20, 20, [None] * 2 + [(2, 12, 2, 12)] * 2)
+    results = [res(1, 1, 0.9, first), res(1, 1, 0.8, second)]
+    per_frame = frame_mask_ap(gt, results)
+    assert per_frame["AP"] == pytest.approx(100.0) and per_frame["AR100"] == pytest.approx(100.0)
+    assert per_frame["frames"] == 4 and per_frame["detections"] == 4
+    assert evaluate(gt, results)["AP"] == pytest.approx(10.0)
+
+
+def test_frame_ap_frame_range_and_empty_range():
+    from genvis.evaluate.frame_ap import frame_mask_ap
+
+    gt_m = box_masks(4, 20, 20, [(2, 12, 2, 12)] * 3 + [None])
+    gt = make_gt({1: (4, 20, 20)}, [(1, 1, gt_m, 0)])
+    # exact on frames 0-1, disjoint from the instance on frame 2
+    pr = box_masks(4, 20, 20, [(2, 12, 2, 12)] * 2 + [(14, 20, 14, 20), None])
+    results = [res(1, 1, 0.9, pr)]
+    assert frame_mask_ap(gt, results, (0, 2))["AP"] == pytest.approx(100.0)
+    late = frame_mask_ap(gt, results, (2, None))
+    assert late["AP"] == pytest.approx(0.0) and late["frames"] == 2 and late["detections"] == 1
+    # frame 3 has no ground truth at all: undefined, not 0 or 100
+    assert frame_mask_ap(gt, results, (3, None))["AP"] is None
+    with pytest.raises(ValueError, match="frame range"):
+        frame_mask_ap(gt, results, (2, 2))
+
+
+def test_cli_per_frame(tmp_path, capsys):
+    gt_m = box_masks(3, 20, 20, [(2, 12, 2, 12)] * 3)
+    gt = make_gt({1: (3, 20, 20)}, [(1, 1, gt_m, 0)])
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    from genvis.data.results import write_results
+    from genvis.data.ytvis import save_vis_json
+
+    save_vis_json(gt, gt_path)
+    write_results([res(1, 1, 0.9, gt_m)], res_path)
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--gt", str(gt_path), "--results", str(res_path), "--out", str(out),
+                 "--per-frame", "1:"]) == 0
+    pf = json.loads(out.read_text())["per_frame"]
+    assert pf["AP"] == pytest.approx(100.0) and pf["frames"] == 2 and pf["frames_from"] == 1
+    assert "per frame (frames 1..end" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    assert main(["evaluate", "--gt", str(gt_path), "--results", str(res_path), "--out", str(bad),
+                 "--per-frame", "x"]) == 2
+    assert "--per-frame: expected START:STOP" in capsys.readouterr().err and not bad.exists()

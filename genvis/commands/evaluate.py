@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", required=True, type=Path,
                         help="results json (or a server zip holding results.json)")
     parser.add_argument("--out", required=True, type=Path, help="metrics json to write")
+    parser.add_argument("--per-frame", nargs="?", const="0:", default=None, metavar="START:STOP",
+                        help="also score the results frame by frame, identities ignored (COCO mask AP; "
+                        "genvis.evaluate.frame_ap), on frames START..STOP-1 of every video (default all, "
+                        "e.g. 20: for frame 20 onward); written as metrics['per_frame']")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,11 +37,41 @@ def run(args: argparse.Namespace) -> int:
     if not gt.has_annotations:
         raise InputError(args.gt, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
     results = read_results(args.results, gt)
+    frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     metrics = evaluate(gt, results, progress=len(gt.videos) >= 50)
+    if frames is not None:
+        from genvis.evaluate.frame_ap import frame_mask_ap
+
+        metrics["per_frame"] = {"frames_from": frames[0], "frames_to": frames[1],
+                                **frame_mask_ap(gt, results, frames)}
     metrics["gt"] = str(args.gt)
     metrics["results"] = str(args.results)
     atomic_write_json(args.out, metrics, indent=1)
     print(format_table(metrics))
+    if frames is not None:
+        pf = metrics["per_frame"]
+        fmt = {k: "-" if pf[k] is None else f"{pf[k]:.2f}" for k in ("AP", "AP50", "AP75", "AR100")}
+        print(f"per frame (frames {frames[0]}..{'end' if frames[1] is None else frames[1] - 1}, identities "
+              f"ignored): mask AP {fmt['AP']}, AP50 {fmt['AP50']}, AP75 {fmt['AP75']}, AR100 {fmt['AR100']} "
+              f"({pf['frames']} frames, {pf['detections']} detections)")
     print(f"{len(gt.videos)} videos, {len(results)} predicted instances, "
           f"{time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
+
+
+def _frame_range(text: str) -> tuple[int, int | None]:
+    """``"START:STOP"`` (either side may be empty) -> (start, stop or None). ConfigError naming
+    ``--per-frame`` when malformed or empty."""
+    from genvis.errors import ConfigError
+
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else None
+    except ValueError:
+        raise ConfigError("--per-frame", f"expected START:STOP (e.g. 0:20 or 20:), got {text!r}") from None
+    if start < 0 or (stop is not None and stop <= start):
+        raise ConfigError("--per-frame", f"need 0 <= START < STOP, got {text!r}")
+    return start, stop

@@ -1,0 +1,97 @@
+"""Frame-level mask AP of video results: segmentation and classification without identity.
+
+A diagnostic beside the video AP (:mod:`genvis.evaluate.ytvis_eval`): every frame of every
+video becomes one COCO image; every predicted instance contributes one detection per frame
+where its mask is non-empty, scored with the instance's video score; the ground truth is
+each instance's visible mask in that frame. The result is COCO mask AP (pycocotools,
+``iouType="segm"``, 100 detections per frame), so it does not care whether the detections
+of one instance keep one identity across frames. Comparing the two tells association
+errors (video AP low, frame AP high) from segmentation / classification errors (both low);
+a frame range shows where in a video a method loses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any, Sequence
+
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from genvis.data.masks import to_rle
+
+FRAME_KEYS = ("AP", "AP50", "AP75", "AR100")
+
+
+def _compressed_rle(seg: Any, height: int, width: int) -> dict | None:
+    rle = to_rle(seg, height, width)  # compressed, str counts
+    return None if rle is None or int(mask_utils.area(rle)) == 0 else rle
+
+
+def frame_mask_ap(gt: Any, results: Sequence[Any], frames: tuple[int, int | None] = (0, None)) -> dict[str, Any]:
+    """COCO mask AP over the frames of the videos, identities ignored.
+
+    Args:
+        gt: the ground truth (``VISDataset`` with annotations).
+        results: ``VideoResult`` list (``video_id``, ``category_id``, ``score``,
+            ``segmentations``: one RLE or None per frame).
+        frames: ``(start, stop)`` frame indices kept in every video (stop None = to the end),
+            e.g. ``(20, None)`` scores only frames 20 onward.
+
+    Returns:
+        {"AP", "AP50", "AP75", "AR100"} in percent (None when no kept frame has a ground-truth
+        instance), "frames" (frames scored), "detections" (per-frame detections scored).
+        Crowd annotations are ignored regions, as in COCO.
+
+    Raises:
+        ValueError: ``frames`` with a negative start or stop <= start.
+    """
+    start, stop = int(frames[0]), frames[1]
+    if start < 0 or (stop is not None and int(stop) <= start):
+        raise ValueError(f"frame range must satisfy 0 <= start < stop, got {frames}")
+    videos = {v.id: v for v in gt.videos}
+    image_id: dict[tuple[int, int], int] = {}
+    images = []
+    for v in gt.videos:
+        for t in range(start, v.length if stop is None else min(int(stop), v.length)):
+            image_id[(v.id, t)] = len(images) + 1
+            images.append({"id": len(images) + 1, "height": v.height, "width": v.width})
+    anns = []
+    for a in gt.annotations or []:
+        v = videos[a.video_id]
+        for t, seg in enumerate(a.segmentations):
+            rle = _compressed_rle(seg, v.height, v.width) if (a.video_id, t) in image_id else None
+            if rle is not None:
+                anns.append({"id": len(anns) + 1, "image_id": image_id[(a.video_id, t)],
+                             "category_id": a.category_id, "segmentation": rle,
+                             "area": float(mask_utils.area(rle)), "bbox": list(mask_utils.toBbox(rle)),
+                             "iscrowd": int(a.iscrowd)})
+    dets = []
+    for r in results:
+        v = videos[r.video_id]
+        for t, seg in enumerate(r.segmentations):
+            rle = _compressed_rle(seg, v.height, v.width) if (r.video_id, t) in image_id else None
+            if rle is not None:
+                dets.append({"image_id": image_id[(r.video_id, t)], "category_id": r.category_id,
+                             "segmentation": rle, "score": float(r.score)})
+    out: dict[str, Any] = {"frames": len(images), "detections": len(dets)}
+    if not any(a["iscrowd"] == 0 for a in anns):
+        return {**out, **{k: None for k in FRAME_KEYS}}
+    coco_gt = COCO()
+    coco_gt.dataset = {"images": images, "annotations": anns,
+                       "categories": [{"id": c.id, "name": c.name} for c in gt.categories]}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
+        if not dets:
+            coco_dt.dataset = {"images": images, "annotations": [], "categories": coco_gt.dataset["categories"]}
+            coco_dt.createIndex()
+        ev = COCOeval(coco_gt, coco_dt, "segm")
+        ev.params.maxDets = [1, 10, 100]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = [None if s < 0 else 100.0 * float(s) for s in ev.stats]
+    return {**out, "AP": stats[0], "AP50": stats[1], "AP75": stats[2], "AR100": stats[8]}
