@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     metrics = evaluate(gt, results, progress=len(gt.videos) >= 50)
     if frames is not None:
-        from genvis.evaluate.frame_ap import frame_mask_ap
+        from genvis.evaluate.frame_ap import FRAME_KEYS, frame_mask_ap
 
         metrics["per_frame"] = {"frames_from": frames[0], "frames_to": frames[1],
                                 **frame_mask_ap(gt, results, frames)}
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     if frames is not None:
         pf = metrics["per_frame"]
-        fmt = {k: "-" if pf[k] is None else f"{pf[k]:.2f}" for k in ("AP", "AP50", "AP75", "AR100")}
+        fmt = {k: "-" if pf[k] is None else f"{pf[k]:.2f}" for k in FRAME_KEYS}
         print(f"per frame (frames {frames[0]}..{'end' if frames[1] is None else frames[1] - 1}, identities "
               f"ignored): mask AP {fmt['AP']}, AP50 {fmt['AP50']}, AP75 {fmt['AP75']}, AR100 {fmt['AR100']} "
               f"({pf['frames']} frames, {pf['detections']} detections)")

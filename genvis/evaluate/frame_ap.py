@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -25,9 +25,13 @@ from genvis.data.masks import to_rle
 FRAME_KEYS = ("AP", "AP50", "AP75", "AR100")
 
 
-def _compressed_rle(seg: Any, height: int, width: int) -> dict | None:
-    rle = to_rle(seg, height, width)  # compressed, str counts
-    return None if rle is None or int(mask_utils.area(rle)) == 0 else rle
+def _kept_frames(video: Any, segmentations: Sequence[Any], image_id: dict) -> Iterator[tuple[int, dict]]:
+    """(image id, compressed RLE) of the kept frames where the segmentation is non-empty."""
+    for t, seg in enumerate(segmentations):
+        if (video.id, t) in image_id:
+            rle = to_rle(seg, video.height, video.width)  # compressed, str counts
+            if rle is not None and int(mask_utils.area(rle)) > 0:
+                yield image_id[(video.id, t)], rle
 
 
 def frame_mask_ap(gt: Any, results: Sequence[Any], frames: tuple[int, int | None] = (0, None)) -> dict[str, Any]:
@@ -60,22 +64,12 @@ def frame_mask_ap(gt: Any, results: Sequence[Any], frames: tuple[int, int | None
             images.append({"id": len(images) + 1, "height": v.height, "width": v.width})
     anns = []
     for a in gt.annotations or []:
-        v = videos[a.video_id]
-        for t, seg in enumerate(a.segmentations):
-            rle = _compressed_rle(seg, v.height, v.width) if (a.video_id, t) in image_id else None
-            if rle is not None:
-                anns.append({"id": len(anns) + 1, "image_id": image_id[(a.video_id, t)],
-                             "category_id": a.category_id, "segmentation": rle,
-                             "area": float(mask_utils.area(rle)), "bbox": list(mask_utils.toBbox(rle)),
-                             "iscrowd": int(a.iscrowd)})
-    dets = []
-    for r in results:
-        v = videos[r.video_id]
-        for t, seg in enumerate(r.segmentations):
-            rle = _compressed_rle(seg, v.height, v.width) if (r.video_id, t) in image_id else None
-            if rle is not None:
-                dets.append({"image_id": image_id[(r.video_id, t)], "category_id": r.category_id,
-                             "segmentation": rle, "score": float(r.score)})
+        for img, rle in _kept_frames(videos[a.video_id], a.segmentations, image_id):
+            anns.append({"id": len(anns) + 1, "image_id": img, "category_id": a.category_id,
+                         "segmentation": rle, "area": float(mask_utils.area(rle)),
+                         "bbox": list(mask_utils.toBbox(rle)), "iscrowd": int(a.iscrowd)})
+    dets = [{"image_id": img, "category_id": r.category_id, "segmentation": rle, "score": float(r.score)}
+            for r in results for img, rle in _kept_frames(videos[r.video_id], r.segmentations, image_id)]
     out: dict[str, Any] = {"frames": len(images), "detections": len(dets)}
     if not any(a["iscrowd"] == 0 for a in anns):
         return {**out, **{k: None for k in FRAME_KEYS}}
