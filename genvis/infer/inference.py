@@ -36,11 +36,6 @@ def _clips(source: Any, video_id: int, n_f: int, fields: Sequence[str],
         yield s, e, source.read_clip(video_id, s, e, fields=fields, layers=layers)
 
 
-def _device(model: GenVIS) -> torch.device:
-    """Where the model's weights are (inputs are moved there clip by clip)."""
-    return next(model.parameters()).device
-
-
 def _finite(source: Any, video_id: int, name: str, x: torch.Tensor, s: int, e: int) -> None:
     if not torch.isfinite(x).all():
         raise InputError(str(getattr(source, "path", "clip source")),
@@ -63,7 +58,7 @@ def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
         (class logits float [n_clips, N_q, K+1], mask embeddings float [n_clips, N_q, C]),
         on the model's device (frame queries are moved there clip by clip).
     """
-    device = _device(model)
+    device = model.device
     state = model.initial_state(1)
     logits, embeds = [], []
     previous = None
@@ -138,7 +133,7 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
     """
     from genvis.data.masks import encode_masks
 
-    device = _device(model)
+    device = model.device
     mask_embed, queries = mask_embed.to(device), queries.to(device)
     k = queries.shape[0]
     segs: list[list[dict]] = [[] for _ in range(k)]

@@ -72,6 +72,11 @@ class GenVIS(nn.Module):
         self.memory = None if cfg.memory == "none" else InstancePrototypeMemory(c, cfg.memory)
         self.heads = Heads(c, cfg.num_classes, cfg.mask_feature_dim, cfg.sim_embed)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (training and inference move their inputs here)."""
+        return next(self.parameters()).device
+
     # ------------------------------------------------------------------ clip step
     def initial_state(self, batch: int) -> VideoState:
         """State before the first clip: o^0 = query_feat, empty memory."""

@@ -132,7 +132,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     """
     tc = cfg.train
     window = tc.n_v * tc.n_f
-    device = next(model.parameters()).device
+    device = model.device
     fqs, projected, tgts = [], [], []
     for vid, start in batch:
         clip = source.read_clip(vid, start, start + window, fields=("frame_queries", "mask_features"),
