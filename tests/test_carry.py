@@ -68,7 +68,9 @@ def test_slots_play_each_video_from_the_start_to_the_end():
     seen = []
     for _ in range(12):
         batch, carried = carry.next_batch(gen)
-        vid, start = batch[0]
+        vid, frames = batch[0]
+        start = frames[0]
+        assert frames == tuple(range(start, start + 4))
         prev = carry.slots[0]
         assert (carried[0] is None) == (start == 0)
         if carried[0] is not None:
@@ -83,8 +85,8 @@ def test_slots_play_each_video_from_the_start_to_the_end():
     starts = []
     for _ in range(7):
         batch, _ = carry.next_batch(gen)
-        starts.append(batch[0][1])
-        carry.update([SlotState(1, batch[0][1] + 4, torch.zeros(1, 2, 2), [], [[{}]])])
+        starts.append(batch[0][1][0])
+        carry.update([SlotState(1, batch[0][1][0] + 4, torch.zeros(1, 2, 2), [], [[{}]])])
     assert starts == [0, 4, 8, 0, 4, 8, 0]
 
 
@@ -107,14 +109,14 @@ def test_two_carried_iterations_equal_one_sample_of_twice_the_clips():
         layers = sizes["layers"]
         with torch.no_grad():
             if mode == "single":
-                loss, parts, _ = sample_losses(model, crit, cfg, src, targets, [(vid, 0)], layers, gen)
+                loss, parts, _ = sample_losses(model, crit, cfg, src, targets, [(vid, tuple(range(8)))], layers, gen)
                 results[mode] = (float(loss), parts)
             else:
                 carry = CarrySampler(ClipSampler({vid: 8}, 2, 2), 1)
                 total, parts_sum = 0.0, {}
                 for it in range(2):
                     batch, carried = carry.next_batch(torch.Generator().manual_seed(0))
-                    assert batch == [(vid, 4 * it)]
+                    assert batch == [(vid, tuple(range(4 * it, 4 * it + 4)))]
                     loss, parts, reached = sample_losses(model, crit, cfg, src, targets, batch, layers, gen, carried)
                     carry.update(reached)
                     total += float(loss)

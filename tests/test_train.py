@@ -171,4 +171,4 @@ def test_targets_follow_the_cache_geometry():
     src, ds = make_toy_problem(num_videos=1, length=3)
     vt = DatasetTargets(ds, src)(1)
     assert vt.masks.shape[1:] == (3, 16, 16) and vt.labels.dtype == torch.long
-    assert vt.window(0, 1).masks.shape[1] == 1
+    assert vt.select([0]).masks.shape[1] == 1

@@ -29,7 +29,7 @@ import torch
 
 from genvis.model.genvis import GenVIS, VideoState
 from genvis.model.memory import MemoryState
-from genvis.train.sampler import ClipSampler
+from genvis.train.sampler import ClipSampler, Sample
 
 
 @dataclass
@@ -78,24 +78,27 @@ class CarrySampler:
         self.sampler = sampler
         self.slots: list[SlotState | None] = [None] * int(batch)
 
-    def next_batch(self, generator: torch.Generator) -> tuple[list[tuple[int, int]], list[SlotState | None]]:
+    def next_batch(self, generator: torch.Generator) -> tuple[list[Sample], list[SlotState | None]]:
         """The windows of this iteration and the state each slot starts from.
 
         Returns:
-            ((video id, first frame) per slot, the slot's carried :class:`SlotState` or None
-            for a slot that starts a new video at frame 0).
+            ((video id, the window's N_v x N_f consecutive frames) per slot, the slot's
+            carried :class:`SlotState` or None for a slot that starts a new video at frame 0).
         """
         batch, carried = [], []
         for i, slot in enumerate(self.slots):
             if slot is not None and slot.next_start + self.sampler.window <= self.sampler.lengths[slot.video_id]:
-                batch.append((slot.video_id, slot.next_start))
+                batch.append((slot.video_id, self._frames(slot.next_start)))
                 carried.append(slot)
                 continue
             pick = int(torch.randint(len(self.sampler.video_ids), (1,), generator=generator))
-            batch.append((self.sampler.video_ids[pick], 0))
+            batch.append((self.sampler.video_ids[pick], self._frames(0)))
             carried.append(None)
             self.slots[i] = None
         return batch, carried
+
+    def _frames(self, start: int) -> tuple[int, ...]:
+        return tuple(range(start, start + self.sampler.window))
 
     def update(self, slots: list[SlotState]) -> None:
         """Store the states the slots reached in this iteration."""
@@ -153,22 +156,22 @@ def batch_state(model: GenVIS, carried: list[SlotState | None], layers: int,
     return VideoState(output, model.memory.rebuild(protos, valid)), assignments
 
 
-def split_state(state: VideoState, assignments: list[list[dict[int, int]]], batch: list[tuple[int, int]],
-                layers: int, window: int) -> list[SlotState]:
+def split_state(state: VideoState, assignments: list[list[dict[int, int]]], batch: list[Sample],
+                layers: int) -> list[SlotState]:
     """Per-slot :class:`SlotState` after an iteration (tensors detached).
 
     Args:
         state: the model state after the iteration's last clip (L x B sequences).
-        assignments: [D'][L x B] after the last clip. batch: the iteration's (video, start).
-        window: N_v x N_f.
+        assignments: [D'][L x B] after the last clip. batch: the iteration's (video,
+            consecutive frames); a slot's next window starts after the last of them.
     """
     b = len(batch)
     out = state.output.detach().reshape(layers, b, *state.output.shape[1:])
     protos = [p.detach().reshape(layers, b, *p.shape[1:]) for p in state.memory.prototypes]
     valid = state.memory.valid
     slots = []
-    for j, (vid, start) in enumerate(batch):
+    for j, (vid, frames) in enumerate(batch):
         kept = [p[:, j] for k, p in enumerate(protos) if valid is None or bool(valid[k][j])]
-        slots.append(SlotState(vid, start + window, out[:, j].clone(), [p.clone() for p in kept],
+        slots.append(SlotState(vid, frames[-1] + 1, out[:, j].clone(), [p.clone() for p in kept],
                                [[dict(a[layer * b + j]) for layer in range(layers)] for a in assignments]))
     return slots

@@ -70,6 +70,11 @@ class TrainConfig:
             from one iteration to the next -- truncated back-propagation through time
             (:mod:`genvis.train.carry`), so that the model is trained on the states it meets
             after many clips at inference. Requires ``assignment: uvla``.
+        frame_range: None (default): a sample is N_v x N_f consecutive frames. An integer R:
+            the official code's sparse sampling (``INPUT.SAMPLING_FRAME_RANGE``, 6 online and
+            12 semi-online on OVIS): a reference frame and N_v x N_f - 1 frames drawn with
+            replacement within R frames of it, sorted (:mod:`genvis.train.sampler`). Not
+            with ``carry_state``, which plays videos frame by frame.
     """
 
     n_v: int = 5
@@ -96,6 +101,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     carry_state: bool = False
+    frame_range: int | None = None
 
     def validate(self, source: str = "train") -> "TrainConfig":
         """Check every field; return self. Raises ConfigError naming ``source.field``."""
@@ -121,6 +127,11 @@ class TrainConfig:
         if self.carry_state and self.assignment != "uvla":
             raise ConfigError(f"{source}.carry_state", "carrying the state across iterations needs "
                               f"assignment: uvla (got {self.assignment!r})")
+        if self.frame_range is not None:
+            _check_int(f"{source}.frame_range", self.frame_range, 1)
+            if self.carry_state:
+                raise ConfigError(f"{source}.frame_range", "sparse sampling cannot be combined with "
+                                  "carry_state (which plays each video's consecutive frames)")
         return self
 
 

@@ -32,7 +32,7 @@ from genvis.model.genvis import GenVIS
 from genvis.train.config import ExperimentConfig
 from genvis.train.carry import CarrySampler, SlotState, batch_state, split_state
 from genvis.train.criterion import ClipTargets, SetCriterion
-from genvis.train.sampler import ClipSampler
+from genvis.train.sampler import ClipSampler, Sample
 from genvis.train.targets import DatasetTargets, VideoTargets
 from genvis.utils.device import resolve_device
 from genvis.utils.io import atomic_path, atomic_write_text
@@ -115,13 +115,14 @@ def _csv_text(rows: list[dict[str, float]]) -> str:
 
 
 def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: Any,
-                  targets: Callable[[int], VideoTargets], batch: list[tuple[int, int]], layers: int,
+                  targets: Callable[[int], VideoTargets], batch: list[Sample], layers: int,
                   generator: torch.Generator, carried: list[SlotState | None] | None = None,
                   ) -> tuple[torch.Tensor, dict[str, float], list[SlotState] | None]:
     """Total loss of one batch of samples (sum over clips, decoder layers and terms).
 
     Args:
-        batch: (video id, first frame) pairs. layers: detector layers used (L).
+        batch: :data:`~genvis.train.sampler.Sample` (video id, N_v x N_f frame indices) per
+            video. layers: detector layers used (L).
         carried: with ``train.carry_state``, per slot the state carried from the previous
             iteration (None: start of a video); instances are then indexed over the whole
             video. None: every sample starts fresh (the paper).
@@ -134,15 +135,17 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     window = tc.n_v * tc.n_f
     device = model.device
     fqs, projected, tgts = [], [], []
-    for vid, start in batch:
-        clip = source.read_clip(vid, start, start + window, fields=("frame_queries", "mask_features"),
+    for vid, frames in batch:
+        lo, hi = frames[0], frames[-1] + 1
+        clip = source.read_clip(vid, lo, hi, fields=("frame_queries", "mask_features"),
                                 layers=slice(-layers, None))
-        fq, mf = clip["frame_queries"], clip["mask_features"]
-        check_finite("frame_queries", vid, fq, start, start + window, source)
-        check_finite("mask_features", vid, mf, start, start + window, source)
+        index = [f - lo for f in frames]
+        fq, mf = clip["frame_queries"][index], clip["mask_features"][index]
+        check_finite("frame_queries", vid, fq, lo, hi, source)
+        check_finite("mask_features", vid, mf, lo, hi, source)
         fqs.append(fq.to(device))
         projected.append(model.project_mask_features(mf.to(device)))
-        tgts.append(targets(vid).window(start, start + window, keep_all=carried is not None).to(device))
+        tgts.append(targets(vid).select(frames, keep_all=carried is not None).to(device))
     b = len(batch)
     fq = torch.stack(fqs)                                   # [B, W, L, Q_f, C]
     fq = fq.permute(2, 0, 1, 3, 4).reshape(layers * b, window, *fq.shape[3:])
@@ -169,7 +172,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
             parts[next(col for col in LOSS_COLUMNS if k.startswith(col))] += float(v.detach())
     if carried is None:
         return total, dict(parts), None
-    return total, dict(parts), split_state(state, assignments, batch, layers, window)
+    return total, dict(parts), split_state(state, assignments, batch, layers)
 
 
 def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
@@ -227,7 +230,8 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         raise InputError(getattr(dataset, "path", None), "the annotation file has no videos")
     targets = targets or DatasetTargets(dataset, cache)
     sampler = ClipSampler({v.id: cache.length(v.id) for v in dataset.videos}, tc.n_v, tc.n_f,
-                          source=str(getattr(dataset, "path", None) or "training split"))
+                          source=str(getattr(dataset, "path", None) or "training split"),
+                          frame_range=tc.frame_range)
     carry = CarrySampler(sampler, tc.batch_videos) if tc.carry_state else None
     sizes = probe_sizes(cache, dataset.videos[0].id)
     layers = min(tc.detector_layers, sizes["layers"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,11 +32,12 @@ class VideoTargets:
     labels: torch.Tensor
     masks: torch.Tensor
 
-    def window(self, start: int, stop: int, keep_all: bool = False) -> "VideoTargets":
-        """Frames [start, stop), keeping only instances visible somewhere in them (as the
-        official ``prepare_targets`` keeps instances valid in the sampled frames), or every
-        instance of the video with ``keep_all`` (indices stable across windows)."""
-        m = self.masks[:, start:stop]
+    def select(self, frames: Sequence[int], keep_all: bool = False) -> "VideoTargets":
+        """The given frames (indices, in order, repeats allowed), keeping only instances
+        visible somewhere in them (as the official ``prepare_targets`` keeps instances valid
+        in the sampled frames), or every instance of the video with ``keep_all`` (indices
+        stable across windows)."""
+        m = self.masks[:, list(frames)]
         if keep_all:
             return VideoTargets(self.labels, m)
         keep = m.flatten(1).any(1) if m.numel() else torch.zeros(m.shape[0], dtype=torch.bool)
