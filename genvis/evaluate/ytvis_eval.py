@@ -204,16 +204,20 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult]):
     return gts, dts
 
 
-def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
-                    params: EvalParams | None = None, progress: bool = False) -> EvalArrays:
-    """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
+def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
+                      progress: bool = False) -> dict[int, dict[tuple[int, int], tuple]]:
+    """The per-video half of the protocol: each video's detections matched to its ground truth.
 
-    Args:
-        gt: ground truth with annotations (``results`` should be validated against it, e.g.
-            by :func:`genvis.data.results.read_results` with ``gt``).
-        results: predicted instances; file order breaks score ties as in the official code.
-        params: protocol constants (default: the official ones).
-        progress: show a tqdm progress bar over videos.
+    Videos are independent until the precision/recall accumulation, so a video bootstrap
+    (:mod:`genvis.evaluate.compare`) matches once and re-accumulates resampled video lists.
+
+    Args: as :func:`evaluate_arrays`.
+
+    Returns:
+        video id -> {(category id, area-range index): (scores float64 [D], matched gt ids
+        float [n_iou, D] (0 = unmatched), ignored detections bool [n_iou, D], ignored gt
+        int64 [G])}, detections sorted by score and cut to the largest max_dets; videos
+        without ground truth or detections of any category map to {}.
 
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
@@ -222,16 +226,12 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
 
     p = params or EvalParams()
     gts, dts = _prepare(gt, results)
-    vid_ids = sorted(gt.video_ids)
     cat_ids = sorted(c.id for c in gt.categories)
-    n_t, n_r, n_k, n_a, n_m = len(p.iou_thresholds), len(p.recall_thresholds), len(cat_ids), \
-        len(p.area_ranges), len(p.max_dets)
     max_det = p.max_dets[-1]
-
-    # per (category, area) a list over videos of (scores, dtm, dt_ig, gt_ig)
-    evals: dict[tuple[int, int], list] = defaultdict(list)
-    for vid in tqdm(vid_ids, desc="evaluate", unit="video", disable=not progress):
+    out: dict[int, dict[tuple[int, int], tuple]] = {}
+    for vid in tqdm(sorted(gt.video_ids), desc="evaluate", unit="video", disable=not progress):
         video = gt.video(vid)
+        out[vid] = evals = {}
         cats_here = [c for c in cat_ids if gts.get((vid, c)) or dts.get((vid, c))]
         if not cats_here:
             continue
@@ -263,24 +263,34 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
                                     p.iou_thresholds)
                 out_of_range = (dt_area < lo) | (dt_area > hi)
                 dt_ig = np.logical_or(dt_ig, np.logical_and(dtm == 0, out_of_range[None, :]))
-                evals[c, ai].append((scores, dtm, dt_ig, np.array(g_ign, dtype=np.int64)))
+                evals[c, ai] = (scores, dtm, dt_ig, np.array(g_ign, dtype=np.int64))
+    return out
 
+
+def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: Sequence[int],
+               params: EvalParams | None = None) -> EvalArrays:
+    """The accumulation half: precision / recall over a list of per-video evaluations (from
+    :func:`video_evaluations`; a video may appear several times, as in a bootstrap sample)
+    and the 12 summary stats. COCOeval layout, as :func:`evaluate_arrays`."""
+    p = params or EvalParams()
+    n_t, n_r, n_k, n_a, n_m = len(p.iou_thresholds), len(p.recall_thresholds), len(category_ids), \
+        len(p.area_ranges), len(p.max_dets)
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
-    for ki, c in enumerate(cat_ids):
+    for ki, c in enumerate(category_ids):
         for ai in range(n_a):
-            per_video = evals.get((c, ai))
-            if not per_video:
+            evals = [v[c, ai] for v in per_video if (c, ai) in v]
+            if not evals:
                 continue
-            gt_ig = np.concatenate([e[3] for e in per_video])
+            gt_ig = np.concatenate([e[3] for e in evals])
             npig = int(np.count_nonzero(gt_ig == 0))
             if npig == 0:
                 continue
             for mi, md in enumerate(p.max_dets):
-                sc = np.concatenate([e[0][:md] for e in per_video])
+                sc = np.concatenate([e[0][:md] for e in evals])
                 order = np.argsort(-sc, kind="mergesort")
-                dtm = np.concatenate([e[1][:, :md] for e in per_video], axis=1)[:, order]
-                dt_ig = np.concatenate([e[2][:, :md] for e in per_video], axis=1)[:, order]
+                dtm = np.concatenate([e[1][:, :md] for e in evals], axis=1)[:, order]
+                dt_ig = np.concatenate([e[2][:, :md] for e in evals], axis=1)[:, order]
                 tps = np.logical_and(dtm, np.logical_not(dt_ig))
                 fps = np.logical_and(np.logical_not(dtm), np.logical_not(dt_ig))
                 tp_sum = np.cumsum(tps, axis=1).astype(float)
@@ -298,8 +308,25 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
                     valid = inds < nd
                     q[valid] = pr[inds[valid]]
                     precision[ti, :, ki, ai, mi] = q
-    stats = _summarize(precision, recall, p)
-    return EvalArrays(precision, recall, stats, cat_ids)
+    return EvalArrays(precision, recall, _summarize(precision, recall, p), list(category_ids))
+
+
+def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
+                    params: EvalParams | None = None, progress: bool = False) -> EvalArrays:
+    """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
+
+    Args:
+        gt: ground truth with annotations (``results`` should be validated against it, e.g.
+            by :func:`genvis.data.results.read_results` with ``gt``).
+        results: predicted instances; file order breaks score ties as in the official code.
+        params: protocol constants (default: the official ones).
+        progress: show a tqdm progress bar over videos.
+
+    Raises:
+        InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
+    """
+    per_video = video_evaluations(gt, results, params, progress)
+    return accumulate([per_video[v] for v in sorted(per_video)], sorted(c.id for c in gt.categories), params)
 
 
 def _summarize(precision: np.ndarray, recall: np.ndarray, p: EvalParams) -> np.ndarray:
