@@ -133,3 +133,25 @@ def test_compare_cli_writes_the_comparison(tmp_path, capsys):
     assert main(["compare", "--gt", str(no_ann), "--a", str(paths["a0"]), "--b", str(paths["b0"]),
                  "--out", str(tmp_path / "x.json"), "--no-progress"]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_compare_cli_writes_undefined_ap_as_null(tmp_path):
+    """Only crowd ground truth: every AP is undefined (NaN); the json gets nulls, not a crash."""
+    gt, method = problem(n_videos=3)
+    raw = {"videos": [{"id": v.id, "file_names": list(v.file_names), "length": v.length, "width": v.width,
+                       "height": v.height} for v in gt.videos],
+           "annotations": [{"id": a.id, "video_id": a.video_id, "category_id": a.category_id,
+                            "segmentations": list(a.segmentations), "areas": list(a.areas), "iscrowd": 1}
+                           for a in gt.annotations],
+           "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(raw))
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps([{"video_id": r.video_id, "category_id": r.category_id, "score": r.score,
+                                "segmentations": r.segmentations} for r in method(1, 0)]))
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--gt", str(gt_path), "--a", str(res), "--b", str(res), "--bootstrap", "5",
+                 "--out", str(out), "--no-progress"]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["a_ap"] == [None] and rec["b_ap"] == [None] and rec["diff"] is None
+    assert rec["ci95"] == [None, None]

@@ -33,6 +33,15 @@ def _fmt(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
+def _nan_to_none(x):
+    """NaN (undefined AP) -> None at any depth, for the strict json writer."""
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, compare, write, print. Returns 0."""
     from genvis.data.results import read_results
@@ -48,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     b = [read_results(p, gt) for p in args.b]
     out = paired_bootstrap(gt, a, b, n_boot=args.bootstrap, seed=args.seed, progress=not args.no_progress)
     record = {**out, "gt": str(args.gt), "a": [str(p) for p in args.a], "b": [str(p) for p in args.b]}
-    record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+    record = _nan_to_none(record)
     atomic_write_json(args.out, record, indent=1)
     print(f"A per seed: {' / '.join(_fmt(x) for x in out['a_ap'])}  (mean {_fmt(out['a_mean'])})")
     print(f"B per seed: {' / '.join(_fmt(x) for x in out['b_ap'])}  (mean {_fmt(out['b_mean'])})")
