@@ -113,6 +113,24 @@ def test_iterations_override_scales_the_decay_steps(tmp_path):
     assert lrs[:4] == [1e-3] * 4 and lrs[4] == pytest.approx(1e-4)
 
 
+def test_seed_override_is_the_same_as_a_yaml_seed(tmp_path):
+    """seed=3 on a seed-0 yaml trains exactly what a seed-3 yaml trains, and differs from seed 0."""
+    src, ds = make_toy_problem(num_videos=3, length=6)
+    over = train(config(iterations=2), src, ds, tmp_path / "over.pt", seed=3, progress=False)
+    yaml3 = train(config(iterations=2, seed=3), src, ds, tmp_path / "yaml3.pt", progress=False)
+    zero = train(config(iterations=2), src, ds, tmp_path / "zero.pt", progress=False)
+    a, meta = load_model(over)
+    b, _ = load_model(yaml3)
+    c, _ = load_model(zero)
+    assert meta["experiment"]["train"]["seed"] == 3
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+    assert any(not torch.equal(t, c.state_dict()[n]) for n, t in a.state_dict().items())
+    assert rows(tmp_path / "over.losses.csv") == rows(tmp_path / "yaml3.losses.csv")
+    with pytest.raises(ConfigError, match="--seed"):
+        train(config(iterations=2), src, ds, tmp_path / "bad.pt", seed=-1, progress=False)
+
+
 def test_bad_input_is_reported(tmp_path):
     src, ds = make_toy_problem(num_videos=2, length=6)
     with pytest.raises(ConfigError, match="n_v"):

@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="MODEL.pt to write (losses.csv and resume "
                         "checkpoint are written beside it as <stem>.losses.csv / <stem>.resume.pt)")
     parser.add_argument("--iterations", type=int, default=None, help="override train.iterations (decay_steps are scaled by the same factor)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="override train.seed (initialisation, clip sampling, point sampling)")
     parser.add_argument("--init-heads", default=None, metavar="DET.pt",
                         help="initialise the class head, mask-embedding MLP and mask-feature 1x1 conv "
                         "from this frame detector's heads (recommended when training from scratch)")
@@ -42,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     reader = CacheReader(args.cache)
     out = train(cfg, reader, dataset, args.out, resume=args.resume, iterations=args.iterations,
                 progress=not args.no_progress, init_heads=args.init_heads,
-                init_model=args.init_model, device=args.device)
+                init_model=args.init_model, device=args.device, seed=args.seed)
     print(f"wrote {out}")
     return 0

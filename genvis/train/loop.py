@@ -178,7 +178,8 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
 def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
           iterations: int | None = None, targets: Callable[[int], VideoTargets] | None = None,
           progress: bool = True, init_heads: str | os.PathLike | None = None,
-          init_model: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Path:
+          init_model: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+          seed: int | None = None) -> Path:
     """Train GenVIS from a clip source and write MODEL.pt.
 
     Args:
@@ -204,6 +205,8 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
             ``cuda:1``). Clips are read on the CPU and moved; the sampling and point RNGs
             stay on the CPU, so a run draws the same clips and points on any device.
             MODEL.pt and the resume checkpoint load on any device.
+        seed: overrides ``cfg.train.seed`` (initialisation, sampler and point sampling), so
+            one experiment yaml trains several seeds; MODEL.pt records the seed used.
 
     Returns:
         the path of MODEL.pt.
@@ -211,7 +214,8 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     Raises:
         InputError: videos missing from the source, NaN features (names the video), no
             video long enough, no annotations; ``device`` is CUDA and none is available.
-        ConfigError: invalid settings; resume checkpoint of a different experiment.
+        ConfigError: invalid settings (also ``iterations`` < 1, ``seed`` < 0); resume
+            checkpoint of a different experiment (or seed).
         AssignmentError: more instances than instance queries.
     """
     out = Path(out)
@@ -223,6 +227,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
             # keep the schedule's shape (paper: OVIS decays at 100k of 140k iterations)
             tc.decay_steps = [max(1, round(step * int(iterations) / tc.iterations)) for step in tc.decay_steps]
         tc.iterations = int(iterations)
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError("--seed", f"must be an integer >= 0, got {seed!r}")
+        tc.seed = seed
     cfg.validate()
     device = resolve_device(device)
     check_source_covers(cache, dataset)
