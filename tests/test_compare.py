@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import matplotlib
 import numpy as np
 import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from genvis.cli import main
 from genvis.data import masks as mask_ops
@@ -121,13 +125,20 @@ def test_compare_cli_writes_the_comparison(tmp_path, capsys):
         paths[name].write_text(json.dumps([{"video_id": r.video_id, "category_id": r.category_id, "score": r.score,
                                             "segmentations": r.segmentations} for r in method(q, s)]))
     out = tmp_path / "cmp.json"
+    png = tmp_path / "cmp.png"
     rc = main(["compare", "--gt", str(gt_path), "--a", str(paths["a0"]), str(paths["a1"]), "--b", str(paths["b0"]),
-               "--bootstrap", "30", "--out", str(out), "--no-progress"])
+               "--bootstrap", "30", "--out", str(out), "--plot", str(png), "--label-a", "good",
+               "--label-b", "bad", "--no-progress"])
     assert rc == 0
     rec = json.loads(out.read_text())
     assert rec["n_boot"] == 30 and len(rec["a_ap"]) == 2 and rec["b"] == [str(paths["b0"])]
     assert rec["diff"] == pytest.approx(rec["a_mean"] - rec["b_mean"])
-    assert "A - B: +" in capsys.readouterr().out
+    assert len(rec["draws"]) == 30 and rec["label_a"] == "good"
+    assert rec["ci95"] == pytest.approx(list(np.percentile(rec["draws"], [2.5, 97.5])))
+    assert np.mean(np.array(rec["draws"]) > 0) == pytest.approx(rec["p_a_better"])
+    assert "good - bad: +" in capsys.readouterr().out
+    image = plt.imread(png)
+    assert image.shape[1] > image.shape[0] > 300               # two panels side by side
     no_ann = tmp_path / "noann.json"
     no_ann.write_text(json.dumps({**raw, "annotations": None}))
     assert main(["compare", "--gt", str(no_ann), "--a", str(paths["a0"]), "--b", str(paths["b0"]),
@@ -155,3 +166,7 @@ def test_compare_cli_writes_undefined_ap_as_null(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["a_ap"] == [None] and rec["b_ap"] == [None] and rec["diff"] is None
     assert rec["ci95"] == [None, None]
+    png = tmp_path / "undefined.png"                            # the plot copes with nothing to draw
+    assert main(["compare", "--gt", str(gt_path), "--a", str(res), "--b", str(res), "--bootstrap", "5",
+                 "--out", str(out), "--plot", str(png), "--no-progress"]) == 0
+    assert plt.imread(png).ndim == 3

@@ -55,7 +55,8 @@ def paired_bootstrap(gt: VISDataset, a: Sequence[Sequence[VideoResult]], b: Sequ
         ``{"a_ap": [per-seed video AP, percent], "b_ap": [...], "a_mean", "b_mean",
         "diff": a_mean - b_mean, "ci95": [2.5th, 97.5th percentile of the bootstrap
         diff], "p_a_better": fraction of draws with diff > 0, "n_boot", "num_videos",
-        "seed"}``. AP is NaN (null in json) for a draw without any unignored ground truth.
+        "seed", "draws": [the n_boot bootstrap differences, AP points]}``. AP is NaN
+        (null in json) for a draw without any unignored ground truth.
 
     Raises:
         ConfigError: A or B has no results file, or n_boot < 1.
@@ -81,8 +82,10 @@ def paired_bootstrap(gt: VISDataset, a: Sequence[Sequence[VideoResult]], b: Sequ
         draw = [vids[j] for j in rng.integers(len(vids), size=len(vids))]
         aps = [_ap([m[v] for v in draw], cats, p) for m in matched]
         diffs[i] = np.mean(aps[:na]) - np.mean(aps[na:])
-    lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
+    finite = diffs[~np.isnan(diffs)]
+    lo, hi = np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"), float("nan"))
+    p_a_better = float(np.mean(finite > 0)) if finite.size else float("nan")
     return {"a_ap": a_ap, "b_ap": b_ap, "a_mean": float(np.mean(a_ap)), "b_mean": float(np.mean(b_ap)),
             "diff": float(np.mean(a_ap) - np.mean(b_ap)), "ci95": [float(lo), float(hi)],
-            "p_a_better": float(np.mean(diffs[~np.isnan(diffs)] > 0)), "n_boot": int(n_boot),
-            "num_videos": len(vids), "seed": int(seed)}
+            "p_a_better": p_a_better, "n_boot": int(n_boot),
+            "num_videos": len(vids), "seed": int(seed), "draws": [float(d) for d in diffs]}
