@@ -2,7 +2,7 @@
 #   stage one: frozen frame detector -> Zarr cache (cache/<dataset>/<split>/<detector>.zarr)
 #   stage two: GenVIS video modules trained / evaluated from the cache (runs/...)
 # Named targets: quickstart, synth_large_eval, davis_eval, ovis_eval, ytvis19_eval,
-# ytvis21_eval, ytvis22_eval, ablations. See README.md. Config: config/config.yaml
+# ytvis21_eval, ytvis22_eval, ablations, compare. See README.md. Config: config/config.yaml
 # (schema: workflow/schemas/).
 #
 # config/ and workflow/ are found relative to this file, so the workflow can run in any
@@ -27,6 +27,7 @@ include: "workflow/rules/cache.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/compare.smk"
 
 
 localrules:
@@ -39,6 +40,7 @@ localrules:
     ytvis21_eval,
     ytvis22_eval,
     ablations,
+    compare,
 
 
 rule all:
@@ -94,3 +96,9 @@ rule ablations:
     """Tables 4, 5, 6 and Fig. 3 (markdown, CSV, PNG) on config ablations.dataset / .split."""
     input:
         lambda wc: ablations_target(),
+
+
+rule compare:
+    """Every configured comparison: experiment a vs b over seeds, genvis compare (json + png)."""
+    input:
+        lambda wc: comparison_targets(),

@@ -129,6 +129,10 @@ def test_seed_override_is_the_same_as_a_yaml_seed(tmp_path):
     assert rows(tmp_path / "over.losses.csv") == rows(tmp_path / "yaml3.losses.csv")
     with pytest.raises(ConfigError, match="--seed"):
         train(config(iterations=2), src, ds, tmp_path / "bad.pt", seed=-1, progress=False)
+    part = tmp_path / "part.pt"                               # a resume never switches seeds
+    train(config(iterations=1, checkpoint_every=1), src, ds, part, seed=3, progress=False)
+    with pytest.raises(ConfigError, match="different experiment"):
+        train(config(iterations=2, checkpoint_every=1), src, ds, part, seed=4, resume=True, progress=False)
 
 
 def test_bad_input_is_reported(tmp_path):

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,6 +167,47 @@ def test_init_from_trains_the_base_model_first_and_passes_it(tmp_path):
     assert "initialisation cycle genvis_online -> minvis_nv1 -> genvis_online" in proc.stdout + proc.stderr
 
 
+def test_compare_trains_every_seed_and_fine_tunes_from_the_same_seed(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    comps = cfg["comparisons"]
+    proc = run_snakemake(tmp_path, "-n", "-p", "compare", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    experiments = {c[k] for c in comps.values() for k in ("a", "b")}
+    runs = {(c[k], s) for c in comps.values() for k in ("a", "b") for s in c["seeds"]}
+    assert len(runs) < sum(2 * len(c["seeds"]) for c in comps.values())   # the shared baseline runs once
+    counts = job_counts(proc.stdout)
+    assert counts["train_seed"] == counts["infer_seed"] == len(runs)
+    assert counts["compare_seeds"] == len(comps) and counts["compare"] == 1
+    assert "train" not in counts and "infer" not in counts     # seeded runs only
+    lines = proc.stdout.splitlines()
+    for e in experiments:
+        base = cfg["experiments"][e].get("init_from")
+        line = next(x for x in lines if f"--out runs/synth_large/{e}/seeds/s3/model.pt" in x)
+        assert "--seed 3 " in line
+        if base:
+            assert f"--init-model runs/synth_large/{base}/seeds/s3/model.pt" in line
+        else:
+            assert "--init-model" not in line
+    name = sorted(comps)[0]
+    line = next(x for x in lines if f"--out reports/comparisons/{name}.json" in x)
+    a = [f"runs/synth_large/{comps[name]['a']}/seeds/s{s}/valid/results.json" for s in comps[name]["seeds"]]
+    assert f"--a {' '.join(a)} --b " in line and f"--plot reports/comparisons/{name}.png" in line
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"a": "no_such_experiment"}, "experiments.no_such_experiment: experiment not configured"),
+    ({"split": "train"}, "comparisons.c.split: 'train' is not an eval split of synth"),
+    ({"b": "genvis_online"}, "comparisons.c: a and b are the same experiment"),
+])
+def test_bad_comparison_names_the_key(tmp_path, change, message):
+    cfg = placeholder_config(tmp_path)
+    cfg["comparisons"] = {"c": {"dataset": "synth", "split": "valid", "a": "genvis_online", "b": "minvis_nv1",
+                                "seeds": [0, 1], **change}}
+    proc = run_snakemake(tmp_path, "-n", "compare", config=cfg)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
 def test_missing_davis_root_names_the_key(tmp_path):
     cfg = placeholder_config(tmp_path)
     cfg["datasets"]["davis"]["splits"]["train"]["davis"]["root"] = str(tmp_path / "no_davis_here")
@@ -224,6 +266,8 @@ def tiny_config() -> dict:
         "table6": [{"experiment": online, "N_f": 1}, {"experiment": semi, "N_f": 3}],
         "fig3": {"online": online, "semi_online": semi, "n_f_eval": [1, 3]},
     }
+    cfg["comparisons"] = {"tiny": {"dataset": "synth", "split": "valid", "a": online, "b": semi,
+                                   "seeds": [0, 1], "bootstrap": 20}}
     cfg["resources"] = {"threads": 1, "stage_two_threads": 1, "gpu": 0}
     return cfg
 
@@ -232,7 +276,7 @@ def tiny_config() -> dict:
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     cfg = tiny_config()
-    proc = run_snakemake(workdir, "--cores", "2", "quickstart", "ablations", config=cfg, timeout=900)
+    proc = run_snakemake(workdir, "--cores", "2", "quickstart", "ablations", "compare", config=cfg, timeout=900)
     if proc.returncode != 0:
         logs = "\n".join(f"== {p.relative_to(workdir)}\n{p.read_text()[-1500:]}"
                          for p in sorted((workdir / "logs").rglob("*.log")))
@@ -266,6 +310,33 @@ def test_tiny_workflow_end_to_end(tiny_run):
     # a second run has nothing to do
     again = run_snakemake(workdir, "-n", "quickstart", "ablations", config=cfg)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout
+
+
+@pytest.mark.slow
+def test_tiny_compare_matches_per_seed_evaluation(tiny_run):
+    """The compare target: per-seed AP equal to evaluating each seeded results file, seed 0
+    trained by --seed equal to the yaml's seed 0, seed 1 a different model."""
+    from genvis.checkpoints import load_model
+    from genvis.data.results import read_results
+    from genvis.data.ytvis import load_vis_json
+    from genvis.evaluate.ytvis_eval import evaluate
+
+    workdir, cfg = tiny_run
+    c = cfg["comparisons"]["tiny"]
+    rec = json.loads((workdir / "reports/comparisons/tiny.json").read_text())
+    assert (workdir / "reports/comparisons/tiny.png").read_bytes()[:4] == b"\x89PNG"
+    gt = load_vis_json(workdir / "data/synth/synth/valid.json")
+    for side in ("a", "b"):
+        aps = [evaluate(gt, read_results(workdir / f"runs/synth/{c[side]}/seeds/s{s}/valid/results.json", gt))["AP"]
+               for s in c["seeds"]]
+        assert [x if x is None else pytest.approx(x, abs=1e-4) for x in rec[f"{side}_ap"]] == aps
+    assert rec["n_boot"] == 20 and len(rec["draws"]) == 20 and rec["label_a"] == c["a"]
+    plain, _ = load_model(workdir / f"runs/synth/{c['a']}/model.pt")
+    s0, meta0 = load_model(workdir / f"runs/synth/{c['a']}/seeds/s0/model.pt")
+    s1, meta1 = load_model(workdir / f"runs/synth/{c['a']}/seeds/s1/model.pt")
+    assert meta0["experiment"]["train"]["seed"] == 0 and meta1["experiment"]["train"]["seed"] == 1
+    assert all(torch.equal(t, s0.state_dict()[n]) for n, t in plain.state_dict().items())
+    assert not all(torch.equal(t, s1.state_dict()[n]) for n, t in plain.state_dict().items())
 
 
 @pytest.mark.slow

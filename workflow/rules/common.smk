@@ -173,6 +173,12 @@ def model_path(dataset, experiment):
     return f"runs/{dataset}/{experiment}/model.pt"
 
 
+def seeded_model_path(dataset, experiment, seed):
+    """The stage-two model trained with train.seed = ``seed`` (always trained, never official)."""
+    experiment_cfg(experiment)
+    return f"runs/{dataset}/{experiment}/seeds/s{int(seed)}/model.pt"
+
+
 def metrics_path(dataset, experiment, split, n_f_eval=None):
     """metrics.json of an experiment on a split (at a given N_f^eval, or its default)."""
     sub = "" if n_f_eval is None else f"nf{int(n_f_eval)}/"

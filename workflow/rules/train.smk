@@ -1,5 +1,19 @@
 # Stage two: train the GenVIS video modules (or a baseline) from the cache of the
 # dataset's train split, then infer clip by clip on any split.
+#
+# Two trees of runs: runs/<dataset>/<experiment>/ (the experiment yaml's train.seed) and
+# runs/<dataset>/<experiment>/seeds/s<seed>/ (genvis train --seed <seed>, for the
+# seed-replicated comparisons of compare.smk). A fine-tuned experiment starts from its
+# init_from experiment's model in the same tree (the same seed).
+
+
+def _seed(wildcards):
+    """The seed of a seeded run (runs/.../seeds/s<seed>/...), else None."""
+    return getattr(wildcards, "seed", None)
+
+
+def _model(dataset, experiment, seed):
+    return model_path(dataset, experiment) if seed is None else seeded_model_path(dataset, experiment, seed)
 
 
 def _train_init(wildcards):
@@ -9,7 +23,7 @@ def _train_init(wildcards):
     if d.get("init_heads", True):
         detector = f"detectors/{wildcards.dataset}/{dataset_detector(wildcards.dataset)}.pt"
     base = init_from(wildcards.experiment)
-    return detector, (model_path(wildcards.dataset, base) if base else None)
+    return detector, (_model(wildcards.dataset, base, _seed(wildcards)) if base else None)
 
 
 def _train_inputs(wildcards):
@@ -38,7 +52,19 @@ def _train_args(wildcards):
         args += f" --init-heads {detector}"
     if base_model:
         args += f" --init-model {base_model}"
+    if _seed(wildcards) is not None:
+        args += f" --seed {int(_seed(wildcards))}"
     return args
+
+
+TRAIN_SHELL = (
+    THREAD_ENV + " genvis train --cache {input.cache} --annotations {input.annotations}"
+    " --config {input.config} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+)
+INFER_SHELL = (
+    THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+    " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+)
 
 
 rule train:
@@ -55,15 +81,31 @@ rule train:
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis train --cache {input.cache} --annotations {input.annotations}"
-        " --config {input.config} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+        TRAIN_SHELL
+
+
+rule train_seed:
+    """runs/<dataset>/<experiment>/seeds/s<seed>/model.pt: the experiment with train.seed = <seed>."""
+    input:
+        unpack(_train_inputs),
+    output:
+        "runs/{dataset}/{experiment}/seeds/s{seed}/model.pt",
+    params:
+        args=_train_args,
+    log:
+        "logs/{dataset}/{experiment}/seeds/s{seed}/train.log",
+    threads: STAGE_TWO_THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        TRAIN_SHELL
 
 
 def _infer_inputs(wildcards):
     return {
         "cache": cache_path(wildcards.dataset, wildcards.split),
         "annotations": split_annotations(wildcards.dataset, wildcards.split),
-        "model": model_path(wildcards.dataset, wildcards.experiment),
+        "model": _model(wildcards.dataset, wildcards.experiment, _seed(wildcards)),
     }
 
 
@@ -86,8 +128,24 @@ rule infer:
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-        " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+        INFER_SHELL
+
+
+rule infer_seed:
+    """Results json of a seeded run (runs/<dataset>/<experiment>/seeds/s<seed>/<split>/)."""
+    input:
+        unpack(_infer_inputs),
+    output:
+        "runs/{dataset}/{experiment}/seeds/s{seed}/{split}/results.json",
+    params:
+        args=_default_n_f_eval,
+    log:
+        "logs/{dataset}/{experiment}/seeds/s{seed}/{split}/infer.log",
+    threads: STAGE_TWO_THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        INFER_SHELL
 
 
 rule infer_n_f_eval:

@@ -1,0 +1,61 @@
+# Seed-replicated comparisons: experiment a against experiment b on one dataset and split,
+# each trained once per configured seed (runs/<dataset>/<experiment>/seeds/s<seed>/), then
+# `genvis compare`: per-seed video AP, the seed means, and the 95% interval of their
+# difference under a paired bootstrap over the split's videos.
+#   reports/comparisons/<name>.json   the numbers (and the bootstrap draws)
+#   reports/comparisons/<name>.png    per-seed AP and the bootstrap distribution
+
+
+def comparison_cfg(name):
+    """The config block comparisons.<name>, checked against the datasets and experiments."""
+    comps = config.get("comparisons") or {}
+    if name not in comps:
+        raise ConfigError(f"comparisons.{name}",
+                          f"comparison not configured (configured: {', '.join(sorted(comps)) or 'none'})")
+    c = comps[name]
+    d = dataset_cfg(c["dataset"])
+    if c["split"] not in d.get("eval_splits", []):
+        raise ConfigError(f"comparisons.{name}.split",
+                          f"{c['split']!r} is not an eval split of {c['dataset']} (eval_splits: {d.get('eval_splits', [])})")
+    for side in ("a", "b"):
+        experiment_cfg(c[side])
+    if c["a"] == c["b"]:
+        raise ConfigError(f"comparisons.{name}", f"a and b are the same experiment ({c['a']!r})")
+    return c
+
+
+def comparison_results(name, side):
+    """The results json of every seed of one side ("a" or "b") of a comparison."""
+    c = comparison_cfg(name)
+    return [f"runs/{c['dataset']}/{c[side]}/seeds/s{int(s)}/{c['split']}/results.json" for s in c["seeds"]]
+
+
+def comparison_targets():
+    """Every configured comparison's json and png; ConfigError if none is configured."""
+    comps = config.get("comparisons") or {}
+    if not comps:
+        raise ConfigError("comparisons", "none configured: the compare target needs a 'comparisons' block")
+    return [f"reports/comparisons/{n}.{ext}" for n in sorted(comps) if comparison_cfg(n) for ext in ("json", "png")]
+
+
+rule compare_seeds:
+    """reports/comparisons/<name>.json and .png: genvis compare of a against b over the seeds."""
+    input:
+        gt=lambda wc: split_annotations(comparison_cfg(wc.comparison)["dataset"], comparison_cfg(wc.comparison)["split"]),
+        a=lambda wc: comparison_results(wc.comparison, "a"),
+        b=lambda wc: comparison_results(wc.comparison, "b"),
+    output:
+        json="reports/comparisons/{comparison}.json",
+        png="reports/comparisons/{comparison}.png",
+    params:
+        # functions of the wildcards: a changed draw count or label re-runs the comparison
+        args=lambda wc: (f"--bootstrap {int(comparison_cfg(wc.comparison).get('bootstrap', 1000))}"
+                         f" --label-a {comparison_cfg(wc.comparison)['a']} --label-b {comparison_cfg(wc.comparison)['b']}"),
+    wildcard_constraints:
+        comparison=NAME,
+    log:
+        "logs/comparisons/{comparison}.log",
+    threads: 1
+    shell:
+        "genvis compare --gt {input.gt} --a {input.a} --b {input.b} {params.args}"
+        " --out {output.json} --plot {output.png} --no-progress > {log} 2>&1"
