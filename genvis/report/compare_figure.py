@@ -63,7 +63,7 @@ def plot_comparison(record: Mapping[str, Any], path: str | os.PathLike, label_a:
                 left.plot([x - 0.18, x + 0.18], [mean, mean], color=colour, lw=3, zorder=3)
                 left.annotate(f"{mean:.2f}", (x + 0.2, mean), va="center", fontsize=8)
         left.set_xticks([0, 1])
-        left.set_xticklabels([f"{label_b}\n({len(_finite(b_ap))} seeds)", f"{label_a}\n({len(_finite(a_ap))} seeds)"],
+        left.set_xticklabels([f"B: {label_b}\n({len(_finite(b_ap))} seeds)", f"A: {label_a}\n({len(_finite(a_ap))} seeds)"],
                              fontsize=8)
         left.set_xlim(-0.5, 1.6)
         left.set_ylabel("video AP (%)")
@@ -78,13 +78,13 @@ def plot_comparison(record: Mapping[str, Any], path: str | os.PathLike, label_a:
         if diff is not None and not math.isnan(float(diff)):
             right.axvline(diff, color="tab:red", lw=2, label=f"observed {diff:+.2f}")
         p = record.get("p_a_better")
-        ahead = "" if p is None else f"; {label_a} ahead in {100 * p:.0f}% of draws"
-        right.set_title(f"{label_a} - {label_b}: bootstrap over {record['num_videos']} videos{ahead}", fontsize=9)
-        right.set_xlabel("difference of seed-mean video AP (points)")
+        ahead = "" if p is None else f"\nA ahead in {100 * p:.0f}% of draws"
+        right.set_title(f"paired bootstrap over the {record['num_videos']} videos{ahead}", fontsize=9)
+        right.set_xlabel("A - B: difference of seed-mean video AP (points)")
         right.set_ylabel("draws")
         if right.get_legend_handles_labels()[0]:
             right.legend(fontsize=8, loc="upper left")
-        fig.suptitle(title or f"{label_a} vs {label_b}", fontsize=10)
+        fig.suptitle(title or f"A = {label_a}  vs  B = {label_b}", fontsize=10)
         fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png")
