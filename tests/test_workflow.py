@@ -26,13 +26,15 @@ SNAKEFILE = REPO / "Snakefile"
 DEFAULT_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def run_snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: float = 120):
-    """Run ``python -m snakemake`` on the repository's Snakefile in ``workdir``."""
+def run_snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: float = 120,
+                  overlays: tuple[Path, ...] = ()):
+    """Run ``python -m snakemake`` on the repository's Snakefile in ``workdir``; ``overlays``
+    are config files Snakemake merges over ``config``."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir)]
     if config is not None:
         cfg = workdir / "test_config.yaml"
         cfg.write_text(yaml.safe_dump(config))
-        cmd += ["--configfile", str(cfg), "--replace-workflow-config"]
+        cmd += ["--configfile", str(cfg), *map(str, overlays), "--replace-workflow-config"]
     env = dict(os.environ)
     # the rules call `genvis`: the one installed next to this interpreter
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -192,6 +194,20 @@ def test_compare_trains_every_seed_and_fine_tunes_from_the_same_seed(tmp_path):
     line = next(x for x in lines if f"--out reports/comparisons/{name}.json" in x)
     a = [f"runs/synth_large/{comps[name]['a']}/seeds/s{s}/valid/results.json" for s in comps[name]["seeds"]]
     assert f"--a {' '.join(a)} --b " in line and f"--plot reports/comparisons/{name}.png" in line
+
+
+def test_gpu_overlay_trains_longer_on_cuda(tmp_path):
+    """config/overlays/gpu_compare.yaml merges over the config: 10,000 iterations, cuda."""
+    overlay = REPO / "config" / "overlays" / "gpu_compare.yaml"
+    iterations = yaml.safe_load(overlay.read_text())["datasets"]["synth_large"]["train_iterations"]
+    proc = run_snakemake(tmp_path, "compare", "-n", "-p", "--resources", "gpu=1",
+                         config=placeholder_config(tmp_path), overlays=(overlay,))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = [x for x in proc.stdout.splitlines() if "genvis train " in x]
+    assert train and all(f"--iterations {iterations} " in x and "[ 1 -gt 0 ]" in x for x in train)
+    plain = run_snakemake(tmp_path, "compare", "-n", "-p", config=placeholder_config(tmp_path))
+    train = [x for x in plain.stdout.splitlines() if "genvis train " in x]
+    assert train and all("--iterations" not in x and "[ 0 -gt 0 ]" in x for x in train)
 
 
 @pytest.mark.parametrize("change,message", [
