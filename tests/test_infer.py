@@ -147,6 +147,20 @@ def test_cli_train_and_infer_through_a_zarr_cache(tmp_path, toy):
                  "--out", str(res), "--n-f-eval", "4", "--top-k", "3", "--no-progress"]) == 0
     assert len(read_results(res, ds)) == 6
     assert len(json.loads(res.read_text())[0]["segmentations"]) == 7
+    # --association overrides the experiment's: the same results as run_inference with minvis
+    from genvis.cache.reader import CacheReader
+    from genvis.checkpoints import load_model
+    res_mv = tmp_path / "res_minvis.json"
+    assert main(["infer", "--cache", str(store), "--annotations", str(ann), "--model", str(model),
+                 "--out", str(res_mv), "--n-f-eval", "4", "--top-k", "3", "--association", "minvis",
+                 "--no-progress"]) == 0
+    trained, _ = load_model(model)
+    expected = run_inference(trained, CacheReader(store), ds, 4, top_k=3, association="minvis", progress=False)
+    got = read_results(res_mv, ds)
+    assert [(r.video_id, r.category_id, r.segmentations) for r in got] == \
+        [(r.video_id, r.category_id, r.segmentations) for r in expected]
+    assert [r.score for r in got] == pytest.approx([r.score for r in expected], abs=1e-6)
+    assert [r.score for r in got] != pytest.approx([r.score for r in read_results(res, ds)], abs=1e-6)
     # a cache missing a video of the annotation file: exit code 2, nothing written
     _, bigger = make_toy_problem(num_videos=3, length=7, seed=3)
     ann3 = tmp_path / "three.json"

@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-f-eval", type=int, default=None,
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
+    parser.add_argument("--association", choices=("propagate", "minvis"), default=None,
+                        help="inter-clip association (default: experiment): propagate = GenVIS "
+                        "(instance queries carried clip to clip with the memory); minvis = fresh "
+                        "queries per clip matched by prototype cosine similarity (MinVIS)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
     add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
@@ -49,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
     model.to(args.device)
-    results = run_inference(model, reader, dataset, n_f, top_k, exp.inference.association,
-                            progress=not args.no_progress)
+    association = args.association or exp.inference.association
+    results = run_inference(model, reader, dataset, n_f, top_k, association, progress=not args.no_progress)
     write_results(results, args.out)
     if args.zip:
         write_results_zip(args.out, args.zip)
-    print(f"wrote {args.out} ({len(results)} predictions, {len(dataset.videos)} videos, N_f^eval={n_f})")
+    print(f"wrote {args.out} ({len(results)} predictions, {len(dataset.videos)} videos, N_f^eval={n_f}, "
+          f"association {association})")
     return 0
