@@ -291,8 +291,8 @@ class VideoWriter:
                 if not _is_store(target):
                     raise
                 # Another process finished the same video first; its copy stands.
-        except OSError as exc:
-            raise InputError(self.parent.path, f"cannot write video {self.video_id}: {exc}") from exc
+        except OSError as err:  # not `exc`: that name is __exit__'s parameter
+            raise InputError(self.parent.path, f"cannot write video {self.video_id}: {err}") from err
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
         return False
