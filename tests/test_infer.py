@@ -104,6 +104,24 @@ def test_minvis_inference_runs(models, toy):
     assert len(res) == 6
 
 
+def test_oracle_association_on_one_clip_only_reorders_the_queries(models, toy):
+    """With the whole video as one clip there is nothing to link: the oracle and MinVIS
+    associations must give the same predictions (the oracle's permutation is only a relabelling)."""
+    src, ds = toy
+
+    def key(r):
+        return (r.video_id, r.category_id, round(r.score, 6), json.dumps(r.segmentations))
+
+    mv = run_inference(models["online"], src, ds, 7, top_k=4, association="minvis", progress=False)
+    orc = run_inference(models["online"], src, ds, 7, top_k=4, association="oracle", progress=False)
+    assert sorted(map(key, mv)) == sorted(map(key, orc))
+    # over several clips it links differently (and needs the annotations)
+    orc2 = run_inference(models["online"], src, ds, 2, top_k=4, association="oracle", progress=False)
+    assert len(orc2) == 8 and all(len(r.segmentations) == 7 for r in orc2)
+    with pytest.raises(ValueError, match="association must be one of"):
+        run_inference(models["online"], src, ds, 2, association="nearest", progress=False)
+
+
 def test_bad_inference_input(models, toy):
     src, ds = toy
     with pytest.raises(ValueError, match="N_f"):
@@ -161,6 +179,14 @@ def test_cli_train_and_infer_through_a_zarr_cache(tmp_path, toy):
         [(r.video_id, r.category_id, r.segmentations) for r in expected]
     assert [r.score for r in got] == pytest.approx([r.score for r in expected], abs=1e-6)
     assert [r.score for r in got] != pytest.approx([r.score for r in read_results(res, ds)], abs=1e-6)
+    # the oracle association needs ground truth: a file without annotations is refused
+    blind = tmp_path / "blind.json"
+    blind_data = json.loads(ann.read_text())
+    blind_data["annotations"] = None
+    blind.write_text(json.dumps(blind_data))
+    assert main(["infer", "--cache", str(store), "--annotations", str(blind), "--model", str(model),
+                 "--out", str(tmp_path / "oracle.json"), "--association", "oracle", "--no-progress"]) == 2
+    assert not (tmp_path / "oracle.json").exists()
     # a cache missing a video of the annotation file: exit code 2, nothing written
     _, bigger = make_toy_problem(num_videos=3, length=7, seed=3)
     ann3 = tmp_path / "three.json"

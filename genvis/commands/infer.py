@@ -16,10 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-f-eval", type=int, default=None,
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
-    parser.add_argument("--association", choices=("propagate", "minvis"), default=None,
+    parser.add_argument("--association", choices=("propagate", "minvis", "oracle"), default=None,
                         help="inter-clip association (default: experiment): propagate = GenVIS "
                         "(instance queries carried clip to clip with the memory); minvis = fresh "
-                        "queries per clip matched by prototype cosine similarity (MinVIS)")
+                        "queries per clip matched by prototype cosine similarity (MinVIS); oracle = "
+                        "fresh queries per clip linked to the ground truth of --annotations (a "
+                        "diagnostic: the most any association could make of these clips)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
     add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.checkpoints import load_any_model
     from genvis.data.results import write_results, write_results_zip
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import ConfigError
+    from genvis.errors import ConfigError, InputError
     from genvis.infer.inference import run_inference
     from genvis.train.config import ExperimentConfig
 
@@ -51,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
     if top_k < 1:
         raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
     dataset = load_vis_json(args.annotations)
+    association = args.association or exp.inference.association
+    if association == "oracle" and not dataset.has_annotations:
+        raise InputError(args.annotations, "--association oracle needs ground-truth annotations, "
+                         "and this file has none")
     reader = CacheReader(args.cache)
     model.to(args.device)
-    association = args.association or exp.inference.association
     results = run_inference(model, reader, dataset, n_f, top_k, association, progress=not args.no_progress)
     write_results(results, args.out)
     if args.zip:

@@ -24,6 +24,8 @@ from genvis.errors import InputError
 from genvis.infer.minvis import associate
 from genvis.model.genvis import GenVIS
 
+ASSOCIATIONS = ("propagate", "minvis", "oracle")
+
 
 def _clips(source: Any, video_id: int, n_f: int, fields: Sequence[str],
            layers: slice | None = None) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
@@ -44,29 +46,46 @@ def _finite(source: Any, video_id: int, name: str, x: torch.Tensor, s: int, e: i
 
 @torch.no_grad()
 def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
-                     association: str = "propagate") -> tuple[torch.Tensor, torch.Tensor]:
+                     association: str = "propagate", dataset: Any | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pass 1: per-clip class logits and mask embeddings of one video.
 
     Args:
         model: GenVIS (eval mode is set by the caller).
         source: clip source (CacheReader interface).
         n_f: N_f^eval (>= 1).
-        association: "propagate" (GenVIS) or "minvis" (fresh queries per clip, Hungarian
-            on prototype cosine similarity).
+        association: "propagate" (GenVIS), "minvis" (fresh queries per clip, Hungarian on
+            prototype cosine similarity) or "oracle" (fresh queries per clip linked to the
+            ground truth, :mod:`genvis.infer.oracle`; a diagnostic that needs ``dataset``
+            with annotations and reads the mask features in this pass too).
+        dataset: the split; required for "oracle".
 
     Returns:
         (class logits float [n_clips, N_q, K+1], mask embeddings float [n_clips, N_q, C]),
         on the model's device (frame queries are moved there clip by clip).
+
+    Raises:
+        ValueError: unknown association; "oracle" without an annotated ``dataset``.
     """
+    if association not in ASSOCIATIONS:
+        raise ValueError(f"association must be one of {ASSOCIATIONS}, got {association!r}")
     device = model.device
     state = model.initial_state(1)
     logits, embeds = [], []
     previous = None
-    for s, e, clip in _clips(source, video_id, n_f, ("frame_queries",), layers=slice(-1, None)):
+    oracle = None
+    fields: tuple[str, ...] = ("frame_queries",)
+    if association == "oracle":
+        from genvis.infer.oracle import OracleLinker
+        if dataset is None:
+            raise ValueError("oracle association needs the annotated split (dataset)")
+        oracle = OracleLinker(dataset, video_id, model.cfg.num_queries)
+        fields = ("frame_queries", "mask_features")
+    sizes = None
+    for s, e, clip in _clips(source, video_id, n_f, fields, layers=slice(-1, None)):
         fq = clip["frame_queries"][:, -1]   # [t, Q_f, C]
         _finite(source, video_id, "frame_queries", fq, s, e)
         fq = fq.to(device)
-        if association == "minvis":
+        if association != "propagate":
             state = model.initial_state(1)
         out, state = model.clip_step(fq[None], state)
         lg, me, pr = out.logits[-1, 0], out.mask_embed[-1, 0], out.prototypes[0]
@@ -75,6 +94,14 @@ def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
                 perm = associate(previous, pr)
                 lg, me, pr = lg[perm], me[perm], pr[perm]
             previous = pr
+        elif oracle is not None:
+            raw = clip["mask_features"]
+            _finite(source, video_id, "mask_features", raw, s, e)
+            if sizes is None:
+                sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
+            _, hard = clip_masks(model, me, raw, sizes)
+            perm = oracle.permutation(s, e, hard, lg.softmax(-1)[:, -1], pr)
+            lg, me = lg[perm], me[perm]
         logits.append(lg)
         embeds.append(me)
     return torch.stack(logits), torch.stack(embeds)
@@ -115,6 +142,29 @@ def _sizes(source: Any, video_id: int, dataset: Any | None, grid: tuple[int, int
     return tuple(int(x) for x in original), tuple(int(x) for x in resized), tuple(int(x) for x in padded)
 
 
+def clip_masks(model: GenVIS, mask_embed: torch.Tensor, raw: torch.Tensor,
+               sizes: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask logits and hard masks of some queries on one clip.
+
+    Args:
+        mask_embed: float [k, C] mask embeddings of the queries for this clip.
+        raw: float [t, C_m, h, w] raw (cached) mask features of the clip.
+        sizes: (original, resized, padded) (H, W) pairs of the video (:func:`_sizes`).
+
+    Returns:
+        (logits float [k, t, H_r, W_r] upsampled to the padded size and cropped to the
+        resized image; hard bool [k, t, H, W] at the original size, logit > 0), on the
+        model's device.
+    """
+    original, resized, padded = sizes
+    mf = model.project_mask_features(raw.to(model.device))
+    logits = GenVIS.mask_logits(mask_embed, mf)                            # [k, t, h, w]
+    logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
+    logits = logits[:, :, :resized[0], :resized[1]]
+    full = F.interpolate(logits, size=original, mode="bilinear", align_corners=False) > 0.0
+    return logits, full
+
+
 @torch.no_grad()
 def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed: torch.Tensor,
                 queries: torch.Tensor, dataset: Any | None = None, on_clip=None):
@@ -145,18 +195,14 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
         _finite(source, video_id, "mask_features", raw, s, e)
         if sizes is None:
             sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
-        original, resized, padded = sizes
         if k == 0:
             continue
-        mf = model.project_mask_features(raw.to(device))
-        logits = GenVIS.mask_logits(mask_embed[i, queries], mf)            # [k, t, h, w]
-        logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
-        logits = logits[:, :, :resized[0], :resized[1]]
+        logits, full = clip_masks(model, mask_embed[i, queries], raw, sizes)
         soft = logits.sigmoid()
         hard = soft > 0.5
         numerator += (soft * hard).flatten(1).sum(1)
         denominator += hard.flatten(1).sum(1)
-        full = (F.interpolate(logits, size=original, mode="bilinear", align_corners=False) > 0.0).cpu()
+        full = full.cpu()
         if on_clip is not None:
             on_clip(s, e, full)
         arr = full.numpy()
@@ -168,7 +214,7 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
 def infer_video(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int,
                 dataset: Any | None = None, association: str = "propagate", on_clip=None) -> list[dict]:
     """Predictions of one video: list of {query, label (0..K-1), score, segmentations}."""
-    logits, embeds = clip_predictions(model, source, video_id, n_f_eval, association)
+    logits, embeds = clip_predictions(model, source, video_id, n_f_eval, association, dataset)
     scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
     segs, factor = video_masks(model, source, video_id, n_f_eval, embeds, queries, dataset, on_clip)
     final = (scores * factor).clamp(0.0, 1.0)
@@ -186,7 +232,7 @@ def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k
             ``video_attrs``; ``iter_clips`` used when present).
         dataset: the split (VISDataset); gives video ids, original sizes, category ids.
         n_f_eval: N_f^eval >= 1. top_k: predictions per video.
-        association: "propagate" or "minvis".
+        association: "propagate", "minvis" or "oracle" (:func:`clip_predictions`).
 
     Returns:
         list of ``genvis.data.results.VideoResult``.
