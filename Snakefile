@@ -2,7 +2,7 @@
 #   stage one: frozen frame detector -> Zarr cache (cache/<dataset>/<split>/<detector>.zarr)
 #   stage two: GenVIS video modules trained / evaluated from the cache (runs/...)
 # Named targets: quickstart, synth_large_eval, davis_eval, ovis_eval, ytvis19_eval,
-# ytvis21_eval, ytvis22_eval, ablations, compare. See README.md. Config: config/config.yaml
+# ytvis21_eval, ytvis22_eval, ablations, compare, diagnose. See README.md. Config: config/config.yaml
 # (schema: workflow/schemas/).
 #
 # config/ and workflow/ are found relative to this file, so the workflow can run in any
@@ -41,6 +41,7 @@ localrules:
     ytvis22_eval,
     ablations,
     compare,
+    diagnose,
 
 
 rule all:
@@ -102,3 +103,9 @@ rule compare:
     """Every configured comparison: experiment a vs b over seeds, genvis compare (json + png)."""
     input:
         lambda wc: comparison_targets(),
+
+
+rule diagnose:
+    """Every configured comparison, both sides with own / MinVIS / oracle association (genvis diagnose)."""
+    input:
+        lambda wc: diagnosis_targets(),

@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("split", "split", "split a VIS json by video into train and held-out parts (local scoring)"),
     ("evaluate", "evaluate", "score YouTube-VIS results json against ground truth (video AP/AR)"),
     ("compare", "compare", "method A vs B over training seeds: seed-mean video AP, paired video bootstrap"),
+    ("diagnose", "diagnose", "the same methods under several inter-clip associations: video and frame AP"),
     ("train-detector", "train_detector", "train the Mask2Former frame detector on a dataset's frames"),
     ("import-checkpoint", "import_checkpoint", "convert an official Mask2Former/VITA/GenVIS detector checkpoint"),
     ("extract", "extract", "stage one: run the frozen detector and write the Zarr feature cache"),

@@ -169,6 +169,26 @@ def test_init_from_trains_the_base_model_first_and_passes_it(tmp_path):
     assert "initialisation cycle genvis_online -> minvis_nv1 -> genvis_online" in proc.stdout + proc.stderr
 
 
+def test_diagnose_reruns_inference_of_the_seeded_models_with_minvis_and_oracle(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    comps = cfg["comparisons"]
+    proc = run_snakemake(tmp_path, "-n", "-p", "diagnose", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {(c[k], s) for c in comps.values() for k in ("a", "b") for s in c["seeds"]}
+    counts = job_counts(proc.stdout)
+    assert counts["infer_seed_association"] == 2 * len(runs)      # minvis and oracle, each model once
+    assert counts["diagnose_comparison"] == len(comps) and counts["diagnose"] == 1
+    assert counts["train_seed"] == counts["infer_seed"] == len(runs)
+    lines = proc.stdout.splitlines()
+    e = next(iter(comps.values()))["a"]
+    oracle = next(x for x in lines if f"--out runs/synth_large/{e}/seeds/s0/valid/oracle/results.json" in x)
+    assert "--association oracle" in oracle and f"--model runs/synth_large/{e}/seeds/s0/model.pt" in oracle
+    name = sorted(comps)[0]
+    line = next(x for x in lines if f"--out reports/comparisons/{name}.diagnosis.json" in x)
+    assert line.count("--row ") == 6 and f"--horizon {comps[name]['horizon']}" in line
+    assert f"--row '{comps[name]['a']} / oracle' runs/synth_large/{comps[name]['a']}/seeds/s0/valid/oracle/results.json" in line
+
+
 def test_compare_trains_every_seed_and_fine_tunes_from_the_same_seed(tmp_path):
     cfg = placeholder_config(tmp_path)
     comps = cfg["comparisons"]
@@ -283,7 +303,7 @@ def tiny_config() -> dict:
         "fig3": {"online": online, "semi_online": semi, "n_f_eval": [1, 3]},
     }
     cfg["comparisons"] = {"tiny": {"dataset": "synth", "split": "valid", "a": online, "b": semi,
-                                   "seeds": [0, 1], "bootstrap": 20}}
+                                   "seeds": [0, 1], "bootstrap": 20, "horizon": 3}}
     cfg["resources"] = {"threads": 1, "stage_two_threads": 1, "gpu": 0}
     return cfg
 
@@ -292,7 +312,8 @@ def tiny_config() -> dict:
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     cfg = tiny_config()
-    proc = run_snakemake(workdir, "--cores", "2", "quickstart", "ablations", "compare", config=cfg, timeout=900)
+    proc = run_snakemake(workdir, "--cores", "2", "quickstart", "ablations", "compare", "diagnose", config=cfg,
+                         timeout=900)
     if proc.returncode != 0:
         logs = "\n".join(f"== {p.relative_to(workdir)}\n{p.read_text()[-1500:]}"
                          for p in sorted((workdir / "logs").rglob("*.log")))
@@ -353,6 +374,28 @@ def test_tiny_compare_matches_per_seed_evaluation(tiny_run):
     assert meta0["experiment"]["train"]["seed"] == 0 and meta1["experiment"]["train"]["seed"] == 1
     assert all(torch.equal(t, s0.state_dict()[n]) for n, t in plain.state_dict().items())
     assert not all(torch.equal(t, s1.state_dict()[n]) for n, t in plain.state_dict().items())
+
+
+@pytest.mark.slow
+def test_tiny_diagnose_scores_the_compare_models_under_every_association(tiny_run):
+    """The diagnose target: the 'own' rows are the compare target's per-seed APs; the MinVIS and
+    oracle rows come from re-running inference of the same seeded models."""
+    workdir, cfg = tiny_run
+    c = cfg["comparisons"]["tiny"]
+    rec = json.loads((workdir / "reports/comparisons/tiny.json").read_text())
+    diag = json.loads((workdir / "reports/comparisons/tiny.diagnosis.json").read_text())
+    labels = [r["label"] for r in diag["rows"]]
+    assert labels == [f"{c[s]} / {a}" for s in ("a", "b") for a in ("own", "minvis", "oracle")]
+    rows = {r["label"]: r for r in diag["rows"]}
+    for side in ("a", "b"):
+        own = rows[f"{c[side]} / own"]["video_AP"]
+        assert [x if x is None else pytest.approx(x, abs=1e-4) for x in rec[f"{side}_ap"]] == own
+    assert diag["horizon"] == 3 and all("frame_AP_after" in r for r in diag["rows"])
+    for assoc in ("minvis", "oracle"):   # genvis infer reports the association it used
+        log = (workdir / f"logs/synth/{c['a']}/seeds/s1/valid/infer_{assoc}.log").read_text()
+        assert f"association {assoc})" in log
+    md = (workdir / "reports/comparisons/tiny.diagnosis.md").read_text()
+    assert md.count("\n") == 2 + len(labels) and "frames 3+" in md
 
 
 @pytest.mark.slow

@@ -4,6 +4,9 @@
 # difference under a paired bootstrap over the split's videos.
 #   reports/comparisons/<name>.json   the numbers (and the bootstrap draws)
 #   reports/comparisons/<name>.png    per-seed AP and the bootstrap distribution
+# Target diagnose: both sides again with MinVIS and with oracle association (genvis infer
+# --association), scored side by side with genvis diagnose:
+#   reports/comparisons/<name>.diagnosis.json / .diagnosis.md
 
 
 def comparison_cfg(name):
@@ -28,6 +31,29 @@ def comparison_results(name, side):
     """The results json of every seed of one side ("a" or "b") of a comparison."""
     c = comparison_cfg(name)
     return [f"runs/{c['dataset']}/{c[side]}/seeds/s{int(s)}/{c['split']}/results.json" for s in c["seeds"]]
+
+
+DIAGNOSIS_ASSOCIATIONS = ("minvis", "oracle")
+
+
+def diagnosis_rows(name):
+    """[(label, [results json per seed])] of the diagnosis of one comparison: each side with
+    its own association, then with each of DIAGNOSIS_ASSOCIATIONS."""
+    c = comparison_cfg(name)
+    rows = []
+    for side in ("a", "b"):
+        rows.append((f"{c[side]} / own", comparison_results(name, side)))
+        for assoc in DIAGNOSIS_ASSOCIATIONS:
+            rows.append((f"{c[side]} / {assoc}",
+                         [f"runs/{c['dataset']}/{c[side]}/seeds/s{int(s)}/{c['split']}/{assoc}/results.json"
+                          for s in c["seeds"]]))
+    return rows
+
+
+def diagnosis_targets():
+    """Every configured comparison's diagnosis json and markdown table."""
+    comparison_targets()  # the same checks (ConfigError when none is configured)
+    return [f"reports/comparisons/{n}.diagnosis.{ext}" for n in sorted(config["comparisons"]) for ext in ("json", "md")]
 
 
 def comparison_targets():
@@ -59,3 +85,26 @@ rule compare_seeds:
     shell:
         "genvis compare --gt {input.gt} --a {input.a} --b {input.b} {params.args}"
         " --out {output.json} --plot {output.png} --no-progress > {log} 2>&1"
+
+
+rule diagnose_comparison:
+    """reports/comparisons/<name>.diagnosis.json and .md: genvis diagnose of both sides with
+    their own, MinVIS and oracle association (video AP, per-frame AP, split at the horizon)."""
+    input:
+        gt=lambda wc: split_annotations(comparison_cfg(wc.comparison)["dataset"], comparison_cfg(wc.comparison)["split"]),
+        results=lambda wc: [p for _, paths in diagnosis_rows(wc.comparison) for p in paths],
+    output:
+        json="reports/comparisons/{comparison}.diagnosis.json",
+        md="reports/comparisons/{comparison}.diagnosis.md",
+    params:
+        rows=lambda wc: " ".join(f"--row '{label}' " + " ".join(paths) for label, paths in diagnosis_rows(wc.comparison)),
+        horizon=lambda wc: (f" --horizon {int(comparison_cfg(wc.comparison)['horizon'])}"
+                            if comparison_cfg(wc.comparison).get("horizon") else ""),
+    wildcard_constraints:
+        comparison=NAME,
+    log:
+        "logs/comparisons/{comparison}.diagnosis.log",
+    threads: 1
+    shell:
+        "genvis diagnose --gt {input.gt} {params.rows}{params.horizon}"
+        " --out {output.json} --table {output.md} > {log} 2>&1"

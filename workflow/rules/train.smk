@@ -148,6 +148,26 @@ rule infer_seed:
         INFER_SHELL
 
 
+rule infer_seed_association:
+    """Results json of a seeded run with another inter-clip association than its experiment's
+    (runs/<dataset>/<experiment>/seeds/s<seed>/<split>/<association>/; diagnose target)."""
+    input:
+        unpack(_infer_inputs),
+    output:
+        "runs/{dataset}/{experiment}/seeds/s{seed}/{split}/{association}/results.json",
+    params:
+        args=lambda wc: _default_n_f_eval(wc) + f" --association {wc.association}",
+    wildcard_constraints:
+        association="propagate|minvis|oracle",
+    log:
+        "logs/{dataset}/{experiment}/seeds/s{seed}/{split}/infer_{association}.log",
+    threads: STAGE_TWO_THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        INFER_SHELL
+
+
 rule infer_n_f_eval:
     """Results json at a chosen N_f^eval (Fig. 3, Table 6)."""
     input:

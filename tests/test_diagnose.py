@@ -1,0 +1,96 @@
+"""Association diagnosis (genvis.evaluate.diagnosis, `genvis diagnose`) on hand-built results."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from genvis.cli import main
+from genvis.data import masks as mask_ops
+from genvis.data.results import VideoResult
+from genvis.data.ytvis import parse_vis_dict, save_vis_json
+from genvis.errors import InputError
+from genvis.evaluate.diagnosis import Row, diagnose, format_markdown
+
+T, H, W = 8, 16, 16
+
+
+def box(y, x):
+    m = np.zeros((T, H, W), bool)
+    m[:, y:y + 6, x:x + 6] = True
+    return m
+
+
+LEFT, RIGHT = box(2, 1), box(8, 9)
+
+
+def ground_truth():
+    anns = [{"id": i + 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
+             "segmentations": mask_ops.encode_masks_or_none(m)} for i, m in enumerate((LEFT, RIGHT))]
+    return parse_vis_dict({"videos": [{"id": 1, "length": T, "height": H, "width": W,
+                                       "file_names": [f"v/{t}.jpg" for t in range(T)]}],
+                           "categories": [{"id": 1, "name": "thing"}], "annotations": anns}, "gt.json")
+
+
+def tracks(swap_at=None):
+    """Two predicted tracks with the ground-truth masks; from frame ``swap_at`` on they swap
+    identities (every frame still holds both masks, so frame AP stays 100)."""
+    a, b = LEFT.copy(), RIGHT.copy()
+    if swap_at is not None:
+        a[swap_at:], b[swap_at:] = RIGHT[swap_at:], LEFT[swap_at:]
+    return [VideoResult(1, 1, 0.9, mask_ops.encode_masks(a)), VideoResult(1, 1, 0.8, mask_ops.encode_masks(b))]
+
+
+def drop_after(results, start):
+    """The same tracks with no mask from frame ``start`` on (all frames missed there)."""
+    empty = mask_ops.encode_masks(np.zeros((T - start, H, W), bool))
+    return [VideoResult(r.video_id, r.category_id, r.score, list(r.segmentations[:start]) + empty) for r in results]
+
+
+def test_identity_swaps_cost_video_ap_only_and_the_horizon_locates_dropped_frames():
+    gt = ground_truth()
+    out = diagnose(gt, [Row("perfect", [tracks()]), Row("swapped", [tracks(swap_at=7), tracks(swap_at=4)]),
+                        Row("dropped", [drop_after(tracks(), 4)])], horizon=4)
+    perfect, swapped, dropped = out["rows"]
+    assert perfect["video_AP"] == [pytest.approx(100.0)] and perfect["frame_AP_mean"] == pytest.approx(100.0)
+    # swap at frame 7 of 8: video IoU with its instance 7/9 = 0.78 -> matched at IoU 0.50-0.75 (6 of 10)
+    assert swapped["video_AP"][0] == pytest.approx(60.0, abs=0.5)
+    assert swapped["video_AP"][1] == pytest.approx(0.0, abs=0.5)        # swap at 4: IoU 1/3 < 0.5
+    assert swapped["video_AP_mean"] == pytest.approx(np.mean(swapped["video_AP"]))
+    assert swapped["frame_AP_mean"] == pytest.approx(100.0)              # identities ignored
+    assert swapped["frame_AP_before"] == swapped["frame_AP_after"] == pytest.approx(100.0)
+    assert dropped["frame_AP_before"] == pytest.approx(100.0) and dropped["frame_AP_after"] == pytest.approx(0.0)
+    md = format_markdown(out)
+    assert "| swapped | 2 | 30.0 | 60.0 / 0.0 | 100.0 | 100.0 | 100.0 |" in md
+    assert "frames 0-3" in md and "frames 4+" in md
+
+
+def test_diagnose_errors():
+    gt = ground_truth()
+    with pytest.raises(ValueError, match="horizon must be >= 1"):
+        diagnose(gt, [Row("x", [tracks()])], horizon=0)
+    with pytest.raises(InputError, match="row 'x': no results"):
+        diagnose(gt, [Row("x", [])])
+
+
+def test_cli_writes_json_and_table_and_refuses_bad_rows(tmp_path, capsys):
+    from genvis.data.results import write_results
+
+    gt = ground_truth()
+    save_vis_json(gt, tmp_path / "gt.json")
+    write_results(tracks(), tmp_path / "good.json")
+    write_results(tracks(swap_at=7), tmp_path / "swap.json")
+    out, md = tmp_path / "d.json", tmp_path / "d.md"
+    assert main(["diagnose", "--gt", str(tmp_path / "gt.json"), "--row", "good", str(tmp_path / "good.json"),
+                 "--row", "swap", str(tmp_path / "swap.json"), "--horizon", "4", "--out", str(out),
+                 "--table", str(md)]) == 0
+    rec = json.loads(out.read_text())
+    assert [r["label"] for r in rec["rows"]] == ["good", "swap"]
+    assert rec["rows"][1]["video_AP"][0] == pytest.approx(60.0, abs=0.5)
+    assert md.read_text() in capsys.readouterr().out
+    # a row without results: exit 2, nothing written
+    bad = tmp_path / "bad.json"
+    assert main(["diagnose", "--gt", str(tmp_path / "gt.json"), "--row", "lonely", "--out", str(bad)]) == 2
+    assert not bad.exists()
