@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(instance queries carried clip to clip with the memory); minvis = fresh "
                         "queries per clip matched by prototype cosine similarity (MinVIS); oracle = "
                         "fresh queries per clip linked to the ground truth of --annotations (a "
-                        "diagnostic: the most any association could make of these clips)")
+                        "diagnostic: estimates the most any association could make of these clips)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
     add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
