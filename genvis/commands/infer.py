@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.checkpoints import load_any_model
     from genvis.data.results import write_results, write_results_zip
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import ConfigError, InputError
+    from genvis.errors import ConfigError
     from genvis.infer.inference import run_inference
     from genvis.train.config import ExperimentConfig
 
@@ -54,9 +54,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
     dataset = load_vis_json(args.annotations)
     association = args.association or exp.inference.association
-    if association == "oracle" and not dataset.has_annotations:
-        raise InputError(args.annotations, "--association oracle needs ground-truth annotations, "
-                         "and this file has none")
     reader = CacheReader(args.cache)
     model.to(args.device)
     results = run_inference(model, reader, dataset, n_f, top_k, association, progress=not args.no_progress)

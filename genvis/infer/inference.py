@@ -64,7 +64,8 @@ def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
         on the model's device (frame queries are moved there clip by clip).
 
     Raises:
-        ValueError: unknown association; "oracle" without an annotated ``dataset``.
+        ValueError: unknown association; "oracle" without ``dataset``.
+        InputError: "oracle" with a ``dataset`` that has no ground truth.
     """
     if association not in ASSOCIATIONS:
         raise ValueError(f"association must be one of {ASSOCIATIONS}, got {association!r}")
@@ -94,7 +95,7 @@ def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
                 perm = associate(previous, pr)
                 lg, me, pr = lg[perm], me[perm], pr[perm]
             previous = pr
-        elif oracle is not None:
+        elif association == "oracle":
             raw = clip["mask_features"]
             _finite(source, video_id, "mask_features", raw, s, e)
             if sizes is None:

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from genvis.data.masks import encode_masks, to_rle
 from genvis.data.ytvis import VISDataset
+from genvis.errors import InputError
 from genvis.evaluate.ytvis_eval import video_ious
 from genvis.train.matcher import hungarian
 
@@ -47,13 +48,13 @@ class OracleLinker:
         num_queries: N_q (the number of slots).
 
     Raises:
-        ValueError: the split has no annotations for the video.
+        InputError: the split has no ground-truth annotations (named by its path).
     """
 
     def __init__(self, dataset: VISDataset, video_id: int, num_queries: int):
         if not dataset.has_annotations:
-            raise ValueError(f"{getattr(dataset, 'path', None) or 'the split'}: oracle association "
-                             "needs ground-truth annotations, and this split has none")
+            raise InputError(getattr(dataset, "path", None), "oracle association needs ground-truth "
+                             "annotations, and this file has none")
         self.video = dataset.video(video_id)
         self.gts = dataset.annotations_of(video_id)
         self.num_queries = int(num_queries)

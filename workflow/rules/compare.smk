@@ -27,10 +27,12 @@ def comparison_cfg(name):
     return c
 
 
-def comparison_results(name, side):
-    """The results json of every seed of one side ("a" or "b") of a comparison."""
+def comparison_results(name, side, association=None):
+    """The results json of every seed of one side ("a" or "b") of a comparison: with the
+    experiment's own association, or with ``association`` (rule infer_seed_association)."""
     c = comparison_cfg(name)
-    return [f"runs/{c['dataset']}/{c[side]}/seeds/s{int(s)}/{c['split']}/results.json" for s in c["seeds"]]
+    sub = "" if association is None else f"{association}/"
+    return [f"runs/{c['dataset']}/{c[side]}/seeds/s{int(s)}/{c['split']}/{sub}results.json" for s in c["seeds"]]
 
 
 DIAGNOSIS_ASSOCIATIONS = ("minvis", "oracle")
@@ -44,9 +46,7 @@ def diagnosis_rows(name):
     for side in ("a", "b"):
         rows.append((f"{c[side]} / own", comparison_results(name, side)))
         for assoc in DIAGNOSIS_ASSOCIATIONS:
-            rows.append((f"{c[side]} / {assoc}",
-                         [f"runs/{c['dataset']}/{c[side]}/seeds/s{int(s)}/{c['split']}/{assoc}/results.json"
-                          for s in c["seeds"]]))
+            rows.append((f"{c[side]} / {assoc}", comparison_results(name, side, assoc)))
     return rows
 
 
