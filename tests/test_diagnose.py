@@ -12,7 +12,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import parse_vis_dict, save_vis_json
 from genvis.errors import InputError
-from genvis.evaluate.diagnosis import Row, diagnose, format_markdown
+from genvis.evaluate.diagnosis import Row, diagnose, format_markdown, frame_bins
 
 T, H, W = 8, 16, 16
 
@@ -67,6 +67,53 @@ def test_identity_swaps_cost_video_ap_only_and_the_horizon_locates_dropped_frame
     assert "frames 0-3" in md and "frames 4+" in md
 
 
+def test_frame_bins_cover_the_longest_video_with_an_open_last_range():
+    assert frame_bins(15, 50) == [(0, 15), (15, 30), (30, 45), (45, None)]
+    assert frame_bins(15, 45) == [(0, 15), (15, 30), (30, None)]
+    assert frame_bins(15, 46) == [(0, 15), (15, 30), (30, 45), (45, None)]
+    assert frame_bins(15, 10) == [(0, None)]
+    five = frame_bins(5, 110)                       # 22 ranges of 5 frames, capped at 8
+    assert len(five) == 8 and five[0] == (0, 5) and five[-1] == (35, None)
+    assert frame_bins(5, 110, max_bins=2) == [(0, 5), (5, None)]
+    for bad in ((0, 10), (3, 0), (3, 10, 0)):
+        with pytest.raises(ValueError, match=">= 1"):
+            frame_bins(*bad)
+
+
+def test_frame_ranges_show_where_along_the_video_frames_are_lost():
+    gt = ground_truth()
+    out = diagnose(gt, [Row("perfect", [tracks()]), Row("dropped", [drop_after(tracks(), 4)])], horizon=3)
+    assert out["bins"] == [[0, 3], [3, 6], [6, None]] and out["bin_videos"] == [1, 1, 1]
+    perfect, dropped = out["rows"]
+    assert perfect["frame_AP_bins"] == [pytest.approx(100.0)] * 3
+    # frames 3-5: both instances found in frame 3 only, 2 of 6 ground-truth masks, all at
+    # precision 1 -> 34 of COCO's 101 recall points (0.00 .. 0.33) -> AP 100 * 34 / 101
+    assert dropped["frame_AP_bins"] == [pytest.approx(100.0), pytest.approx(100.0 * 34 / 101), pytest.approx(0.0)]
+    md = format_markdown(out)
+    assert "videos reaching each range: 1 / 1 / 1" in md
+    assert "| method / association | 0-2 | 3-5 | 6+ |" in md and "| dropped | 100.0 | 33.7 | 0.0 |" in md
+    # no horizon: no ranges, no second table
+    plain = diagnose(gt, [Row("perfect", [tracks()])])
+    assert plain["bins"] == [] and "frame_AP_bins" not in plain["rows"][0]
+    assert "frame range" not in format_markdown(plain)
+
+
+def test_diagnosis_figure_is_written_whole_or_not_at_all(tmp_path):
+    from genvis.report.diagnosis_figure import plot_diagnosis
+
+    gt = ground_truth()
+    out = diagnose(gt, [Row("m / own", [drop_after(tracks(), 4)]), Row("m / oracle", [tracks()]),
+                        Row("baseline", [tracks(swap_at=4)])], horizon=3)
+    png = tmp_path / "d.png"
+    plot_diagnosis(out, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    plot_diagnosis(diagnose(gt, [Row("m", [tracks()])]), tmp_path / "no_ranges.png")   # no horizon: one panel says so
+    assert (tmp_path / "no_ranges.png").exists()
+    with pytest.raises(KeyError):
+        plot_diagnosis({"rows": [{"label": "m / own"}]}, tmp_path / "bad.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "no_ranges.png"]
+
+
 def test_diagnose_errors():
     gt = ground_truth()
     with pytest.raises(ValueError, match="horizon must be >= 1"):
@@ -85,11 +132,12 @@ def test_cli_writes_json_and_table_and_refuses_bad_rows(tmp_path, capsys):
     out, md = tmp_path / "d.json", tmp_path / "d.md"
     assert main(["diagnose", "--gt", str(tmp_path / "gt.json"), "--row", "good", str(tmp_path / "good.json"),
                  "--row", "swap", str(tmp_path / "swap.json"), "--horizon", "4", "--out", str(out),
-                 "--table", str(md)]) == 0
+                 "--table", str(md), "--plot", str(tmp_path / "d.png")]) == 0
     rec = json.loads(out.read_text())
     assert [r["label"] for r in rec["rows"]] == ["good", "swap"]
     assert rec["rows"][1]["video_AP"][0] == pytest.approx(60.0, abs=0.5)
     assert md.read_text() in capsys.readouterr().out
+    assert rec["bins"] == [[0, 4], [4, None]] and (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
     # a row without results: exit 2, nothing written
     bad = tmp_path / "bad.json"
     assert main(["diagnose", "--gt", str(tmp_path / "gt.json"), "--row", "lonely", "--out", str(bad)]) == 2

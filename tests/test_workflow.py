@@ -186,6 +186,7 @@ def test_diagnose_reruns_inference_of_the_seeded_models_with_minvis_and_oracle(t
     name = sorted(comps)[0]
     line = next(x for x in lines if f"--out reports/comparisons/{name}.diagnosis.json" in x)
     assert line.count("--row ") == 6 and f"--horizon {comps[name]['horizon']}" in line
+    assert f"--plot reports/comparisons/{name}.diagnosis.png" in line
     assert f"--row '{comps[name]['a']} / oracle' runs/synth_large/{comps[name]['a']}/seeds/s0/valid/oracle/results.json" in line
 
 
@@ -395,7 +396,11 @@ def test_tiny_diagnose_scores_the_compare_models_under_every_association(tiny_ru
         log = (workdir / f"logs/synth/{c['a']}/seeds/s1/valid/infer_{assoc}.log").read_text()
         assert f"association {assoc})" in log
     md = (workdir / "reports/comparisons/tiny.diagnosis.md").read_text()
-    assert md.count("\n") == 2 + len(labels) and "frames 3+" in md
+    table, ranges = md.split("\n\n", 1)
+    assert table.count("\n") == 1 + len(labels) and "frames 3+" in table
+    assert ranges.startswith("Frame AP by frame range") and ranges.count("\n| ") == 1 + len(labels)
+    assert diag["bins"][0] == [0, 3] and all(len(r["frame_AP_bins"]) == len(diag["bins"]) for r in diag["rows"])
+    assert (workdir / "reports/comparisons/tiny.diagnosis.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow

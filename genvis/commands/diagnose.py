@@ -3,7 +3,8 @@
 Each ``--row LABEL RESULTS...`` is one method scored with one association, one results json
 per training seed (e.g. written by ``genvis infer --association oracle``). Writes the seed-mean
 video AP and per-frame AP of every row (:mod:`genvis.evaluate.diagnosis`) atomically to
-``--out`` (json) and, with ``--table``, as markdown; prints the table.
+``--out`` (json) and, with ``--table``, as markdown, with ``--plot`` as a figure
+(:mod:`genvis.report.diagnosis_figure`); prints the table.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from genvis.utils.io import atomic_write_json, atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments: --gt, --row LABEL RESULTS... (repeated), --horizon H, --out, --table."""
+    """Arguments: --gt, --row LABEL RESULTS... (repeated), --horizon H, --out, --table, --plot."""
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth VIS json (with annotations)")
     parser.add_argument("--row", required=True, action="append", nargs="+", metavar="LABEL_OR_RESULTS",
                         help="a label, then one results json per training seed; repeat for every row")
     parser.add_argument("--horizon", type=int, default=None, metavar="H",
-                        help="also split the per-frame AP at frame H (e.g. N_v x N_f of training)")
+                        help="also split the per-frame AP at frame H (e.g. N_v x N_f of training) "
+                             "and report it in consecutive ranges of H frames")
     parser.add_argument("--out", required=True, type=Path, help="diagnosis json to write")
     parser.add_argument("--table", type=Path, default=None, metavar="MD", help="also write the markdown table")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="also draw video AP per row and frame AP along the videos")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,5 +52,9 @@ def run(args: argparse.Namespace) -> int:
                                  "results": {s[0]: s[1:] for s in args.row}}, indent=1)
     if args.table is not None:
         atomic_write_text(args.table, table)
+    if args.plot is not None:
+        from genvis.report.diagnosis_figure import plot_diagnosis
+
+        plot_diagnosis(out, args.plot, title=f"association diagnosis: {args.gt.name}")
     print(table, end="")
     return 0

@@ -6,7 +6,8 @@ table gives the seed-mean video AP (YouTube-VIS protocol, :mod:`genvis.evaluate.
 and the seed-mean per-frame mask AP with identities ignored (:mod:`genvis.evaluate.frame_ap`),
 over all frames and, with a horizon H, on frames 0..H-1 and H onward (H: the frames one
 training sample covers, N_v x N_f, so that propagation inside and beyond the training window
-can be told apart). Reading it:
+can be told apart) and in consecutive frame ranges of H frames (:func:`frame_bins`: how the
+per-frame AP evolves along the videos, e.g. drift of propagated queries). Reading it:
 
 * oracle minus own association: what association could still add to these clips;
 * two methods under the oracle: how their clips (segmentation and scores) differ;
@@ -41,6 +42,32 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+#: at most this many frame ranges per diagnosis (the last one runs to the end of the videos)
+MAX_BINS = 8
+
+
+def frame_bins(horizon: int, longest: int, max_bins: int = MAX_BINS) -> list[tuple[int, int | None]]:
+    """Consecutive frame ranges of ``horizon`` frames covering videos of up to ``longest`` frames.
+
+    Args:
+        horizon: H >= 1, frames per range. longest: frames of the longest video (>= 1).
+        max_bins: at most this many ranges (>= 1); the last range is open (stop None) and
+            takes every frame from its start on.
+
+    Returns:
+        [(start, stop)] with stop exclusive, e.g. H = 15, longest = 45:
+        [(0, 15), (15, 30), (30, None)]; longest = 46: [(0, 15), (15, 30), (30, 45), (45, None)].
+
+    Raises:
+        ValueError: horizon, longest or max_bins < 1.
+    """
+    if int(horizon) < 1 or int(longest) < 1 or int(max_bins) < 1:
+        raise ValueError(f"need horizon, longest and max_bins >= 1, got {horizon}, {longest}, {max_bins}")
+    h = int(horizon)
+    n = min(-(-int(longest) // h), int(max_bins))
+    return [(k * h, (k + 1) * h) for k in range(n - 1)] + [((n - 1) * h, None)]
+
+
 def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) -> dict:
     """Score every row.
 
@@ -50,9 +77,12 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
         horizon: H >= 1 frames, or None (no split of the per-frame AP).
 
     Returns:
-        {"horizon": H or None, "rows": [{"label", "video_AP": [per seed], "video_AP_mean",
-        "frame_AP": [per seed], "frame_AP_mean", and with a horizon "frame_AP_before",
-        "frame_AP_after" (seed means)}]}; APs in percent, None where undefined.
+        {"horizon": H or None, "bins": [[start, stop], ...] (with a horizon: :func:`frame_bins`
+        of H and the longest video, else []), "bin_videos": [videos reaching each bin],
+        "rows": [{"label", "video_AP": [per seed],
+        "video_AP_mean", "frame_AP": [per seed], "frame_AP_mean", and with a horizon
+        "frame_AP_before", "frame_AP_after" (seed means) and "frame_AP_bins" (seed mean per
+        bin)}]}; APs in percent, None where undefined (e.g. a range without ground truth).
 
     Raises:
         InputError: ``gt`` has no annotations, or a row has no seeds.
@@ -62,6 +92,7 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
         raise InputError(getattr(gt, "path", None), "the diagnosis needs ground-truth annotations")
     if horizon is not None and int(horizon) < 1:
         raise ValueError(f"horizon must be >= 1 frame, got {horizon}")
+    bins = [] if horizon is None else frame_bins(int(horizon), max(v.length for v in gt.videos))
     out_rows = []
     for row in rows:
         if not row.seeds:
@@ -73,12 +104,20 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
         if horizon is not None:
             r["frame_AP_before"] = _mean([frame_mask_ap(gt, res, (0, int(horizon)))["AP"] for res in row.seeds])
             r["frame_AP_after"] = _mean([frame_mask_ap(gt, res, (int(horizon), None))["AP"] for res in row.seeds])
+            r["frame_AP_bins"] = [_mean([frame_mask_ap(gt, res, b)["AP"] for res in row.seeds]) for b in bins]
         out_rows.append(r)
-    return {"horizon": None if horizon is None else int(horizon), "rows": out_rows}
+    return {"horizon": None if horizon is None else int(horizon), "bins": [list(b) for b in bins],
+            "bin_videos": [sum(v.length > start for v in gt.videos) for start, _ in bins], "rows": out_rows}
+
+
+def bin_label(start: int, stop: int | None) -> str:
+    """"0-14" for frames [0, 15), "105+" for frames 105 to the end."""
+    return f"{start}+" if stop is None else f"{start}-{stop - 1}"
 
 
 def format_markdown(diagnosis: dict) -> str:
-    """The diagnosis as a markdown table (one decimal; "-" where undefined)."""
+    """The diagnosis as markdown (one decimal; "-" where undefined): the table of rows and,
+    when it has frame ranges, a second table of the seed-mean frame AP per range."""
     def f(x):
         return "-" if x is None else f"{x:.1f}"
 
@@ -93,4 +132,13 @@ def format_markdown(diagnosis: dict) -> str:
         if h is not None:
             cells += [f(r["frame_AP_before"]), f(r["frame_AP_after"])]
         lines.append("| " + " | ".join(cells) + " |")
+    bins = diagnosis.get("bins") or []
+    if bins:
+        counts = diagnosis.get("bin_videos")
+        reach = "" if not counts else " (videos reaching each range: " + " / ".join(map(str, counts)) + ")"
+        lines += ["", f"Frame AP by frame range, seed means{reach}:", "",
+                  "| method / association | " + " | ".join(bin_label(*b) for b in bins) + " |",
+                  "|" + "---|" * (len(bins) + 1)]
+        lines += ["| " + " | ".join([r["label"]] + [f(v) for v in r["frame_AP_bins"]]) + " |"
+                  for r in diagnosis["rows"]]
     return "\n".join(lines) + "\n"

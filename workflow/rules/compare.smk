@@ -51,9 +51,10 @@ def diagnosis_rows(name):
 
 
 def diagnosis_targets():
-    """Every configured comparison's diagnosis json and markdown table."""
+    """Every configured comparison's diagnosis json, markdown tables and figure."""
     comparison_targets()  # the same checks (ConfigError when none is configured)
-    return [f"reports/comparisons/{n}.diagnosis.{ext}" for n in sorted(config["comparisons"]) for ext in ("json", "md")]
+    return [f"reports/comparisons/{n}.diagnosis.{ext}" for n in sorted(config["comparisons"])
+            for ext in ("json", "md", "png")]
 
 
 def comparison_targets():
@@ -88,14 +89,16 @@ rule compare_seeds:
 
 
 rule diagnose_comparison:
-    """reports/comparisons/<name>.diagnosis.json and .md: genvis diagnose of both sides with
-    their own, MinVIS and oracle association (video AP, per-frame AP, split at the horizon)."""
+    """reports/comparisons/<name>.diagnosis.json, .md and .png: genvis diagnose of both sides
+    with their own, MinVIS and oracle association (video AP, per-frame AP, split at the
+    horizon and in ranges of horizon frames along the videos)."""
     input:
         gt=lambda wc: split_annotations(comparison_cfg(wc.comparison)["dataset"], comparison_cfg(wc.comparison)["split"]),
         results=lambda wc: [p for _, paths in diagnosis_rows(wc.comparison) for p in paths],
     output:
         json="reports/comparisons/{comparison}.diagnosis.json",
         md="reports/comparisons/{comparison}.diagnosis.md",
+        png="reports/comparisons/{comparison}.diagnosis.png",
     params:
         rows=lambda wc: " ".join(f"--row '{label}' " + " ".join(paths) for label, paths in diagnosis_rows(wc.comparison)),
         horizon=lambda wc: (f" --horizon {int(comparison_cfg(wc.comparison)['horizon'])}"
@@ -107,4 +110,4 @@ rule diagnose_comparison:
     threads: 1
     shell:
         "genvis diagnose --gt {input.gt} {params.rows}{params.horizon}"
-        " --out {output.json} --table {output.md} > {log} 2>&1"
+        " --out {output.json} --table {output.md} --plot {output.png} > {log} 2>&1"
