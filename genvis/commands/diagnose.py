@@ -55,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from genvis.report.diagnosis_figure import plot_diagnosis
 
-        plot_diagnosis(out, args.plot, title=f"association diagnosis: {args.gt.name}")
+        plot_diagnosis(out, args.plot, title=f"association diagnosis: {args.out.name.split('.')[0]} ({args.gt.name})")
     print(table, end="")
     return 0

@@ -3,7 +3,8 @@
 Two panels, one colour per method and one line style per association (rows are labelled
 "method / association"; a label without " / " is its own method):
 
-* left: video AP of every row, the seed mean as a bar and every training seed as a dot;
+* left: video AP of every row, the seed mean as a bar (value at its start), every training
+  seed as a dot;
 * right: seed-mean per-frame AP (identities ignored) in consecutive frame ranges of H frames
   along the videos, with the end of the training window (frame H) marked: propagated
   queries that drift beyond the frames one training sample covers show as a falling line
@@ -62,7 +63,7 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
             return _STYLES[association]
         return other.setdefault(association, _OTHER_STYLES[len(other) % len(_OTHER_STYLES)])
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 0.9 + 0.45 * max(len(rows), 6)), dpi=120,
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13.0, 0.9 + 0.45 * max(len(rows), 6)), dpi=120,
                                       gridspec_kw={"width_ratios": [1, 1.5]})
     try:
         for y, r in enumerate(rows):
@@ -71,8 +72,9 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
             mean = r["video_AP_mean"]
             if mean is not None:
                 left.barh(y, mean, color=colour, alpha=0.35, height=0.6, hatch=None if style(association) == "-" else "//")
-                left.annotate(f"{mean:.1f}", (mean, y), xytext=(4, 0), textcoords="offset points",
-                              va="center", fontsize=8)
+                left.annotate(f"{mean:.1f}", (0, y), xytext=(3, 0), textcoords="offset points",
+                              va="center", fontsize=8, fontweight="bold",
+                              bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
             seeds = [v for v in r["video_AP"] if v is not None]
             left.scatter(seeds, [y] * len(seeds), color=colour, s=14, zorder=3)
         left.set_yticks(range(len(rows)))
@@ -92,7 +94,7 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
                                color=colours[method], linestyle=style(association), label=r["label"])
             right.set_xticks(xs)
             counts = diagnosis.get("bin_videos") or [None] * len(bins)
-            right.set_xticklabels([bin_label(*b) + ("" if n is None else f"\n{n} videos") for b, n in zip(bins, counts)],
+            right.set_xticklabels([bin_label(*b) + ("" if n is None else f"\n{n} video{'' if n == 1 else 's'}") for b, n in zip(bins, counts)],
                                   fontsize=7)
             if len(bins) > 1:
                 right.axvline(0.5, color="k", lw=1, alpha=0.6)
@@ -103,7 +105,7 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
             right.set_title(f"per-frame AP along the videos ({horizon}-frame ranges, seed means)", fontsize=9)
             right.grid(True, alpha=0.3)
             if right.get_legend_handles_labels()[0]:
-                right.legend(fontsize=7, loc="lower left")
+                right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         else:
             right.axis("off")
             right.text(0.5, 0.5, "no frame ranges (run with --horizon)", ha="center", va="center", fontsize=9)
