@@ -92,6 +92,11 @@ def test_frame_ranges_show_where_along_the_video_frames_are_lost():
     md = format_markdown(out)
     assert "videos reaching each range: 1 / 1 / 1" in md
     assert "| method / association | 0-2 | 3-5 | 6+ |" in md and "| dropped | 100.0 | 33.7 | 0.0 |" in md
+    # a horizon longer than every video: one open range (= all frames), nothing after it
+    whole = diagnose(gt, [Row("dropped", [drop_after(tracks(), 4)])], horizon=10)["rows"][0]
+    assert whole["frame_AP_bins"] == [pytest.approx(whole["frame_AP_mean"])]
+    assert whole["frame_AP_before"] == pytest.approx(whole["frame_AP_mean"]) and whole["frame_AP_after"] is None
+    assert 0 < whole["frame_AP_mean"] < 100
     # no horizon: no ranges, no second table
     plain = diagnose(gt, [Row("perfect", [tracks()])])
     assert plain["bins"] == [] and "frame_AP_bins" not in plain["rows"][0]

@@ -102,9 +102,13 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
         r = {"label": row.label, "video_AP": video, "video_AP_mean": _mean(video),
              "frame_AP": frame, "frame_AP_mean": _mean(frame)}
         if horizon is not None:
-            r["frame_AP_before"] = _mean([frame_mask_ap(gt, res, (0, int(horizon)))["AP"] for res in row.seeds])
-            r["frame_AP_after"] = _mean([frame_mask_ap(gt, res, (int(horizon), None))["AP"] for res in row.seeds])
-            r["frame_AP_bins"] = [_mean([frame_mask_ap(gt, res, b)["AP"] for res in row.seeds]) for b in bins]
+            h = int(horizon)
+            per_bin = [[frame_mask_ap(gt, res, b)["AP"] for res in row.seeds] for b in bins]
+            # the first range is frames 0..H-1 unless the longest video fits in H frames
+            before = per_bin[0] if bins[0] == (0, h) else [frame_mask_ap(gt, res, (0, h))["AP"] for res in row.seeds]
+            r["frame_AP_before"] = _mean(before)
+            r["frame_AP_after"] = _mean([frame_mask_ap(gt, res, (h, None))["AP"] for res in row.seeds])
+            r["frame_AP_bins"] = [_mean(v) for v in per_bin]
         out_rows.append(r)
     return {"horizon": None if horizon is None else int(horizon), "bins": [list(b) for b in bins],
             "bin_videos": [sum(v.length > start for v in gt.videos) for start, _ in bins], "rows": out_rows}
