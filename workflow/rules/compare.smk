@@ -6,7 +6,7 @@
 #   reports/comparisons/<name>.png    per-seed AP and the bootstrap distribution
 # Target diagnose: both sides again with MinVIS and with oracle association (genvis infer
 # --association), scored side by side with genvis diagnose:
-#   reports/comparisons/<name>.diagnosis.json / .diagnosis.md
+#   reports/comparisons/<name>.diagnosis.json / .diagnosis.md / .diagnosis.png
 
 
 def comparison_cfg(name):
