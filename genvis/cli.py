@@ -19,6 +19,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("synth", "synth", "write a synthetic OVIS-style occlusion benchmark (frames + json)"),
     ("import-davis", "import_davis", "convert a DAVIS-layout dataset to YouTube-VIS json"),
     ("split", "split", "split a VIS json by video into train and held-out parts (local scoring)"),
+    ("augment", "augment", "write randomly flipped and cropped views of a training split (before stage one)"),
     ("evaluate", "evaluate", "score YouTube-VIS results json against ground truth (video AP/AR)"),
     ("compare", "compare", "method A vs B over training seeds: seed-mean video AP, paired video bootstrap"),
     ("diagnose", "diagnose", "the same methods under several inter-clip associations: video and frame AP"),
