@@ -245,6 +245,37 @@ def test_bad_comparison_names_the_key(tmp_path, change, message):
     assert message in proc.stdout + proc.stderr
 
 
+def test_experiment_on_an_augment_split_extracts_it_and_trains_on_it(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    cfg["datasets"]["synth"]["splits"]["train_aug"] = {"augment": {"of": "train", "views": 2, "seed": 1}}
+    cfg["experiments"]["base_aug"] = {"config": cfg["experiments"]["minvis_nv1"]["config"],
+                                      "train_split": "train_aug", "iterations": 50}
+    cfg["experiments"]["ft_aug"] = {"config": cfg["experiments"]["genvis_online"]["config"],
+                                    "train_split": "train_aug", "init_from": "base_aug"}
+    cfg["datasets"]["synth"]["experiments"] = ["ft_aug"]
+    proc = run_snakemake(tmp_path, "-n", "-p", "runs/synth/ft_aug/valid/metrics.json", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts["augment_split"] == 1 and counts["train"] == 2
+    assert counts["extract"] == 2                                  # train_aug and valid; never plain train
+    lines = proc.stdout.splitlines()
+    aug = "data/synth/augment/train-v2-s1-m0.6"
+    line = next(x for x in lines if "genvis augment " in x)
+    assert ("--annotations data/synth/synth/train.json --image-root data/synth/synth/frames --views 2"
+            f" --seed 1 --min-scale 0.6 --out {aug} ") in line
+    line = next(x for x in lines if "genvis extract " in x and "train_aug" in x)
+    assert f"--annotations {aug}/annotations.json --image-root {aug}/frames" in line
+    base = next(x for x in lines if "--out runs/synth/base_aug/model.pt" in x)
+    assert f"--cache cache/synth/train_aug/tiny.zarr --annotations {aug}/annotations.json" in base
+    assert "--iterations 50 " in base
+    ft = next(x for x in lines if "--out runs/synth/ft_aug/model.pt" in x)
+    assert "--init-model runs/synth/base_aug/model.pt" in ft and "--iterations" not in ft
+    cfg["experiments"]["ft_aug"]["train_split"] = "no_such_split"
+    proc = run_snakemake(tmp_path, "-n", "runs/synth/ft_aug/valid/metrics.json", config=cfg)
+    assert proc.returncode != 0
+    assert "datasets.synth.splits.no_such_split: split not configured" in proc.stdout + proc.stderr
+
+
 def test_missing_davis_root_names_the_key(tmp_path):
     cfg = placeholder_config(tmp_path)
     cfg["datasets"]["davis"]["splits"]["train"]["davis"]["root"] = str(tmp_path / "no_davis_here")

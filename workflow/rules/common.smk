@@ -35,6 +35,7 @@ wildcard_constraints:
     fraction="0\\.[0-9]+",
     seed="[0-9]+",
     n="[1-9][0-9]*",
+    scale="(0\\.[0-9]+|1\\.0)",
 
 
 def dataset_cfg(dataset):
@@ -118,6 +119,12 @@ def holdout_dir(dataset, h):
     return f"data/{dataset}/holdout/{h['of']}-f{float(h.get('fraction', 0.1))}-s{int(h.get('seed', 0))}"
 
 
+def augment_dir(dataset, a):
+    """Folder of an augmented split of split ``a['of']`` (views, seed and min_scale in the name)."""
+    return (f"data/{dataset}/augment/{a['of']}-v{int(a['views'])}-s{int(a.get('seed', 0))}"
+            f"-m{float(a.get('min_scale', 0.6))}")
+
+
 def split_annotations(dataset, split):
     """Path of a split's annotation json (an output of this workflow or a configured file)."""
     s = split_cfg(dataset, split)
@@ -134,6 +141,12 @@ def split_annotations(dataset, split):
             raise ConfigError(f"{key}.holdout.of", "a split cannot be held out of itself")
         split_annotations(dataset, h["of"])  # the source split must exist and be configured
         return f"{holdout_dir(dataset, h)}/{h['part']}.json"
+    if "augment" in s:
+        a = s["augment"]
+        if a["of"] == split:
+            raise ConfigError(f"{key}.augment.of", "a split cannot be an augmentation of itself")
+        split_annotations(dataset, a["of"])
+        return f"{augment_dir(dataset, a)}/annotations.json"
     return existing_path(s.get("annotations"), f"{key}.annotations", "the split's annotation json", "file")
 
 
@@ -148,6 +161,8 @@ def split_image_root(dataset, split):
         return str(Path(root) / "JPEGImages")
     if "holdout" in s:
         return split_image_root(dataset, s["holdout"]["of"])
+    if "augment" in s:
+        return f"{augment_dir(dataset, s['augment'])}/frames"
     return existing_path(s.get("image_root"), f"{key}.image_root", "the split's frame folder", "dir")
 
 
@@ -198,6 +213,7 @@ def dataset_targets(dataset):
         raise ConfigError(f"datasets.{dataset}.eval_splits", "no eval_splits or submit_splits listed")
     detector = dataset_detector(dataset)
     needed_splits = {d["train_split"], *d.get("eval_splits", []), *d.get("submit_splits", [])}
+    needed_splits |= {experiment_cfg(e).get("train_split") or d["train_split"] for e in d["experiments"]}
     for split in sorted(needed_splits):
         split_annotations(dataset, split)
     for split in sorted(needed_splits):

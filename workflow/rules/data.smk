@@ -76,3 +76,21 @@ rule holdout_split:
     shell:
         "genvis split --annotations {input} --holdout-fraction {wildcards.fraction} --seed {wildcards.seed}"
         " --out-train {output.train} --out-holdout {output.holdout} > {log} 2>&1"
+
+
+rule augment_split:
+    """Another split plus randomly flipped and cropped views of its videos (genvis augment).
+    Frames are written per video folder before the json, so a stopped job resumes."""
+    input:
+        lambda wc: split_annotations(wc.dataset, wc.of),
+    output:
+        "data/{dataset}/augment/{of}-v{n}-s{seed}-m{scale}/annotations.json",
+    params:
+        image_root=lambda wc: split_image_root(wc.dataset, wc.of),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    log:
+        "logs/{dataset}/data/augment_{of}-v{n}-s{seed}-m{scale}.log",
+    threads: 1
+    shell:
+        "genvis augment --annotations {input} --image-root {params.image_root} --views {wildcards.n}"
+        " --seed {wildcards.seed} --min-scale {wildcards.scale} --out {params.out} --no-progress > {log} 2>&1"

@@ -26,12 +26,19 @@ def _train_init(wildcards):
     return detector, (_model(wildcards.dataset, base, _seed(wildcards)) if base else None)
 
 
+def train_split(dataset, experiment):
+    """The split an experiment trains on: experiments.<name>.train_split, else the dataset's."""
+    split = experiment_cfg(experiment).get("train_split") or dataset_cfg(dataset)["train_split"]
+    split_cfg(dataset, split)
+    return split
+
+
 def _train_inputs(wildcards):
-    d = dataset_cfg(wildcards.dataset)
     e = experiment_cfg(wildcards.experiment)
+    split = train_split(wildcards.dataset, wildcards.experiment)
     inputs = {
-        "cache": cache_path(wildcards.dataset, d["train_split"]),
-        "annotations": split_annotations(wildcards.dataset, d["train_split"]),
+        "cache": cache_path(wildcards.dataset, split),
+        "annotations": split_annotations(wildcards.dataset, split),
         "config": repo_file(e["config"], f"experiments.{wildcards.experiment}.config", "experiment config"),
     }
     detector, base_model = _train_init(wildcards)
@@ -46,7 +53,9 @@ def _train_args(wildcards):
     # A function of the wildcards only: Snakemake records such params and re-runs the job
     # when they change (params computed from input/output are not tracked).
     d = dataset_cfg(wildcards.dataset)
-    args = f" --iterations {int(d['train_iterations'])}" if d.get("train_iterations") else ""
+    # the dataset's train_iterations (e.g. the GPU overlay's) over the experiment entry's
+    iterations = d.get("train_iterations") or experiment_cfg(wildcards.experiment).get("iterations")
+    args = f" --iterations {int(iterations)}" if iterations else ""
     detector, base_model = _train_init(wildcards)
     if detector:
         args += f" --init-heads {detector}"
