@@ -1,5 +1,7 @@
 """Oracle association (diagnostic): hand-built clips whose queries are shuffled every frame."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -72,11 +74,21 @@ def test_oracle_ignores_queries_that_do_not_overlap_any_instance():
     assert perm == [0, 1]
 
 
+def test_oracle_with_more_instances_than_slots_links_the_rest_like_false_positives():
+    linker = OracleLinker(dataset(), 1, num_queries=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                          # two instances, two slots: no warning
+        step(linker, 2, [EMPTY, A], [0.9, 0.1], torch.eye(2))   # B absent: A takes a slot
+        step(linker, 3, [B, A], [0.1, 0.1], torch.eye(2))       # B takes the other one
+    assert linker.unslotted == set() and sorted(linker.slot_of) == [0, 1]
+    one = OracleLinker(dataset(), 1, num_queries=1)
+    assert step(one, 2, [A], [0.1], torch.ones(1, 2)) == [0]    # A takes the only slot
+    with pytest.warns(UserWarning, match="video 1: more ground-truth instances than the 1 query slots"):
+        assert step(one, 3, [B], [0.1], torch.ones(1, 2)) == [0]   # B gets no slot; the query fills A's
+    assert one.slot_of == {0: 0} and one.unslotted == {1}
+
+
 def test_oracle_errors():
-    linker = OracleLinker(dataset(), 1, num_queries=1)
-    step(linker, 2, [A], [0.1], torch.ones(1, 2))               # A takes the only slot
-    with pytest.raises(ValueError, match="more ground-truth instances than the 1 query slots"):
-        step(linker, 3, [B], [0.1], torch.ones(1, 2))
     unannotated = parse_vis_dict({"videos": [{"id": 1, "height": H, "width": W, "length": 4,
                                               "file_names": [f"v/{t}.jpg" for t in range(4)]}],
                                   "categories": [{"id": 1, "name": "thing"}]}, source="test.json")

@@ -16,7 +16,9 @@ does) the linker permutes the N_q outputs into N_q *slots*, the video-level iden
    instance visible in the clip; Hungarian matching (scipy) maximises the total IoU, pairs
    of IoU 0 are dropped;
 2. a matched instance seen for the first time gets the lowest slot no instance owns; the
-   query matched to it goes to that slot for this clip;
+   query matched to it goes to that slot for this clip. A video with more instances than
+   N_q slots: an instance that finds every slot owned gets none (a warning names the video)
+   and its queries are linked in step 4, like false positives;
 3. slots of owned instances that no query matched in this clip (the instance is absent or
    missed) receive the unmatched queries with the highest no-object probability, so an
    absent instance's track stays as empty as the clip allows;
@@ -27,6 +29,7 @@ does) the linker permutes the N_q outputs into N_q *slots*, the video-level iden
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import torch
@@ -59,6 +62,7 @@ class OracleLinker:
         self.gts = dataset.annotations_of(video_id)
         self.num_queries = int(num_queries)
         self.slot_of: dict[int, int] = {}          # ground-truth index -> slot
+        self.unslotted: set[int] = set()           # ground-truth indices that found every slot owned
         self.previous: torch.Tensor | None = None  # float [N_q, C] prototypes in slot order
 
     def _gt_rles(self, start: int, stop: int) -> list[SimpleNamespace]:
@@ -79,8 +83,9 @@ class OracleLinker:
         Returns:
             long [N_q] ``perm`` such that ``output[perm][slot]`` is the query placed in ``slot``.
 
-        Raises:
-            ValueError: the video has more matched ground-truth instances than N_q slots.
+        Warns:
+            UserWarning: the first time an instance finds every slot owned (more instances
+            than N_q in the video).
         """
         n = self.num_queries
         preds = [SimpleNamespace(rles=encode_masks(m)) for m in hard.cpu().numpy()]
@@ -95,8 +100,12 @@ class OracleLinker:
                     owned = set(self.slot_of.values())
                     free = [s for s in range(n) if s not in owned]
                     if not free:
-                        raise ValueError(f"video {self.video.id}: more ground-truth instances than "
-                                         f"the {n} query slots of the oracle association")
+                        if not self.unslotted:
+                            warnings.warn(f"video {self.video.id}: more ground-truth instances than the "
+                                          f"{n} query slots of the oracle association; instances beyond "
+                                          "them are linked like false positives", stacklevel=2)
+                        self.unslotted.add(g)
+                        continue
                     self.slot_of[g] = free[0]
                 placed[self.slot_of[g]] = q
         left = [q for q in range(n) if q not in placed.values()]
