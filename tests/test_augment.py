@@ -124,6 +124,10 @@ def test_augment_split_is_deterministic_and_resumes(tmp_path, tiny_vis_dict):
     again = augment_split(ds, root, tmp_path / "a", views=3, seed=0, progress=False)
     assert frame.stat().st_mtime_ns == stamp                       # finished folders are kept
     assert again.to_json() == a.to_json()
+    with pytest.raises(InputError, match=r"augment.json: the folder holds views made with other settings \(seed 0 -> 1\)"):
+        augment_split(ds, root, tmp_path / "a", views=3, seed=1, progress=False)
+    with pytest.raises(InputError, match="source_sha256"):
+        augment_split(ds.subset([1, 2]), root, tmp_path / "a", views=3, seed=0, progress=False)
 
 
 def test_augment_split_errors_leave_nothing_half_written(tmp_path, tiny_vis_dict):

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -44,6 +46,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.frames import read_frame
 from genvis.data.ytvis import AnnotationRecord, VideoRecord, VISDataset, save_vis_json
 from genvis.errors import ConfigError, InputError
+from genvis.utils.io import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,26 @@ def _write_frames(image_root: Path, out_root: Path, video: VideoRecord, view: in
     return names
 
 
+def _claim(out_dir: Path, settings: dict) -> None:
+    """Record the settings in ``out_dir/augment.json``; refuse a folder written with others.
+
+    Frame folders are kept across runs (resume), so views of other settings must not be
+    mistaken for these.
+    """
+    marker = out_dir / "augment.json"
+    if marker.is_file():
+        try:
+            old = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(marker, f"unreadable ({exc}); delete the folder to start over") from exc
+        if old != settings:
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v)
+            raise InputError(marker, f"the folder holds views made with other settings ({diff}); "
+                             "use another --out or delete it")
+        return
+    atomic_write_json(marker, settings)
+
+
 def _view_annotation(ann: AnnotationRecord, video: VideoRecord, tf: ViewTransform, ann_id: int,
                      video_id: int) -> AnnotationRecord | None:
     """The annotation seen through a view (None when the crop leaves it no pixel in any frame)."""
@@ -163,11 +186,14 @@ def augment_split(ds: VISDataset, image_root: str | os.PathLike, out_dir: str | 
 
     Returns:
         The augmented split (also saved). Resumable: a video folder written whole by an
-        earlier run is kept (views are deterministic), and the json is written last, atomically.
+        earlier run is kept (views are deterministic), and the json is written last,
+        atomically. ``out_dir/augment.json`` records the settings and a hash of the source
+        split, so a folder made with other settings is refused rather than reused.
 
     Raises:
         InputError: no ground truth, a missing or unreadable frame, frame names repeating in
-            a video, or two videos sharing a frame folder.
+            a video, two videos sharing a frame folder, or ``out_dir`` made with other settings
+            or from another split.
         ConfigError: views < 1 or min_scale outside (0, 1].
     """
     if int(views) < 1:
@@ -177,6 +203,8 @@ def augment_split(ds: VISDataset, image_root: str | os.PathLike, out_dir: str | 
     if ds.annotations is None:
         raise InputError(ds.path or "annotations", "has no ground truth; augmented views need masks to transform")
     image_root, out_dir = Path(image_root), Path(out_dir)
+    _claim(out_dir, {"views": int(views), "seed": int(seed), "min_scale": float(min_scale),
+                     "source_sha256": hashlib.sha256(json.dumps(ds.to_json(), sort_keys=True).encode()).hexdigest()})
     frames = out_dir / "frames"
     folders = [v.name for v in ds.videos]
     if len(set(folders)) != len(folders):
