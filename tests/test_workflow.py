@@ -226,9 +226,15 @@ def test_gpu_overlay_trains_longer_on_cuda(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     train = [x for x in proc.stdout.splitlines() if "genvis train " in x]
     assert train and all(f"--iterations {iterations} " in x and "[ 1 -gt 0 ]" in x for x in train)
-    plain = run_snakemake(tmp_path, "compare", "-n", "-p", config=placeholder_config(tmp_path))
+    cfg = placeholder_config(tmp_path)
+    plain = run_snakemake(tmp_path, "compare", "-n", "-p", config=cfg)
     train = [x for x in plain.stdout.splitlines() if "genvis train " in x]
-    assert train and all("--iterations" not in x and "[ 0 -gt 0 ]" in x for x in train)
+    assert train and all("[ 0 -gt 0 ]" in x for x in train)
+    for x in train:                 # without the overlay: the experiment entry's iterations, if any
+        e = re.search(r"--out runs/synth_large/([^/]+)/seeds/", x).group(1)
+        own = cfg["experiments"][e].get("iterations")
+        assert (f"--iterations {own} " in x) if own else ("--iterations" not in x), x
+    assert any("--iterations" in x for x in train) and any("--iterations" not in x for x in train)
 
 
 @pytest.mark.parametrize("change,message", [
