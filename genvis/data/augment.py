@@ -46,7 +46,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.frames import read_frame
 from genvis.data.ytvis import AnnotationRecord, VideoRecord, VISDataset, save_vis_json
 from genvis.errors import ConfigError, InputError
-from genvis.utils.io import atomic_write_json
+from genvis.utils.io import atomic_write_json, sha256_file
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _offset(ids: list[int]) -> int:
 
 
 def _view_dir(video: VideoRecord, view: int) -> str:
-    return f"{video.name}" if view == 0 else f"{video.name}@aug{view}"
+    return video.name if view == 0 else f"{video.name}@aug{view}"
 
 
 def _write_frames(image_root: Path, out_root: Path, video: VideoRecord, view: int,
@@ -139,6 +139,13 @@ def _write_frames(image_root: Path, out_root: Path, video: VideoRecord, view: in
             shutil.rmtree(tmp)
         raise
     return names
+
+
+def _source_hash(ds: VISDataset) -> str:
+    """SHA-256 of the split's json file (of its json text when it was not read from a file)."""
+    if ds.path is not None and Path(ds.path).is_file():
+        return sha256_file(ds.path)
+    return hashlib.sha256(json.dumps(ds.to_json(), sort_keys=True).encode()).hexdigest()
 
 
 def _claim(out_dir: Path, settings: dict) -> None:
@@ -203,14 +210,14 @@ def augment_split(ds: VISDataset, image_root: str | os.PathLike, out_dir: str | 
     if ds.annotations is None:
         raise InputError(ds.path or "annotations", "has no ground truth; augmented views need masks to transform")
     image_root, out_dir = Path(image_root), Path(out_dir)
-    _claim(out_dir, {"views": int(views), "seed": int(seed), "min_scale": float(min_scale),
-                     "source_sha256": hashlib.sha256(json.dumps(ds.to_json(), sort_keys=True).encode()).hexdigest()})
-    frames = out_dir / "frames"
     folders = [v.name for v in ds.videos]
     if len(set(folders)) != len(folders):
         dup = sorted({f for f in folders if folders.count(f) > 1})[:3]
         raise InputError(ds.path or "annotations", f"several videos share a frame folder ({dup}); "
                          "augmented views are written one folder per video")
+    _claim(out_dir, {"views": int(views), "seed": int(seed), "min_scale": float(min_scale),
+                     "source_sha256": _source_hash(ds)})
+    frames = out_dir / "frames"
     v_off = _offset(ds.video_ids)
     a_off = _offset([a.id for a in ds.annotations])
     videos: list[VideoRecord] = []
