@@ -213,7 +213,7 @@ def dataset_targets(dataset):
         raise ConfigError(f"datasets.{dataset}.eval_splits", "no eval_splits or submit_splits listed")
     detector = dataset_detector(dataset)
     needed_splits = {d["train_split"], *d.get("eval_splits", []), *d.get("submit_splits", [])}
-    needed_splits |= {experiment_cfg(e).get("train_split") or d["train_split"] for e in d["experiments"]}
+    needed_splits |= {train_split(dataset, e) for e in d["experiments"]}   # train.smk
     for split in sorted(needed_splits):
         split_annotations(dataset, split)
     for split in sorted(needed_splits):
