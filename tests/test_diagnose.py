@@ -108,9 +108,12 @@ def test_diagnosis_figure_is_written_whole_or_not_at_all(tmp_path):
 
     gt = ground_truth()
     out = diagnose(gt, [Row("m / own", [drop_after(tracks(), 4)]), Row("m / oracle", [tracks()]),
-                        Row("baseline", [tracks(swap_at=4)])], horizon=3)
+                        Row("baseline", [tracks(swap_at=4)]), Row("baseline / oracle", [tracks()])], horizon=3)
     png = tmp_path / "d.png"
-    plot_diagnosis(out, png)
+    legend = plot_diagnosis(out, png)
+    # frame AP ignores identities, so the swapped tracks and the last row repeat "m / oracle"
+    # range by range: marked as such, not hidden under its line
+    assert legend == ["m / own", "m / oracle", "baseline (= m / oracle)", "baseline / oracle (= m / oracle)"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     plot_diagnosis(diagnose(gt, [Row("m", [tracks()])]), tmp_path / "no_ranges.png")   # no horizon: one panel says so
     assert (tmp_path / "no_ranges.png").exists()

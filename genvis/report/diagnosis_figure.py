@@ -30,7 +30,7 @@ def _method_and_association(label: str) -> tuple[str, str]:
     return (method, association) if sep else (label, "")
 
 
-def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> None:
+def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> list[str]:
     """Draw the two panels and save a PNG atomically (matplotlib, Agg backend).
 
     Args:
@@ -42,6 +42,11 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
             None where undefined (not drawn).
         path: PNG to write; nothing is written if drawing fails.
         title: figure title (default: "association diagnosis").
+
+    Returns:
+        the right panel's legend labels, in drawing order; a row whose frame-range APs
+        equal an earlier row's is drawn as hollow rings over that line and labelled
+        ``"<label> (= <earlier label>)"`` (otherwise its line would hide exactly under it).
 
     Raises:
         KeyError: ``diagnosis`` lacks ``rows`` or a row lacks one of the keys above.
@@ -86,12 +91,20 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
 
         if bins:
             xs = list(range(len(bins)))
+            drawn: dict[tuple, str] = {}   # a series already drawn -> its label
             for r in rows:
                 method, association = _method_and_association(r["label"])
                 pts = [(x, v) for x, v in zip(xs, r.get("frame_AP_bins") or []) if v is not None]
-                if pts:
+                if not pts:
+                    continue
+                same = drawn.setdefault(tuple(pts), r["label"])
+                if same == r["label"]:
                     right.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
                                color=colours[method], linestyle=style(association), label=r["label"])
+                else:  # identical numbers (e.g. a baseline's own and MinVIS association): hollow
+                    # rings over the hidden line, and the legend says so
+                    right.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=7, mfc="none",
+                               color=colours[method], linestyle="none", label=f"{r['label']} (= {same})")
             right.set_xticks(xs)
             counts = diagnosis.get("bin_videos") or [None] * len(bins)
             right.set_xticklabels([bin_label(*b) + ("" if n is None else f"\n{n} video{'' if n == 1 else 's'}") for b, n in zip(bins, counts)],
@@ -104,9 +117,11 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
             right.set_ylabel("frame AP (%), identities ignored")
             right.set_title(f"per-frame AP along the videos ({horizon}-frame ranges, seed means)", fontsize=9)
             right.grid(True, alpha=0.3)
-            if right.get_legend_handles_labels()[0]:
+            legend = right.get_legend_handles_labels()[1]
+            if legend:
                 right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         else:
+            legend = []
             right.axis("off")
             right.text(0.5, 0.5, "no frame ranges (run with --horizon)", ha="center", va="center", fontsize=9)
         fig.suptitle(title or "association diagnosis", fontsize=10)
@@ -115,3 +130,4 @@ def plot_diagnosis(diagnosis: Mapping[str, Any], path: str | os.PathLike, title:
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
+    return legend
