@@ -99,3 +99,50 @@ def test_write_refuses_nan_and_writes_nothing(tmp_path):
     with pytest.raises(InputError, match="score"):
         write_results([VideoResult(1, 1, math.nan, [None])], p)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_results_writer_streams_the_same_bytes_as_json_dumps(tmp_path, tiny_vis_json):
+    from genvis.data.results import ResultsWriter
+
+    gt = load_vis_json(tiny_vis_json)
+    res = _results(gt)
+    res[0].segmentations[1] = None
+    p = tmp_path / "stream.json"
+    consumed = []
+
+    def lazy(segs):  # segmentations given as a one-shot iterator, as inference's spool does
+        for s in segs:
+            consumed.append(1)
+            yield s
+
+    with ResultsWriter(p) as w:
+        for r in res:
+            w.add(VideoResult(r.video_id, r.category_id, r.score, lazy(r.segmentations)))
+    assert w.count == len(res) and len(consumed) == sum(len(r.segmentations) for r in res)
+    assert p.read_text() == json.dumps([r.to_json() for r in res])
+    assert [x.score for x in read_results(p, gt)] == [r.score for r in res]
+    empty = tmp_path / "empty.json"
+    with ResultsWriter(empty):
+        pass
+    assert json.loads(empty.read_text()) == []
+
+
+def test_results_writer_leaves_nothing_after_an_error(tmp_path, tiny_vis_json):
+    from genvis.data.results import ResultsWriter
+
+    gt = load_vis_json(tiny_vis_json)
+    res = _results(gt)
+    p = tmp_path / "out" / "res.json"
+    with pytest.raises(InputError, match="result 1: score 1.5"):
+        with ResultsWriter(p) as w:
+            w.add(res[0])
+            w.add(VideoResult(1, 1, 1.5, [None]))
+    with pytest.raises(RuntimeError, match="detector died"):
+        with ResultsWriter(p) as w:
+            w.add(res[0])
+            raise RuntimeError("detector died")
+    assert list(p.parent.iterdir()) == []
+    p.write_text("[]")   # an earlier complete file survives a failed rewrite
+    with pytest.raises(InputError):
+        write_results([res[0], VideoResult(1, 1, math.inf, [None])], p)
+    assert p.read_text() == "[]"

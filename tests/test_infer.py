@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from genvis.checkpoints import load_model
 from genvis.errors import ConfigError, InputError
-from genvis.infer.inference import infer_video, run_inference, select_topk
+from genvis.infer.inference import infer_video, run_inference, select_topk, write_inference
 from genvis.infer.minvis import associate
 from genvis.train.config import ExperimentConfig
 from genvis.train.loop import train
@@ -87,6 +87,28 @@ def test_streamed_masks_and_scores_match_whole_video_computation(models, toy):
         hard = soft > 0.5
         factor = (soft * hard).sum().item() / (hard.sum().item() + 1e-6)
         assert p["score"] == pytest.approx(prob * factor, rel=1e-4, abs=1e-7)
+
+
+def test_write_inference_streams_the_same_results_and_leaves_nothing_on_error(models, toy, tmp_path):
+    from genvis.train.clip_source import InMemoryClipSource
+
+    src, ds = toy
+    model = models["semi_online"]
+    out = tmp_path / "res.json"
+    count = write_inference(model, src, ds, 2, out, top_k=4, progress=False)
+    expected = run_inference(model, src, ds, 2, top_k=4, progress=False)
+    assert count == len(expected) == 8
+    assert out.read_text() == json.dumps([r.to_json() for r in expected])
+    # NaN in the second video's mask features: an error naming it, and no results file
+    videos = {v: dict(src._videos[v]) for v in src.video_ids}
+    last = ds.videos[-1].id
+    bad_mf = videos[last]["mask_features"].clone()
+    bad_mf[5, 0, 0, 0] = float("nan")
+    videos[last]["mask_features"] = bad_mf
+    bad = tmp_path / "bad.json"
+    with pytest.raises(InputError, match=f"mask_features of video {last}, frames 4..5"):
+        write_inference(model, InMemoryClipSource(videos), ds, 2, bad, top_k=4, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res.json"]
 
 
 def test_minvis_association_recovers_permutation():

@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
     from genvis.cache.reader import CacheReader
     from genvis.checkpoints import load_any_model
-    from genvis.data.results import write_results, write_results_zip
+    from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.errors import ConfigError
-    from genvis.infer.inference import run_inference
+    from genvis.infer.inference import write_inference
     from genvis.train.config import ExperimentConfig
 
     apply_threads(args)
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     association = args.association or exp.inference.association
     reader = CacheReader(args.cache)
     model.to(args.device)
-    results = run_inference(model, reader, dataset, n_f, top_k, association, progress=not args.no_progress)
-    write_results(results, args.out)
+    count = write_inference(model, reader, dataset, n_f, args.out, top_k, association,
+                            progress=not args.no_progress)
     if args.zip:
         write_results_zip(args.out, args.zip)
-    print(f"wrote {args.out} ({len(results)} predictions, {len(dataset.videos)} videos, N_f^eval={n_f}, "
+    print(f"wrote {args.out} ({count} predictions, {len(dataset.videos)} videos, N_f^eval={n_f}, "
           f"association {association})")
     return 0

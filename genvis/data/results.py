@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from genvis.data import masks as mask_ops
 from genvis.data.ytvis import VISDataset, read_json_file
 from genvis.errors import InputError
-from genvis.utils.io import atomic_path, atomic_write_json
+from genvis.utils.io import atomic_path
 
 
 @dataclass
@@ -49,19 +49,69 @@ class VideoResult:
                 "score": float(self.score), "segmentations": list(self.segmentations)}
 
 
+class ResultsWriter:
+    """Write a results json one prediction at a time, atomically.
+
+    Entries are written as they are added, and an entry's segmentations may be any
+    iterable (e.g. RLEs read back from a spool file), consumed once, so peak memory does
+    not depend on the number of predictions or the video length. The bytes equal
+    ``json.dumps`` of the whole list. The file appears under ``path`` only when the
+    ``with`` block ends without an exception; otherwise nothing is left (see
+    :func:`genvis.utils.io.atomic_path`)::
+
+        with ResultsWriter(path) as w:
+            w.add(VideoResult(video_id, category_id, score, rle_iterator))
+
+    Raises (from :meth:`add`):
+        InputError: a score is NaN/infinite or outside [0, 1] (the file is not written).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.count = 0
+        self._atomic = None
+        self._file = None
+
+    def __enter__(self) -> "ResultsWriter":
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._file = open(tmp, "w", encoding="utf-8")
+        self._file.write("[")
+        return self
+
+    def add(self, result: VideoResult) -> None:
+        """Append one prediction (its ``segmentations`` iterable is consumed here)."""
+        s = float(result.score)
+        if not math.isfinite(s) or not 0.0 <= s <= 1.0:
+            raise InputError(self.path, f"result {self.count}: score {result.score!r} is not a finite "
+                             "number in [0, 1]")
+        f = self._file
+        head = {"video_id": int(result.video_id), "category_id": int(result.category_id), "score": s}
+        f.write((", " if self.count else "") + json.dumps(head)[:-1] + ', "segmentations": [')
+        for i, seg in enumerate(result.segmentations):
+            f.write((", " if i else "") + json.dumps(seg, allow_nan=False))
+        f.write("]}")
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self._file.write("]")
+            self._file.close()
+        finally:
+            self._atomic.__exit__(exc_type, exc, tb)
+        return False
+
+
 def write_results(results: Iterable[VideoResult], path: str | os.PathLike) -> None:
-    """Write results json atomically.
+    """Write results json atomically (all of ``results``; see :class:`ResultsWriter`).
 
     Raises:
         InputError: a score is NaN/infinite or outside [0, 1] (nothing is written).
     """
-    entries = []
-    for i, r in enumerate(results):
-        s = float(r.score)
-        if not math.isfinite(s) or not 0.0 <= s <= 1.0:
-            raise InputError(path, f"result {i}: score {r.score!r} is not a finite number in [0, 1]")
-        entries.append(r.to_json())
-    atomic_write_json(path, entries)
+    with ResultsWriter(path) as w:
+        for r in results:
+            w.add(r)
 
 
 def _read_results_obj(path: Path) -> Any:

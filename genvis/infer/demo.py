@@ -122,7 +122,7 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
 
     from genvis.checkpoints import load_any_model
     from genvis.data.frames import open_frames
-    from genvis.data.results import VideoResult, write_results
+    from genvis.data.results import ResultsWriter, VideoResult
     from genvis.detector.model import FrameDetector
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.infer.inference import clip_predictions, select_topk, video_masks
@@ -172,13 +172,13 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
                                            [colour_of(q) for q in drawn]))
                         bar.update(1)
 
-                segs, factor = video_masks(model, source, 1, n_f, embeds, queries, None, on_clip)
+                spool, factor = video_masks(model, source, 1, n_f, embeds, queries, None, on_clip)
             finally:
                 writer.close()
                 bar.close()
     final = (scores * factor).clamp(0, 1).tolist()
-    results = [VideoResult(1, int(categories[c]["id"]), float(s), sg)
-               for c, s, sg in zip(labels.tolist(), final, segs)]
-    write_results(results, results_path)
+    with spool, ResultsWriter(results_path) as results:
+        for j, (c, s) in enumerate(zip(labels.tolist(), final)):
+            results.add(VideoResult(1, int(categories[c]["id"]), float(s), spool.read(j)))
     return {"results": results_path, "overlay": overlay_path, "frames": t, "instances": len(drawn),
-            "predictions": len(results)}
+            "predictions": results.count}

@@ -8,8 +8,9 @@ heuristics -- and keeps only the per-clip class logits and mask embeddings. Vide
 per query, top-k over (query, class). Pass 2 streams the mask features clip by clip:
 mask logits of the top-k queries are upsampled to the padded input size, cropped to the
 resized image, turned into probabilities (for the score factor: mean probability inside
-the hard mask), resized to the original size, thresholded and RLE-encoded at once, so
-peak memory does not grow with the video length.
+the hard mask), resized to the original size, thresholded and RLE-encoded at once into a spool file
+(:mod:`genvis.infer.spool`) that :func:`write_inference` streams into the results json,
+so peak memory does not grow with the video length.
 """
 
 from __future__ import annotations
@@ -171,6 +172,9 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
                 queries: torch.Tensor, dataset: Any | None = None, on_clip=None):
     """Pass 2: stream mask features clip by clip and encode the selected queries' masks.
 
+    The RLEs go to a :class:`~genvis.infer.spool.SegmentationSpool` (temporary files) as
+    each clip is encoded, so memory does not grow with the video length.
+
     Args:
         mask_embed: float [n_clips, N_q, C] from :func:`clip_predictions`.
         queries: long [k] selected query indices.
@@ -179,71 +183,85 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
             demo's overlay writer).
 
     Returns:
-        (segmentations: k lists of per-frame RLE dicts, mask score factor float [k]: mean
-        mask probability inside the hard mask at the padded/cropped resolution).
+        (spool: k per-frame RLE lists -- the caller closes it, mask score factor float [k]:
+        mean mask probability inside the hard mask at the padded/cropped resolution).
     """
     from genvis.data.masks import encode_masks
+    from genvis.infer.spool import SegmentationSpool
 
     device = model.device
     mask_embed, queries = mask_embed.to(device), queries.to(device)
     k = queries.shape[0]
-    segs: list[list[dict]] = [[] for _ in range(k)]
+    spool = SegmentationSpool(k)
     numerator = torch.zeros(k, device=device)
     denominator = torch.zeros(k, device=device)
     sizes = None
-    for i, (s, e, clip) in enumerate(_clips(source, video_id, n_f, ("mask_features",))):
-        raw = clip["mask_features"]
-        _finite(source, video_id, "mask_features", raw, s, e)
-        if sizes is None:
-            sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
-        if k == 0:
-            continue
-        logits, full = clip_masks(model, mask_embed[i, queries], raw, sizes)
-        soft = logits.sigmoid()
-        hard = soft > 0.5
-        numerator += (soft * hard).flatten(1).sum(1)
-        denominator += hard.flatten(1).sum(1)
-        full = full.cpu()
-        if on_clip is not None:
-            on_clip(s, e, full)
-        arr = full.numpy()
-        for j in range(k):
-            segs[j].extend(encode_masks(arr[j]))
-    return segs, (numerator / (denominator + 1e-6)).cpu()
+    try:
+        for i, (s, e, clip) in enumerate(_clips(source, video_id, n_f, ("mask_features",))):
+            raw = clip["mask_features"]
+            _finite(source, video_id, "mask_features", raw, s, e)
+            if sizes is None:
+                sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
+            if k == 0:
+                continue
+            logits, full = clip_masks(model, mask_embed[i, queries], raw, sizes)
+            soft = logits.sigmoid()
+            hard = soft > 0.5
+            numerator += (soft * hard).flatten(1).sum(1)
+            denominator += hard.flatten(1).sum(1)
+            full = full.cpu()
+            if on_clip is not None:
+                on_clip(s, e, full)
+            arr = full.numpy()
+            for j in range(k):
+                spool.extend(j, encode_masks(arr[j]))
+    except BaseException:
+        spool.close()
+        raise
+    return spool, (numerator / (denominator + 1e-6)).cpu()
+
+
+def iter_results(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k: int = 20,
+                 association: str = "propagate", progress: bool = True) -> Iterator[Any]:
+    """Inference over every video of ``dataset``, one prediction at a time.
+
+    Checks the inputs first (see :func:`run_inference`), then yields
+    ``genvis.data.results.VideoResult`` objects whose ``segmentations`` is a lazy iterator
+    over the video's spool: consume it before asking for the next result (the spool of a
+    video is deleted when the generator moves on to the next video).
+    """
+    from genvis.data.results import VideoResult
+
+    _check_inputs(model, reader, dataset, n_f_eval)
+    was_training = model.training
+    model.eval()
+    try:
+        for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
+            logits, embeds = clip_predictions(model, reader, v.id, int(n_f_eval), association, dataset)
+            scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
+            spool, factor = video_masks(model, reader, v.id, int(n_f_eval), embeds, queries, dataset)
+            with spool:
+                final = (scores * factor).clamp(0.0, 1.0)
+                for j, (c, sc) in enumerate(zip(labels.tolist(), final.tolist())):
+                    yield VideoResult(v.id, dataset.category_id(c), sc, spool.read(j))
+    finally:
+        model.train(was_training)
 
 
 def infer_video(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int,
                 dataset: Any | None = None, association: str = "propagate", on_clip=None) -> list[dict]:
-    """Predictions of one video: list of {query, label (0..K-1), score, segmentations}."""
+    """Predictions of one video, in memory: list of {query, label (0..K-1), score, segmentations}."""
     logits, embeds = clip_predictions(model, source, video_id, n_f_eval, association, dataset)
     scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
-    segs, factor = video_masks(model, source, video_id, n_f_eval, embeds, queries, dataset, on_clip)
+    spool, factor = video_masks(model, source, video_id, n_f_eval, embeds, queries, dataset, on_clip)
+    with spool:
+        segs = spool.lists()
     final = (scores * factor).clamp(0.0, 1.0)
     return [{"query": int(q), "label": int(c), "score": float(sc), "segmentations": sg}
             for q, c, sc, sg in zip(queries.tolist(), labels.tolist(), final.tolist(), segs)]
 
 
-def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k: int = 20,
-                  association: str = "propagate", progress: bool = True) -> list:
-    """Inference over every video of ``dataset``.
-
-    Args:
-        model: trained GenVIS.
-        reader: CacheReader or any clip source (``read_clip``, ``length``, ``video_ids``,
-            ``video_attrs``; ``iter_clips`` used when present).
-        dataset: the split (VISDataset); gives video ids, original sizes, category ids.
-        n_f_eval: N_f^eval >= 1. top_k: predictions per video.
-        association: "propagate", "minvis" or "oracle" (:func:`clip_predictions`).
-
-    Returns:
-        list of ``genvis.data.results.VideoResult``.
-
-    Raises:
-        InputError: videos missing from the reader, NaN features, size mismatch.
-        ConfigError: the model's hidden size / frame queries differ from the reader's.
-        ValueError: n_f_eval < 1.
-    """
-    from genvis.data.results import VideoResult
+def _check_inputs(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int) -> None:
     from genvis.errors import ConfigError
     from genvis.train.loop import check_source_covers, probe_sizes
 
@@ -262,14 +280,51 @@ def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k
             raise ConfigError(str(getattr(reader, "path", "clip source")),
                               "the model does not fit these features: " + ", ".join(
                                   f"{k} model={a} features={b}" for k, (a, b) in bad.items()))
-    was_training = model.training
-    model.eval()
-    results = []
-    try:
-        for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
-            for p in infer_video(model, reader, v.id, int(n_f_eval), top_k, dataset, association):
-                results.append(VideoResult(v.id, dataset.category_id(p["label"]), p["score"],
-                                           p["segmentations"]))
-    finally:
-        model.train(was_training)
-    return results
+
+
+def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k: int = 20,
+                  association: str = "propagate", progress: bool = True) -> list:
+    """Inference over every video of ``dataset``, all results in memory.
+
+    For long videos or many videos prefer :func:`write_inference`, which streams the
+    results to disk and keeps memory flat.
+
+    Args:
+        model: trained GenVIS.
+        reader: CacheReader or any clip source (``read_clip``, ``length``, ``video_ids``,
+            ``video_attrs``; ``iter_clips`` used when present).
+        dataset: the split (VISDataset); gives video ids, original sizes, category ids.
+        n_f_eval: N_f^eval >= 1. top_k: predictions per video.
+        association: "propagate", "minvis" or "oracle" (:func:`clip_predictions`).
+
+    Returns:
+        list of ``genvis.data.results.VideoResult``.
+
+    Raises:
+        InputError: videos missing from the reader, NaN features, size mismatch.
+        ConfigError: the model's hidden size / frame queries differ from the reader's.
+        ValueError: n_f_eval < 1.
+    """
+    from genvis.data.results import VideoResult
+
+    return [VideoResult(r.video_id, r.category_id, r.score, list(r.segmentations))
+            for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress)]
+
+
+def write_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, out: Any, top_k: int = 20,
+                    association: str = "propagate", progress: bool = True) -> int:
+    """Inference over every video of ``dataset``, streamed into the results json ``out``.
+
+    Same arguments and errors as :func:`run_inference`; the file is written atomically
+    (nothing under ``out`` on an error) and peak memory does not grow with the video length
+    or the number of videos.
+
+    Returns:
+        the number of predictions written.
+    """
+    from genvis.data.results import ResultsWriter
+
+    with ResultsWriter(out) as w:
+        for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress):
+            w.add(r)
+    return w.count
