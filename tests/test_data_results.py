@@ -146,3 +146,32 @@ def test_results_writer_leaves_nothing_after_an_error(tmp_path, tiny_vis_json):
     with pytest.raises(InputError):
         write_results([res[0], VideoResult(1, 1, math.inf, [None])], p)
     assert p.read_text() == "[]"
+
+
+def test_results_parts_join_in_order_discard_other_keys_and_refuse_gaps(tmp_path, tiny_vis_json):
+    from genvis.data.results import ResultsParts
+
+    gt = load_vis_json(tiny_vis_json)
+    res = _results(gt)
+    out = tmp_path / "res.json"
+    parts = ResultsParts(out, {"model": "a"})
+    for vid, rs in ((7, res[:1]), (3, []), (5, res[1:])):
+        with parts.writer(vid) as w:
+            for r in rs:
+                w.add(r)
+    with pytest.raises(RuntimeError):
+        with parts.writer(9) as w:       # an interrupted video is not finished
+            w.add(res[0])
+            raise RuntimeError("killed")
+    assert parts.finished([3, 5, 7, 9]) == {3, 5, 7}
+    with pytest.raises(InputError, match=r"no finished part for video\(s\) \[9\]"):
+        parts.join([7, 3, 5, 9])
+    assert not out.exists()
+    assert ResultsParts(out, {"model": "a"}).finished([3, 5, 7]) == {3, 5, 7}   # same key: kept
+    assert parts.join([5, 3, 7]) == len(res)
+    assert out.read_text() == json.dumps([r.to_json() for r in res[1:] + res[:1]])
+    assert not parts.dir.exists()
+    with ResultsParts(out, {"model": "a"}).writer(1) as w:
+        w.add(res[0])
+    other = ResultsParts(out, {"model": "b"})
+    assert other.discarded == 1 and other.finished([1]) == set()

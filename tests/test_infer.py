@@ -111,6 +111,50 @@ def test_write_inference_streams_the_same_results_and_leaves_nothing_on_error(mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res.json"]
 
 
+def test_interrupted_inference_resumes_without_redoing_finished_videos(models, toy, tmp_path):
+    from genvis.train.clip_source import InMemoryClipSource
+
+    class Counting(InMemoryClipSource):
+        def __init__(self, videos):
+            super().__init__(videos)
+            self.reads = {}
+
+        def read_clip(self, video_id, start, stop, **kw):
+            self.reads[video_id] = self.reads.get(video_id, 0) + 1
+            return super().read_clip(video_id, start, stop, **kw)
+
+    src, ds = toy
+    model = models["online"]
+    first, last = ds.videos[0].id, ds.videos[-1].id
+    videos = {v: dict(src._videos[v]) for v in src.video_ids}
+    broken = {v: dict(x) for v, x in videos.items()}
+    broken[last]["mask_features"] = broken[last]["mask_features"].clone()
+    broken[last]["mask_features"][3, 0, 0, 0] = float("inf")
+    out = tmp_path / "res.json"
+    key = {"model": "m1", "n_f_eval": 3, "top_k": 4}
+    with pytest.raises(InputError, match=f"video {last}"):
+        write_inference(model, Counting(broken), ds, 3, out, top_k=4, progress=False, resume_key=key)
+    parts = tmp_path / ".res.json.parts"
+    assert not out.exists()
+    assert sorted(p.name for p in parts.iterdir()) == [f"{first}.4.json", "key.json"]
+    again = Counting(videos)
+    assert write_inference(model, again, ds, 3, out, top_k=4, progress=False, resume_key=key) == 8
+    # the finished video is not redone (one read: the input check's size probe); the other is
+    # read in full: 3 clips of N_f = 3, once per pass
+    assert again.reads == {first: 1, last: 6}
+    one_pass = tmp_path / "one_pass.json"
+    write_inference(model, src, ds, 3, one_pass, top_k=4, progress=False)
+    assert out.read_bytes() == one_pass.read_bytes()                 # joined parts = one pass, byte for byte
+    assert not parts.exists()
+    # parts of another run (another key) are discarded, not mixed in
+    with pytest.raises(InputError):
+        write_inference(model, Counting(broken), ds, 3, out, top_k=4, progress=False, resume_key=key)
+    other = Counting(videos)
+    write_inference(model, other, ds, 2, out, top_k=4, progress=False, resume_key=dict(key, n_f_eval=2))
+    assert other.reads == {first: 9, last: 8} and not parts.exists()   # 4 clips x 2 passes (+ probe)
+    assert out.read_text() == json.dumps([r.to_json() for r in run_inference(model, src, ds, 2, top_k=4, progress=False)])
+
+
 def test_minvis_association_recovers_permutation():
     torch.manual_seed(0)
     prev = torch.randn(5, 8)
@@ -187,6 +231,13 @@ def test_cli_train_and_infer_through_a_zarr_cache(tmp_path, toy):
                  "--out", str(res), "--n-f-eval", "4", "--top-k", "3", "--no-progress"]) == 0
     assert len(read_results(res, ds)) == 6
     assert len(json.loads(res.read_text())[0]["segmentations"]) == 7
+    assert sorted(p.name for p in tmp_path.iterdir() if "res" in p.name) == ["res.json"]   # parts joined, removed
+    # --no-resume: one pass, the same bytes, no parts folder
+    parts = tmp_path / ".res2.json.parts"
+    assert main(["infer", "--cache", str(store), "--annotations", str(ann), "--model", str(model),
+                 "--out", str(tmp_path / "res2.json"), "--n-f-eval", "4", "--top-k", "3", "--no-progress",
+                 "--no-resume"]) == 0
+    assert (tmp_path / "res2.json").read_bytes() == res.read_bytes() and not parts.exists()
     # --association overrides the experiment's: the same results as run_inference with minvis
     from genvis.cache.reader import CacheReader
     from genvis.checkpoints import load_model

@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "fresh queries per clip linked to the ground truth of --annotations (a "
                         "diagnostic: estimates the most any association could make of these clips)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="do not keep finished videos in .OUT.parts/ for a rerun to skip "
+                        "(by default an interrupted run resumes where it stopped, if the model, "
+                        "annotations, cache and settings are unchanged)")
     add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -37,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.errors import ConfigError
     from genvis.infer.inference import write_inference
     from genvis.train.config import ExperimentConfig
+    from genvis.utils.io import sha256_file
 
     apply_threads(args)
     check_device(args)
@@ -56,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
     association = args.association or exp.inference.association
     reader = CacheReader(args.cache)
     model.to(args.device)
+    resume_key = None if args.no_resume else {
+        "model_sha256": sha256_file(args.model), "annotations_sha256": sha256_file(args.annotations),
+        "cache_provenance": reader.provenance, "n_f_eval": n_f, "top_k": top_k, "association": association}
     count = write_inference(model, reader, dataset, n_f, args.out, top_k, association,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, resume_key=resume_key)
     if args.zip:
         write_results_zip(args.out, args.zip)
     print(f"wrote {args.out} ({count} predictions, {len(dataset.videos)} videos, N_f^eval={n_f}, "

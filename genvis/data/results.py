@@ -12,18 +12,19 @@ holding ``results.json`` at its root (:func:`write_results_zip`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Sequence
 
 from genvis.data import masks as mask_ops
 from genvis.data.ytvis import VISDataset, read_json_file
 from genvis.errors import InputError
-from genvis.utils.io import atomic_path
+from genvis.utils.io import atomic_path, atomic_write_text
 
 
 @dataclass
@@ -101,6 +102,102 @@ class ResultsWriter:
         finally:
             self._atomic.__exit__(exc_type, exc, tb)
         return False
+
+
+class ResultsParts:
+    """Per-video part files of a results json, so that an interrupted inference resumes.
+
+    Layout: a hidden folder ``.<out name>.parts/`` beside ``out`` holding ``key.json`` (the
+    run's resume key: what the results depend on) and ``<video_id>.<count>.json`` for every
+    finished video (its results list with ``count`` entries, written atomically by
+    :class:`ResultsWriter`, so a part is whole or absent). A folder made under another key
+    is deleted on opening (its parts belong to another model or other settings).
+    :meth:`join` copies the parts byte for byte into ``out`` (atomically; the same bytes as
+    one :class:`ResultsWriter` pass) and removes the folder.
+
+    Args:
+        out: the results json to be written.
+        key: json-able description of the run (e.g. model and annotation sha256, N_f^eval,
+            top-k, association).
+
+    Attributes:
+        discarded: number of finished videos deleted because their key differed.
+    """
+
+    def __init__(self, out: str | os.PathLike, key: Any):
+        import shutil
+
+        self.out = Path(out)
+        self.dir = self.out.parent / f".{self.out.name}.parts"
+        key_text = json.dumps(key, sort_keys=True, allow_nan=False)
+        key_path = self.dir / "key.json"
+        self.discarded = 0
+        if self.dir.exists() and (not key_path.exists() or key_path.read_text(encoding="utf-8") != key_text):
+            self.discarded = len(self._parts())
+            shutil.rmtree(self.dir)
+        if not key_path.exists():
+            atomic_write_text(key_path, key_text)
+
+    def _parts(self) -> dict[int, tuple[Path, int]]:
+        out = {}
+        for p in self.dir.glob("*.json"):
+            fields = p.name.split(".")
+            if len(fields) == 3 and fields[0].lstrip("-").isdigit() and fields[1].isdigit():
+                out[int(fields[0])] = (p, int(fields[1]))
+        return out
+
+    def finished(self, video_ids: Iterable[int]) -> set[int]:
+        """The ids among ``video_ids`` whose part is complete."""
+        have = self._parts()
+        return {int(v) for v in video_ids if int(v) in have}
+
+    @contextlib.contextmanager
+    def writer(self, video_id: int) -> Iterator[ResultsWriter]:
+        """A :class:`ResultsWriter` for one video's part; the part counts as finished only
+        if the ``with`` block ends without an exception."""
+        partial = self.dir / f"{int(video_id)}.partial"
+        with ResultsWriter(partial) as w:
+            yield w
+        os.replace(partial, self.dir / f"{int(video_id)}.{w.count}.json")
+
+    def join(self, video_ids: Sequence[int]) -> int:
+        """Write ``out`` from the parts of ``video_ids`` (in that order) and delete the folder.
+
+        Returns:
+            the number of predictions written.
+
+        Raises:
+            InputError: a video of ``video_ids`` has no finished part (``out`` is not written).
+        """
+        import shutil
+
+        have = self._parts()
+        missing = [v for v in video_ids if int(v) not in have]
+        if missing:
+            raise InputError(self.dir, f"no finished part for video(s) {missing[:10]}")
+        count = 0
+        with atomic_path(self.out) as tmp, open(tmp, "wb") as f:
+            f.write(b"[")
+            for v in video_ids:
+                path, n = have[int(v)]
+                if n == 0:
+                    continue
+                size = path.stat().st_size
+                with open(path, "rb") as src:   # "[" + entries + "]": copy the entries
+                    src.seek(1)
+                    if count:
+                        f.write(b", ")
+                    left = size - 2
+                    while left > 0:
+                        block = src.read(min(left, 1 << 20))
+                        if not block:
+                            raise InputError(path, "part file shorter than when it was listed")
+                        f.write(block)
+                        left -= len(block)
+                count += n
+            f.write(b"]")
+        shutil.rmtree(self.dir)
+        return count
 
 
 def write_results(results: Iterable[VideoResult], path: str | os.PathLike) -> None:

@@ -221,6 +221,20 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
     return spool, (numerator / (denominator + 1e-6)).cpu()
 
 
+def _video_results(model: GenVIS, reader: Any, dataset: Any, video: Any, n_f_eval: int, top_k: int,
+                   association: str) -> Iterator[Any]:
+    """One video's predictions (VideoResult with lazy spool-backed segmentations)."""
+    from genvis.data.results import VideoResult
+
+    logits, embeds = clip_predictions(model, reader, video.id, int(n_f_eval), association, dataset)
+    scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
+    spool, factor = video_masks(model, reader, video.id, int(n_f_eval), embeds, queries, dataset)
+    with spool:
+        final = (scores * factor).clamp(0.0, 1.0)
+        for j, (c, sc) in enumerate(zip(labels.tolist(), final.tolist())):
+            yield VideoResult(video.id, dataset.category_id(c), sc, spool.read(j))
+
+
 def iter_results(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k: int = 20,
                  association: str = "propagate", progress: bool = True) -> Iterator[Any]:
     """Inference over every video of ``dataset``, one prediction at a time.
@@ -230,20 +244,12 @@ def iter_results(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k:
     over the video's spool: consume it before asking for the next result (the spool of a
     video is deleted when the generator moves on to the next video).
     """
-    from genvis.data.results import VideoResult
-
     _check_inputs(model, reader, dataset, n_f_eval)
     was_training = model.training
     model.eval()
     try:
         for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
-            logits, embeds = clip_predictions(model, reader, v.id, int(n_f_eval), association, dataset)
-            scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
-            spool, factor = video_masks(model, reader, v.id, int(n_f_eval), embeds, queries, dataset)
-            with spool:
-                final = (scores * factor).clamp(0.0, 1.0)
-                for j, (c, sc) in enumerate(zip(labels.tolist(), final.tolist())):
-                    yield VideoResult(v.id, dataset.category_id(c), sc, spool.read(j))
+            yield from _video_results(model, reader, dataset, v, n_f_eval, top_k, association)
     finally:
         model.train(was_training)
 
@@ -312,19 +318,46 @@ def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k
 
 
 def write_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, out: Any, top_k: int = 20,
-                    association: str = "propagate", progress: bool = True) -> int:
+                    association: str = "propagate", progress: bool = True,
+                    resume_key: dict | None = None) -> int:
     """Inference over every video of ``dataset``, streamed into the results json ``out``.
 
     Same arguments and errors as :func:`run_inference`; the file is written atomically
     (nothing under ``out`` on an error) and peak memory does not grow with the video length
     or the number of videos.
 
+    Args:
+        resume_key: None (one pass), or a json-able description of the run (model and
+            annotation hashes, N_f^eval, top-k, association...): each finished video is
+            then kept in a part file (:class:`genvis.data.results.ResultsParts`, beside
+            ``out``), a rerun with an equal key skips the finished videos, a different key
+            discards them, and the parts are joined into ``out`` (same bytes as one pass)
+            and removed at the end.
+
     Returns:
         the number of predictions written.
     """
-    from genvis.data.results import ResultsWriter
+    from genvis.data.results import ResultsParts, ResultsWriter
 
-    with ResultsWriter(out) as w:
-        for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress):
-            w.add(r)
-    return w.count
+    if resume_key is None:
+        with ResultsWriter(out) as w:
+            for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress):
+                w.add(r)
+        return w.count
+    _check_inputs(model, reader, dataset, n_f_eval)
+    parts = ResultsParts(out, resume_key)
+    ids = [v.id for v in dataset.videos]
+    done = parts.finished(ids)
+    if done and progress:
+        print(f"resuming {out}: {len(done)} of {len(ids)} videos already done")
+    was_training = model.training
+    model.eval()
+    try:
+        todo = [v for v in dataset.videos if v.id not in done]
+        for v in tqdm(todo, desc="infer", unit="video", disable=not progress, initial=len(done), total=len(ids)):
+            with parts.writer(v.id) as w:
+                for r in _video_results(model, reader, dataset, v, n_f_eval, top_k, association):
+                    w.add(r)
+    finally:
+        model.train(was_training)
+    return parts.join(ids)
