@@ -12,7 +12,7 @@ from genvis.checkpoints import save_model
 from genvis.cli import main
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
-from genvis.infer.demo import overlay
+from genvis.report.overlay import overlay
 from genvis.model.genvis import GenVIS
 from genvis.train.config import ExperimentConfig
 

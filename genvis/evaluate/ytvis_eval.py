@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -144,6 +144,21 @@ def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int,
     ok = (dg[:, None] == gg[None, :]) & (union > 0)
     out[ok] = inter[ok] / union[ok]
     return out
+
+
+def track_ious(predicted: Sequence[Sequence[Any]], ground_truth: Sequence[Sequence[Any]], length: int) -> np.ndarray:
+    """Class-agnostic video IoU ``[len(predicted), len(ground_truth)]`` (float64, in [0, 1]).
+
+    Each track is one compressed RLE (or None where absent) per frame of a video of
+    ``length`` frames; the IoU is :func:`video_ious`'s (sum of intersections over sum of
+    unions over the frames), with classes ignored.
+
+    Raises:
+        InputError: masks of predictions and ground truth differ in size.
+    """
+    dts = [_Inst(i, 0.0, 0, 0.0, list(r)) for i, r in enumerate(predicted)]
+    gts = [_Inst(i, 0.0, 0, 0.0, list(r)) for i, r in enumerate(ground_truth)]
+    return video_ious(dts, gts, length)
 
 
 def _match(ious: np.ndarray, gt_ignore: list[int], gt_crowd: list[int], gt_ids: list[int],
