@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from genvis.data.masks import annotation_masks, encode_masks
 from genvis.data.results import VideoResult, write_results
