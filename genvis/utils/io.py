@@ -15,12 +15,25 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: permissions of a newly created file under this process's umask (read once, at import:
+#: reading the umask means setting it, which is not thread-safe)
+_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     The parent directory is created. On any exception the temporary file is removed and
-    ``path`` is left untouched (absent, or its previous content).
+    ``path`` is left untouched (absent, or its previous content). The file gets the
+    permissions of any new file under the process's umask (e.g. rw-r--r--), not the
+    owner-only mode of the temporary file.
 
     Raises:
         OSError: the directory cannot be created or written (e.g. read-only or full disk).
@@ -32,6 +45,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
