@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,13 @@ def test_augment_split_ids_masks_and_frames(tmp_path, tiny_vis_dict):
     aug = v1.extra["augmentation"]
     assert aug["of"] == 2 and aug["view"] == 1 and v1.file_names[0] == "vid2@aug1/00000.png"
     assert (v1.length, v1.height, v1.width) == (6, 24, 32)
+    # frame folders are made in a mkdtemp folder (owner-only) and renamed: published with the
+    # permissions of any new directory, like the json beside them
+    umask = os.umask(0)
+    os.umask(umask)
+    folder = tmp_path / "aug" / "frames" / "vid2@aug1"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "aug" / "annotations.json").stat().st_mode) == 0o666 & ~umask
     tf = ViewTransform(aug["flip"], tuple(aug["crop"]))
     for a in ds.annotations_of(2):
         want = transform_masks(annotation_masks(a, ds.video(2)), tf)

@@ -46,7 +46,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.frames import read_frame
 from genvis.data.ytvis import AnnotationRecord, VideoRecord, VISDataset, save_vis_json
 from genvis.errors import ConfigError, InputError
-from genvis.utils.io import atomic_write_json, sha256_file
+from genvis.utils.io import DIR_MODE, atomic_write_json, sha256_file
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ def _write_frames(image_root: Path, out_root: Path, video: VideoRecord, view: in
             else:
                 img = Image.fromarray(transform_frame(read_frame(src), tf))
                 img.save(dst, quality=95) if dst.suffix.lower() in (".jpg", ".jpeg") else img.save(dst)
+        os.chmod(tmp, DIR_MODE)                      # mkdtemp makes it owner-only
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -21,9 +21,11 @@ def _umask() -> int:
     return mask
 
 
-#: permissions of a newly created file under this process's umask (read once, at import:
-#: reading the umask means setting it, which is not thread-safe)
-_FILE_MODE = 0o666 & ~_umask()
+#: permissions of a newly created file / directory under this process's umask (read once,
+#: at import: reading the umask means setting it, which is not thread-safe)
+_UMASK = _umask()
+_FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
 
 
 @contextlib.contextmanager
