@@ -15,6 +15,7 @@ so peak memory does not grow with the video length.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -221,17 +222,33 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
     return spool, (numerator / (denominator + 1e-6)).cpu()
 
 
+def _predict(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int, dataset: Any | None,
+             association: str, on_clip=None) -> tuple[list[int], list[int], list[float], Any]:
+    """Both passes over one video: (query indices, class indices, final scores, RLE spool)."""
+    logits, embeds = clip_predictions(model, source, video_id, int(n_f_eval), association, dataset)
+    scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
+    spool, factor = video_masks(model, source, video_id, int(n_f_eval), embeds, queries, dataset, on_clip)
+    return queries.tolist(), labels.tolist(), (scores * factor).clamp(0.0, 1.0).tolist(), spool
+
+
+@contextlib.contextmanager
+def _eval_mode(model: GenVIS) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _video_results(model: GenVIS, reader: Any, dataset: Any, video: Any, n_f_eval: int, top_k: int,
                    association: str) -> Iterator[Any]:
     """One video's predictions (VideoResult with lazy spool-backed segmentations)."""
     from genvis.data.results import VideoResult
 
-    logits, embeds = clip_predictions(model, reader, video.id, int(n_f_eval), association, dataset)
-    scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
-    spool, factor = video_masks(model, reader, video.id, int(n_f_eval), embeds, queries, dataset)
+    _, labels, final, spool = _predict(model, reader, video.id, n_f_eval, top_k, dataset, association)
     with spool:
-        final = (scores * factor).clamp(0.0, 1.0)
-        for j, (c, sc) in enumerate(zip(labels.tolist(), final.tolist())):
+        for j, (c, sc) in enumerate(zip(labels, final)):
             yield VideoResult(video.id, dataset.category_id(c), sc, spool.read(j))
 
 
@@ -245,26 +262,20 @@ def iter_results(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k:
     video is deleted when the generator moves on to the next video).
     """
     _check_inputs(model, reader, dataset, n_f_eval)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
             yield from _video_results(model, reader, dataset, v, n_f_eval, top_k, association)
-    finally:
-        model.train(was_training)
 
 
 def infer_video(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int,
                 dataset: Any | None = None, association: str = "propagate", on_clip=None) -> list[dict]:
     """Predictions of one video, in memory: list of {query, label (0..K-1), score, segmentations}."""
-    logits, embeds = clip_predictions(model, source, video_id, n_f_eval, association, dataset)
-    scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
-    spool, factor = video_masks(model, source, video_id, n_f_eval, embeds, queries, dataset, on_clip)
+    queries, labels, final, spool = _predict(model, source, video_id, n_f_eval, top_k, dataset, association,
+                                             on_clip)
     with spool:
         segs = spool.lists()
-    final = (scores * factor).clamp(0.0, 1.0)
-    return [{"query": int(q), "label": int(c), "score": float(sc), "segmentations": sg}
-            for q, c, sc, sg in zip(queries.tolist(), labels.tolist(), final.tolist(), segs)]
+    return [{"query": q, "label": c, "score": sc, "segmentations": sg}
+            for q, c, sc, sg in zip(queries, labels, final, segs)]
 
 
 def _check_inputs(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int) -> None:
@@ -350,14 +361,10 @@ def write_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, out
     done = parts.finished(ids)
     if done and progress:
         print(f"resuming {out}: {len(done)} of {len(ids)} videos already done")
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         todo = [v for v in dataset.videos if v.id not in done]
         for v in tqdm(todo, desc="infer", unit="video", disable=not progress, initial=len(done), total=len(ids)):
             with parts.writer(v.id) as w:
                 for r in _video_results(model, reader, dataset, v, n_f_eval, top_k, association):
                     w.add(r)
-    finally:
-        model.train(was_training)
     return parts.join(ids)
