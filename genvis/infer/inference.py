@@ -359,6 +359,8 @@ def write_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, out
     parts = ResultsParts(out, resume_key)
     ids = [v.id for v in dataset.videos]
     done = parts.finished(ids)
+    if parts.discarded and progress:
+        print(f"{out}: discarded {parts.discarded} finished video(s) of a run with other settings or inputs")
     if done and progress:
         print(f"resuming {out}: {len(done)} of {len(ids)} videos already done")
     with _eval_mode(model):
