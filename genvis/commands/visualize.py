@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--frames/--max-instances/--fps", "need frames >= 1, max-instances >= 0, fps > 0")
     dataset = load_vis_json(args.annotations)
     ids = dataset.video_ids if args.all else list(dict.fromkeys(args.video_id))
-    missing = [v for v in ids if v not in set(dataset.video_ids)]
+    known = set(dataset.video_ids)
+    missing = [v for v in ids if v not in known]
     if missing:
         raise InputError(args.annotations, f"no video with id {missing[0]}"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
