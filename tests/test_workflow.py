@@ -282,6 +282,48 @@ def test_experiment_on_an_augment_split_extracts_it_and_trains_on_it(tmp_path):
     assert "datasets.synth.splits.no_such_split: split not configured" in proc.stdout + proc.stderr
 
 
+def test_synth_train_split_adds_training_videos_and_keeps_the_dataset_ones(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    synth = cfg["datasets"]["synth"]
+    synth["splits"]["train_30"] = {"synth_train": {"videos": 30}}
+    cfg["experiments"]["base_30"] = {"config": cfg["experiments"]["minvis_nv1"]["config"],
+                                     "train_split": "train_30", "iterations": 50}
+    proc = run_snakemake(tmp_path, "-n", "-p", "runs/synth/base_30/valid/metrics.json", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    gen = next(x for x in lines if "genvis synth " in x and "synth_train" in x)
+    valid = synth["synth"]["valid_videos"]
+    assert f"--out data/synth/synth_train/30 --videos {30 + valid} --seed 0" in gen
+    assert f"--valid-videos {valid} " in gen
+    base = next(x for x in lines if "--out runs/synth/base_30/model.pt" in x)
+    assert "--cache cache/synth/train_30/tiny.zarr --annotations data/synth/synth_train/30/train.json" in base
+    # generate both for real: the split's first videos are the dataset's train split, frame for frame
+    proc = run_snakemake(tmp_path, "--cores", "2", "data/synth/synth/train.json",
+                         "data/synth/synth_train/30/train.json", config=cfg, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    own = json.loads((tmp_path / "data/synth/synth/train.json").read_text())
+    more = json.loads((tmp_path / "data/synth/synth_train/30/train.json").read_text())
+    assert len(own["videos"]) == synth["synth"]["videos"] - valid and len(more["videos"]) == 30
+    assert more["videos"][:len(own["videos"])] == own["videos"]
+    ids = {v["id"] for v in own["videos"]}
+    assert [a for a in more["annotations"] if a["video_id"] in ids] == own["annotations"]
+    for name in (own["videos"][0]["file_names"][0], own["videos"][-1]["file_names"][-1]):
+        assert ((tmp_path / "data/synth/synth_train/30/frames" / name).read_bytes()
+                == (tmp_path / "data/synth/synth/frames" / name).read_bytes())
+
+
+def test_synth_train_split_needs_fixed_valid_videos(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    cfg["datasets"]["synth"]["splits"]["train_30"] = {"synth_train": {"videos": 30}}
+    cfg["datasets"]["synth"]["synth"]["valid_videos"] = None
+    cfg["experiments"]["base_30"] = {"config": cfg["experiments"]["minvis_nv1"]["config"],
+                                     "train_split": "train_30"}
+    proc = run_snakemake(tmp_path, "-n", "runs/synth/base_30/valid/metrics.json", config=cfg)
+    assert proc.returncode != 0
+    assert "datasets.synth.synth.valid_videos: must be set for datasets.synth.splits.train_30" in (
+        proc.stdout + proc.stderr)
+
+
 def test_missing_davis_root_names_the_key(tmp_path):
     cfg = placeholder_config(tmp_path)
     cfg["datasets"]["davis"]["splits"]["train"]["davis"]["root"] = str(tmp_path / "no_davis_here")

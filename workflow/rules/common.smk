@@ -125,6 +125,24 @@ def augment_dir(dataset, a):
             f"-m{float(a.get('min_scale', 0.6))}")
 
 
+def synth_train_dir(dataset, split):
+    """Folder of a ``synth_train`` split: genvis synth output with that many training videos.
+
+    Raises:
+        ConfigError: the dataset has no synth settings, or none fixing valid_videos (without
+            it the valid fraction, and so the train videos, would change with the count).
+    """
+    s = split_cfg(dataset, split)
+    synth = dataset_cfg(dataset).get("synth")
+    key = f"datasets.{dataset}.splits.{split}.synth_train"
+    if synth is None:
+        raise ConfigError(f"datasets.{dataset}.synth", f"missing: {key} needs genvis synth settings")
+    if not synth.get("valid_videos"):
+        raise ConfigError(f"datasets.{dataset}.synth.valid_videos",
+                          f"must be set for {key}: with a valid fraction the train videos would differ")
+    return f"data/{dataset}/synth_train/{int(s['synth_train']['videos'])}"
+
+
 def split_annotations(dataset, split):
     """Path of a split's annotation json (an output of this workflow or a configured file)."""
     s = split_cfg(dataset, split)
@@ -133,6 +151,8 @@ def split_annotations(dataset, split):
         if "synth" not in dataset_cfg(dataset):
             raise ConfigError(f"datasets.{dataset}.synth", "missing: a 'synth' split needs genvis synth settings")
         return f"data/{dataset}/synth/{s['synth']}.json"
+    if "synth_train" in s:
+        return f"{synth_train_dir(dataset, split)}/train.json"
     if "davis" in s:
         return f"data/{dataset}/davis/{split}.json"
     if "holdout" in s:
@@ -156,6 +176,8 @@ def split_image_root(dataset, split):
     key = f"datasets.{dataset}.splits.{split}"
     if "synth" in s:
         return f"data/{dataset}/synth/frames"
+    if "synth_train" in s:
+        return f"{synth_train_dir(dataset, split)}/frames"
     if "davis" in s:
         root = existing_path(s["davis"].get("root"), f"{key}.davis.root", "a DAVIS-layout folder", "dir")
         return str(Path(root) / "JPEGImages")

@@ -2,11 +2,14 @@
 # Every output is an annotation json (YouTube-VIS / OVIS format) under data/<dataset>/.
 
 
-def _synth_args(wildcards):
+def _synth_args(wildcards, train_videos=None):
+    """genvis synth arguments from the dataset's settings; ``train_videos`` replaces the
+    video count by that many training videos plus the dataset's valid_videos."""
     s = dataset_cfg(wildcards.dataset).get("synth")
     if s is None:
         raise ConfigError(f"datasets.{wildcards.dataset}.synth", "missing: genvis synth settings")
-    args = f"--videos {int(s.get('videos', 24))} --seed {int(s.get('seed', 0))}"
+    videos = int(s.get('videos', 24)) if train_videos is None else train_videos + int(s["valid_videos"])
+    args = f"--videos {videos} --seed {int(s.get('seed', 0))}"
     for key in ("height", "width", "min_length", "max_length", "categories", "valid_videos"):
         if s.get(key):
             args += f" --{key.replace('_', '-')} {int(s[key])}"
@@ -24,6 +27,26 @@ rule synth:
         out=lambda wc: f"data/{wc.dataset}/synth",
     log:
         "logs/{dataset}/data/synth.log",
+    threads: 1
+    shell:
+        "genvis synth --out {params.out} {params.args} --no-progress > {log} 2>&1"
+
+
+rule synth_train_split:
+    """More training videos of a synthetic dataset (split kind synth_train): genvis synth with
+    the dataset's settings and {videos} training videos. Each generated video depends only on
+    the seed, its split and its index, so the first videos are the dataset's train split and
+    the valid videos are its valid videos (with other ids); valid.json here is not used."""
+    output:
+        train="data/{dataset}/synth_train/{videos}/train.json",
+        frames=directory("data/{dataset}/synth_train/{videos}/frames"),
+    params:
+        args=lambda wc: _synth_args(wc, train_videos=int(wc.videos)),
+        out=lambda wc: f"data/{wc.dataset}/synth_train/{wc.videos}",
+    wildcard_constraints:
+        videos=r"\d+",
+    log:
+        "logs/{dataset}/data/synth_train_{videos}.log",
     threads: 1
     shell:
         "genvis synth --out {params.out} {params.args} --no-progress > {log} 2>&1"
