@@ -71,6 +71,13 @@ def test_cli_writes_contact_sheet_and_side_by_side_mp4(tmp_path, tiny_vis_json, 
         decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(decoded) == 6 and decoded[0].shape == (24, 2 * 32 + 8, 3)   # GT | 8-px gap | predictions
     assert decoded[0][:, 32:40].min() > 200                                 # the white gap
+    # --longest picks by length (video 2 has 6 frames, 3 has 5, 1 has 4); --label titles the figure
+    out2 = tmp_path / "vis_longest"
+    assert main(common + ["--out-dir", str(out2), "--longest", "1", "--label", "GenVIS s0", "--no-progress"]) == 0
+    assert "video 2: 2 ground-truth instances" in capsys.readouterr().out
+    assert sorted(p.name for p in out2.iterdir()) == ["video_2.png"]
+    assert main(common + ["--out-dir", str(out2), "--longest", "0"]) == 2
+    assert "--longest: need at least 1 video, got 0" in capsys.readouterr().err
     # bad input: unknown video, frames of another size -- clear errors, nothing written
     assert main(common + ["--out-dir", str(tmp_path / "x"), "--video-id", "9"]) == 2
     assert "no video with id 9" in capsys.readouterr().err
@@ -87,3 +94,16 @@ def test_results_for_another_annotation_file_are_refused(tmp_path, tiny_vis_json
     res.write_text(json.dumps([{"video_id": 77, "category_id": 1, "score": 0.5, "segmentations": [None]}]))
     assert main(["visualize", "--annotations", str(tiny_vis_json), "--image-root", str(tmp_path),
                  "--results", str(res), "--out-dir", str(tmp_path / "o"), "--all"]) == 2
+
+
+def test_longest_videos_most_frames_first_ties_by_id(tiny_vis_json):
+    from types import SimpleNamespace
+
+    from genvis.commands.visualize import longest_videos
+
+    gt = load_vis_json(tiny_vis_json)                      # lengths: video 1: 4, 2: 6, 3: 5
+    assert longest_videos(gt, 2) == [2, 3]
+    assert longest_videos(gt, 10) == [2, 3, 1]
+    lengths = {7: 5, 4: 9, 5: 5, 9: 2}
+    stub = SimpleNamespace(video_ids=list(lengths), video=lambda v: SimpleNamespace(length=lengths[v]))
+    assert longest_videos(stub, 3) == [4, 5, 7]

@@ -177,7 +177,7 @@ def test_diagnose_reruns_inference_of_the_seeded_models_with_minvis_and_oracle(t
     runs = {(c[k], s) for c in comps.values() for k in ("a", "b") for s in c["seeds"]}
     counts = job_counts(proc.stdout)
     assert counts["infer_seed_association"] == 2 * len(runs)      # minvis and oracle, each model once
-    assert counts["diagnose_comparison"] == len(comps) and counts["diagnose"] == 1
+    assert counts["diagnose_comparison"] == counts["visualize_comparison"] == len(comps) and counts["diagnose"] == 1
     assert counts["train_seed"] == counts["infer_seed"] == len(runs)
     lines = proc.stdout.splitlines()
     e = next(iter(comps.values()))["a"]
@@ -480,6 +480,18 @@ def test_tiny_diagnose_scores_the_compare_models_under_every_association(tiny_ru
     assert ranges.startswith("Frame AP by frame range") and ranges.count("\n| ") == 1 + len(labels)
     assert diag["bins"][0] == [0, 3] and all(len(r["frame_AP_bins"]) == len(diag["bins"]) for r in diag["rows"])
     assert (workdir / "reports/comparisons/tiny.diagnosis.png").read_bytes()[:4] == b"\x89PNG"
+    # contact sheets of the first seed of both sides on the longest valid videos
+    from genvis.commands.visualize import longest_videos
+    from genvis.data.ytvis import load_vis_json
+
+    longest = longest_videos(load_vis_json(workdir / "data/synth/synth/valid.json"), 3)
+    assert 1 <= len(longest) <= 3
+    for side in ("a", "b"):
+        sheets = workdir / "reports/comparisons/tiny.videos" / c[side]
+        assert sorted(p.name for p in sheets.iterdir()) == sorted(f"video_{v}.png" for v in longest)
+        assert all(p.read_bytes()[:4] == b"\x89PNG" for p in sheets.iterdir())
+    log = (workdir / "logs/comparisons/tiny.videos.log").read_text()
+    assert f"video {longest[0]}: " in log
 
 
 @pytest.mark.slow

@@ -23,13 +23,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--video-id", type=int, action="append", help="a video to draw (repeat for more)")
     which.add_argument("--all", action="store_true", help="draw every video of the annotation file")
+    which.add_argument("--longest", type=int, metavar="N",
+                       help="draw the N longest videos (in frames; ties by id): where propagation is hardest")
     parser.add_argument("--score-threshold", type=float, default=0.3,
                         help="draw predictions scoring at least this (default 0.3)")
     parser.add_argument("--max-instances", type=int, default=10, help="at most this many predictions per video (default 10)")
     parser.add_argument("--frames", type=int, default=8, help="frames on the contact sheet (default 8)")
     parser.add_argument("--mp4", action="store_true", help="also write an mp4 of every frame, side by side")
     parser.add_argument("--fps", type=float, default=6.0, help="mp4 frame rate (default 6)")
+    parser.add_argument("--label", help="name of the results in the figure titles (default: the file name)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def longest_videos(dataset, count: int) -> list[int]:
+    """Ids of the ``count`` longest videos of a :class:`~genvis.data.ytvis.VisDataset` (most
+    frames first, ties by ascending id); all of them if it has fewer."""
+    return sorted(dataset.video_ids, key=lambda v: (-dataset.video(v).length, v))[:count]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,8 +52,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1 or args.max_instances < 0 or args.fps <= 0:
         raise ConfigError("--frames/--max-instances/--fps", "need frames >= 1, max-instances >= 0, fps > 0")
+    if args.longest is not None and args.longest < 1:
+        raise ConfigError("--longest", f"need at least 1 video, got {args.longest}")
     dataset = load_vis_json(args.annotations)
-    ids = dataset.video_ids if args.all else list(dict.fromkeys(args.video_id))
+    if args.all:
+        ids = dataset.video_ids
+    elif args.longest is not None:
+        ids = longest_videos(dataset, args.longest)
+    else:
+        ids = list(dict.fromkeys(args.video_id))
     known = set(dataset.video_ids)
     missing = [v for v in ids if v not in known]
     if missing:
@@ -55,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         gt, pred = video_tracks(dataset, results, vid, args.score_threshold, args.max_instances)
         png = args.out_dir / f"video_{vid}.png"
         write_contact_sheet(dataset, args.image_root, vid, gt, pred, png, args.frames,
-                            title=f"{args.results.name}: video {vid} ({dataset.video(vid).length} frames)")
+                            title=f"{args.label or args.results.name}: video {vid} ({dataset.video(vid).length} frames)")
         line = f"video {vid}: {len(gt)} ground-truth instances, {len(pred)} predictions drawn -> {png}"
         if args.mp4:
             mp4 = args.out_dir / f"video_{vid}.mp4"

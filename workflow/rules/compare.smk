@@ -7,6 +7,8 @@
 # Target diagnose: both sides again with MinVIS and with oracle association (genvis infer
 # --association), scored side by side with genvis diagnose:
 #   reports/comparisons/<name>.diagnosis.json / .diagnosis.md / .diagnosis.png
+#   reports/comparisons/<name>.videos/<experiment>/video_<id>.png   the first seed's tracks of
+#       both sides on the split's longest videos (genvis visualize)
 
 
 def comparison_cfg(name):
@@ -50,11 +52,17 @@ def diagnosis_rows(name):
     return rows
 
 
+# videos drawn per side by rule visualize_comparison: the longest of the split, where
+# propagation over many clips is hardest
+VISUALIZED_VIDEOS = 3
+
+
 def diagnosis_targets():
-    """Every configured comparison's diagnosis json, markdown tables and figure."""
+    """Every configured comparison's diagnosis json, markdown tables and figure, and the
+    contact sheets of its longest videos."""
     comparison_targets()  # the same checks (ConfigError when none is configured)
-    return [f"reports/comparisons/{n}.diagnosis.{ext}" for n in sorted(config["comparisons"])
-            for ext in ("json", "md", "png")]
+    return [f"reports/comparisons/{n}.{ext}" for n in sorted(config["comparisons"])
+            for ext in ("diagnosis.json", "diagnosis.md", "diagnosis.png", "videos")]
 
 
 def comparison_targets():
@@ -111,3 +119,35 @@ rule diagnose_comparison:
     shell:
         "genvis diagnose --gt {input.gt} {params.rows}{params.horizon}"
         " --out {output.json} --table {output.md} --plot {output.png} > {log} 2>&1"
+
+
+def _visualize_command(wildcards, side, output):
+    c = comparison_cfg(wildcards.comparison)
+    gt = split_annotations(c["dataset"], c["split"])
+    results = comparison_results(wildcards.comparison, side)[0]
+    label = f"{c[side]} (seed {int(c['seeds'][0])})"
+    return (f"genvis visualize --annotations {gt} --image-root {split_image_root(c['dataset'], c['split'])}"
+            f" --results {results} --longest {VISUALIZED_VIDEOS} --label '{label}'"
+            f" --out-dir {output}/{c[side]} --no-progress")
+
+
+rule visualize_comparison:
+    """reports/comparisons/<name>.videos/<experiment>/video_<id>.png: contact sheets of the
+    first seed's tracks of both sides beside the ground truth on the split's longest videos,
+    each prediction in the colour of the instance it matches (genvis visualize)."""
+    input:
+        gt=lambda wc: split_annotations(comparison_cfg(wc.comparison)["dataset"], comparison_cfg(wc.comparison)["split"]),
+        a=lambda wc: comparison_results(wc.comparison, "a")[0],
+        b=lambda wc: comparison_results(wc.comparison, "b")[0],
+    output:
+        directory("reports/comparisons/{comparison}.videos"),
+    params:
+        a=lambda wc, output: _visualize_command(wc, "a", output[0]),
+        b=lambda wc, output: _visualize_command(wc, "b", output[0]),
+    wildcard_constraints:
+        comparison=NAME,
+    log:
+        "logs/comparisons/{comparison}.videos.log",
+    threads: 1
+    shell:
+        "({params.a} && {params.b}) > {log} 2>&1"
