@@ -121,14 +121,14 @@ rule diagnose_comparison:
         " --out {output.json} --table {output.md} --plot {output.png} > {log} 2>&1"
 
 
-def _visualize_command(wildcards, side, output):
+def _visualize_args(wildcards, side):
+    """genvis visualize arguments (all but --out-dir) for the first seed of one side."""
     c = comparison_cfg(wildcards.comparison)
     gt = split_annotations(c["dataset"], c["split"])
     results = comparison_results(wildcards.comparison, side)[0]
     label = f"{c[side]} (seed {int(c['seeds'][0])})"
-    return (f"genvis visualize --annotations {gt} --image-root {split_image_root(c['dataset'], c['split'])}"
-            f" --results {results} --longest {VISUALIZED_VIDEOS} --label '{label}'"
-            f" --out-dir {output}/{c[side]} --no-progress")
+    return (f"--annotations {gt} --image-root {split_image_root(c['dataset'], c['split'])}"
+            f" --results {results} --longest {VISUALIZED_VIDEOS} --label '{label}' --no-progress")
 
 
 rule visualize_comparison:
@@ -142,12 +142,15 @@ rule visualize_comparison:
     output:
         directory("reports/comparisons/{comparison}.videos"),
     params:
-        a=lambda wc, output: _visualize_command(wc, "a", output[0]),
-        b=lambda wc, output: _visualize_command(wc, "b", output[0]),
+        a=lambda wc: _visualize_args(wc, "a"),
+        b=lambda wc: _visualize_args(wc, "b"),
+        a_name=lambda wc: comparison_cfg(wc.comparison)["a"],
+        b_name=lambda wc: comparison_cfg(wc.comparison)["b"],
     wildcard_constraints:
         comparison=NAME,
     log:
         "logs/comparisons/{comparison}.videos.log",
     threads: 1
     shell:
-        "({params.a} && {params.b}) > {log} 2>&1"
+        "(genvis visualize {params.a} --out-dir {output}/{params.a_name}"
+        " && genvis visualize {params.b} --out-dir {output}/{params.b_name}) > {log} 2>&1"
