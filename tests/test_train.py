@@ -173,8 +173,9 @@ def test_experiment_yamls_are_valid():
     assert names["genvis_online"].train.n_f == 1 and names["genvis_semi_online"].train.n_f == 3
     assert names["ipm_global"].model["memory"] == "global"
     assert names["cl_nv2"].train.assignment == "cl" and names["uvla_nv5"].model["memory"] == "none"
-    for base in ("genvis_online", "genvis_semi_online"):
+    for base in ("genvis_online", "genvis_semi_online", "minvis_nv1"):
         # the fine-tuned variant is its base experiment with the paper's fine-tuning lr, nothing else
+        # (minvis_nv1_ft: the budget-matched control of the _ft comparisons)
         scratch, ft = names[base].to_dict(), names[base + "_ft"].to_dict()
         assert ft["train"].pop("lr") == 5e-5 and scratch["train"].pop("lr") == 2e-4
         for d in (scratch, ft):
