@@ -107,3 +107,16 @@ def test_longest_videos_most_frames_first_ties_by_id(tiny_vis_json):
     lengths = {7: 5, 4: 9, 5: 5, 9: 2}
     stub = SimpleNamespace(video_ids=list(lengths), video=lambda v: SimpleNamespace(length=lengths[v]))
     assert longest_videos(stub, 3) == [4, 5, 7]
+
+
+def test_overlapping_tracks_show_the_first_listed_on_top():
+    from genvis.report.video_figure import Track, draw_tracks
+
+    frame = np.zeros((6, 8, 3), np.uint8)
+    full, left = np.ones((1, 6, 8), bool), np.zeros((1, 6, 8), bool)
+    left[0, :, :4] = True
+    best = Track("0.9", np.array([255, 0, 0]), encode_masks(left))      # listed first: highest score
+    other = Track("0.5", np.array([0, 0, 255]), encode_masks(full))
+    out = draw_tracks(frame, [best, other], 0)
+    assert out[3, 1].tolist() == [127, 0, 63]        # inside both: red blended last, over blue
+    assert out[3, 6].tolist() == [0, 0, 127]         # the other track alone

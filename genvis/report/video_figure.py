@@ -102,11 +102,18 @@ def video_tracks(dataset: Any, results: Sequence[Any], video_id: int, score_thre
     return gt_tracks, pred_tracks
 
 
-def _draw(frame: np.ndarray, tracks: Sequence[Track], t: int) -> np.ndarray:
+def draw_tracks(frame: np.ndarray, tracks: Sequence[Track], t: int) -> np.ndarray:
+    """Frame ``t`` of ``tracks`` blended onto ``frame`` (RGB uint8 [H, W, 3]); returns uint8
+    [H, W, 3]. Earlier tracks are drawn last, on top: :func:`video_tracks` lists predictions by
+    descending score, so where tracks overlap the best-scoring one is the one seen.
+
+    Raises:
+        InputError: a mask of another size than the frame.
+    """
     from genvis.data import masks as mask_ops
 
     h, w = frame.shape[:2]
-    drawn = [(tr, tr.rles[t]) for tr in tracks if t < len(tr.rles) and tr.rles[t] is not None]
+    drawn = [(tr, tr.rles[t]) for tr in reversed(tracks) if t < len(tr.rles) and tr.rles[t] is not None]
     masks = [mask_ops.decode_rle(rle, h, w) for _, rle in drawn]
     for m, (tr, _) in zip(masks, drawn):
         if m.shape != (h, w):
@@ -155,7 +162,7 @@ def write_contact_sheet(dataset: Any, image_root: str | os.PathLike, video_id: i
             frame = _frame(root, video, t)
             for r, tracks in enumerate((gt, pred)):
                 ax = axes[r, c]
-                ax.imshow(_draw(frame, tracks, t))
+                ax.imshow(draw_tracks(frame, tracks, t))
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0:
@@ -196,7 +203,7 @@ def write_side_by_side_video(dataset: Any, image_root: str | os.PathLike, video_
             for t in tqdm(range(video.length), desc=f"video {video_id}", unit="frame", disable=not progress):
                 frame = _frame(root, video, t)
                 gap = np.full((frame.shape[0], 8, 3), 255, dtype=np.uint8)
-                writer.add(np.concatenate([_draw(frame, gt, t), gap, _draw(frame, pred, t)], axis=1))
+                writer.add(np.concatenate([draw_tracks(frame, gt, t), gap, draw_tracks(frame, pred, t)], axis=1))
         finally:
             writer.close()
     return video.length
