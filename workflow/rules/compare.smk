@@ -37,6 +37,12 @@ def comparison_results(name, side, association=None):
     return [f"runs/{c['dataset']}/{c[side]}/seeds/s{int(s)}/{c['split']}/{sub}results.json" for s in c["seeds"]]
 
 
+def comparison_gt(wildcards):
+    """The annotation json of the split a comparison is judged on."""
+    c = comparison_cfg(wildcards.comparison)
+    return split_annotations(c["dataset"], c["split"])
+
+
 DIAGNOSIS_ASSOCIATIONS = ("minvis", "oracle")
 
 
@@ -76,7 +82,7 @@ def comparison_targets():
 rule compare_seeds:
     """reports/comparisons/<name>.json and .png: genvis compare of a against b over the seeds."""
     input:
-        gt=lambda wc: split_annotations(comparison_cfg(wc.comparison)["dataset"], comparison_cfg(wc.comparison)["split"]),
+        gt=comparison_gt,
         a=lambda wc: comparison_results(wc.comparison, "a"),
         b=lambda wc: comparison_results(wc.comparison, "b"),
     output:
@@ -101,7 +107,7 @@ rule diagnose_comparison:
     with their own, MinVIS and oracle association (video AP, per-frame AP, split at the
     horizon and in ranges of horizon frames along the videos)."""
     input:
-        gt=lambda wc: split_annotations(comparison_cfg(wc.comparison)["dataset"], comparison_cfg(wc.comparison)["split"]),
+        gt=comparison_gt,
         results=lambda wc: [p for _, paths in diagnosis_rows(wc.comparison) for p in paths],
     output:
         json="reports/comparisons/{comparison}.diagnosis.json",
@@ -124,10 +130,9 @@ rule diagnose_comparison:
 def _visualize_args(wildcards, side):
     """genvis visualize arguments (all but --out-dir) for the first seed of one side."""
     c = comparison_cfg(wildcards.comparison)
-    gt = split_annotations(c["dataset"], c["split"])
     results = comparison_results(wildcards.comparison, side)[0]
     label = f"{c[side]} (seed {int(c['seeds'][0])})"
-    return (f"--annotations {gt} --image-root {split_image_root(c['dataset'], c['split'])}"
+    return (f"--annotations {comparison_gt(wildcards)} --image-root {split_image_root(c['dataset'], c['split'])}"
             f" --results {results} --longest {VISUALIZED_VIDEOS} --label '{label}' --no-progress")
 
 
@@ -136,7 +141,7 @@ rule visualize_comparison:
     first seed's tracks of both sides beside the ground truth on the split's longest videos,
     each prediction in the colour of the instance it matches (genvis visualize)."""
     input:
-        gt=lambda wc: split_annotations(comparison_cfg(wc.comparison)["dataset"], comparison_cfg(wc.comparison)["split"]),
+        gt=comparison_gt,
         a=lambda wc: comparison_results(wc.comparison, "a")[0],
         b=lambda wc: comparison_results(wc.comparison, "b")[0],
     output:
