@@ -322,6 +322,10 @@ def test_synth_train_split_needs_fixed_valid_videos(tmp_path):
     assert proc.returncode != 0
     assert "datasets.synth.synth.valid_videos: must be set for datasets.synth.splits.train_30" in (
         proc.stdout + proc.stderr)
+    # the rule's output asked for directly: the same named error, not a TypeError
+    proc = run_snakemake(tmp_path, "-n", "data/synth/synth_train/30/train.json", config=cfg)
+    assert proc.returncode != 0
+    assert "datasets.synth.synth.valid_videos: must be set for data/synth/synth_train/30" in proc.stdout + proc.stderr
 
 
 def test_missing_davis_root_names_the_key(tmp_path):

@@ -125,22 +125,27 @@ def augment_dir(dataset, a):
             f"-m{float(a.get('min_scale', 0.6))}")
 
 
-def synth_train_dir(dataset, split):
-    """Folder of a ``synth_train`` split: genvis synth output with that many training videos.
+def fixed_valid_videos(dataset, key):
+    """The dataset's ``synth.valid_videos``, which a ``synth_train`` split (``key``) needs.
 
     Raises:
         ConfigError: the dataset has no synth settings, or none fixing valid_videos (without
             it the valid fraction, and so the train videos, would change with the count).
     """
-    s = split_cfg(dataset, split)
     synth = dataset_cfg(dataset).get("synth")
-    key = f"datasets.{dataset}.splits.{split}.synth_train"
     if synth is None:
         raise ConfigError(f"datasets.{dataset}.synth", f"missing: {key} needs genvis synth settings")
     if not synth.get("valid_videos"):
         raise ConfigError(f"datasets.{dataset}.synth.valid_videos",
                           f"must be set for {key}: with a valid fraction the train videos would differ")
-    return f"data/{dataset}/synth_train/{int(s['synth_train']['videos'])}"
+    return int(synth["valid_videos"])
+
+
+def synth_train_dir(dataset, split):
+    """Folder of a ``synth_train`` split: genvis synth output with that many training videos
+    (ConfigError from :func:`fixed_valid_videos`)."""
+    fixed_valid_videos(dataset, f"datasets.{dataset}.splits.{split}.synth_train")
+    return f"data/{dataset}/synth_train/{int(split_cfg(dataset, split)['synth_train']['videos'])}"
 
 
 def split_annotations(dataset, split):

@@ -8,7 +8,10 @@ def _synth_args(wildcards, train_videos=None):
     s = dataset_cfg(wildcards.dataset).get("synth")
     if s is None:
         raise ConfigError(f"datasets.{wildcards.dataset}.synth", "missing: genvis synth settings")
-    videos = int(s.get('videos', 24)) if train_videos is None else train_videos + int(s["valid_videos"])
+    if train_videos is None:
+        videos = int(s.get('videos', 24))
+    else:
+        videos = train_videos + fixed_valid_videos(wildcards.dataset, f"data/{wildcards.dataset}/synth_train/{train_videos}")
     args = f"--videos {videos} --seed {int(s.get('seed', 0))}"
     for key in ("height", "width", "min_length", "max_length", "categories", "valid_videos"):
         if s.get(key):
