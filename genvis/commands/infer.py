@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
     from genvis.cache.reader import CacheReader
-    from genvis.checkpoints import load_any_model
+    from genvis.model.checkpoint import load_any_model
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.errors import ConfigError

@@ -63,7 +63,7 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     """
     from tqdm import tqdm
 
-    from genvis.checkpoints import load_any_model
+    from genvis.model.checkpoint import load_any_model
     from genvis.data.frames import open_frames
     from genvis.data.results import ResultsWriter, VideoResult
     from genvis.detector.model import FrameDetector

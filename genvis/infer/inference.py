@@ -23,10 +23,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from genvis.errors import InputError
+from genvis.infer.config import ASSOCIATIONS
 from genvis.infer.minvis import associate
 from genvis.model.genvis import GenVIS
-
-ASSOCIATIONS = ("propagate", "minvis", "oracle")
 
 
 def _clips(source: Any, video_id: int, n_f: int, fields: Sequence[str],

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from genvis.checkpoints import save_model
+from genvis.model.checkpoint import save_model
 from genvis.errors import ConfigError, InputError
 from genvis.model.genvis import GenVIS
 from genvis.train.config import ExperimentConfig
@@ -196,10 +196,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         progress: show a tqdm bar.
         init_heads: a frame detector file (DET.pt) whose class head, mask-embedding MLP and
             mask projection initialise the model's heads
-            (:func:`genvis.checkpoints.init_heads_from_detector`).
+            (:func:`genvis.model.checkpoint.init_heads_from_detector`).
         init_model: a trained stage-two MODEL.pt (e.g. the N_v = 1 VITA-style model) whose
             weights initialise every parameter of the same name and shape -- the paper's
-            fine-tuning protocol (:func:`genvis.checkpoints.init_from_model`); applied after
+            fine-tuning protocol (:func:`genvis.model.checkpoint.init_from_model`); applied after
             ``init_heads``.
         device: torch device of the model and the loss computation (``cpu``, ``cuda``,
             ``cuda:1``). Clips are read on the CPU and moved; the sampling and point RNGs
@@ -248,11 +248,11 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     torch.manual_seed(tc.seed)
     model = GenVIS(mcfg)
     if init_heads is not None:
-        from genvis.checkpoints import init_heads_from_detector
+        from genvis.model.checkpoint import init_heads_from_detector
 
         init_heads_from_detector(model, init_heads)
     if init_model is not None:
-        from genvis.checkpoints import init_from_model
+        from genvis.model.checkpoint import init_from_model
 
         _, fresh = init_from_model(model, init_model)
         if fresh:
