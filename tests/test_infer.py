@@ -8,6 +8,7 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.nn import functional as F
 
+from genvis.clip_source import ClipSource
 from genvis.model.checkpoint import load_model
 from genvis.errors import ConfigError, InputError
 from genvis.infer.inference import infer_video, run_inference, select_topk, write_inference
@@ -95,6 +96,7 @@ def test_write_inference_streams_the_same_results_and_leaves_nothing_on_error(mo
     src, ds = toy
     model = models["semi_online"]
     out = tmp_path / "res.json"
+    assert isinstance(src, ClipSource)
     count = write_inference(model, src, ds, 2, out, top_k=4, progress=False)
     expected = run_inference(model, src, ds, 2, top_k=4, progress=False)
     assert count == len(expected) == 8

@@ -11,7 +11,8 @@ from genvis.model.genvis import GenVIS
 from tests.helpers.clip_source import InMemoryClipSource
 from genvis.train.config import ExperimentConfig
 from genvis.train.criterion import SetCriterion
-from genvis.train.loop import probe_sizes, sample_losses, train
+from genvis.clip_source import probe_sizes
+from genvis.train.loop import sample_losses, train
 from genvis.train.sampler import ClipSampler
 from genvis.train.targets import DatasetTargets
 from tests.helpers.toy import make_toy_problem

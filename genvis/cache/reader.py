@@ -3,7 +3,8 @@
 Reads the store written by :class:`genvis.cache.writer.CacheWriter` (layout in
 :mod:`genvis.cache.layout`). Only the chunks of the requested frames are read (one frame per
 chunk), so a clip never loads the whole video. Only complete videos (renamed into
-``videos/`` with ``complete=True``) are visible.
+``videos/`` with ``complete=True``) are visible. A :class:`genvis.clip_source.ClipSource`;
+its coverage of an annotation file is :func:`genvis.clip_source.check_covers`.
 """
 
 from __future__ import annotations
@@ -107,25 +108,6 @@ class CacheReader:
     def video_attrs(self, video_id: int) -> dict[str, Any]:
         """The video group's attrs: video_id, length, file_names, original/resized/padded_size."""
         return dict(self._group(video_id).attrs)
-
-    def check_covers(self, dataset) -> None:
-        """Raise InputError naming the dataset's video ids missing from the cache.
-
-        Args:
-            dataset: a ``VISDataset`` (anything with ``.videos`` of records with ``.id``).
-        """
-        have = set(self._ids)
-        missing = [v.id for v in dataset.videos if v.id not in have]
-        if missing:
-            shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-            src = getattr(dataset, "path", None)
-            raise InputError(self.path, f"{len(missing)} video(s) of {src or 'the dataset'} are "
-                             f"not in the cache: {shown}")
-        for v in dataset.videos:
-            length = getattr(v, "length", None)
-            if length is not None and self.length(v.id) != length:
-                raise InputError(self.path, f"video {v.id} has {self.length(v.id)} cached frames "
-                                 f"but the dataset lists {length}")
 
     # ------------------------------------------------------------------ reading
     def read_clip(
