@@ -33,12 +33,26 @@ class InferenceConfig:
     top_k: int = 20
     association: str = "propagate"
 
-    def validate(self, source: str = "inference") -> "InferenceConfig":
-        """Check every field; return self. Raises ConfigError."""
+    def validate(self, source: str = "inference", associations: tuple[str, ...] = EXPERIMENT_ASSOCIATIONS,
+                 names: dict[str, str] | None = None) -> "InferenceConfig":
+        """Check every field; return self.
+
+        Args:
+            source: where the values come from (``source.field`` in errors).
+            associations: the allowed associations (an experiment: :data:`EXPERIMENT_ASSOCIATIONS`;
+                the command line also allows ``oracle``).
+            names: field -> the name to give in errors instead of ``source.field`` (e.g.
+                ``{"top_k": "--top-k"}``).
+
+        Raises:
+            ConfigError: naming the field.
+        """
+        def name(f: str) -> str:
+            return (names or {}).get(f, f"{source}.{f}")
+
         if self.n_f_eval is not None:
-            check_int(f"{source}.n_f_eval", self.n_f_eval, 1)
-        check_int(f"{source}.top_k", self.top_k, 1)
-        if self.association not in EXPERIMENT_ASSOCIATIONS:
-            raise ConfigError(f"{source}.association",
-                              f"must be one of {EXPERIMENT_ASSOCIATIONS}, got {self.association!r}")
+            check_int(name("n_f_eval"), self.n_f_eval, 1)
+        check_int(name("top_k"), self.top_k, 1)
+        if self.association not in associations:
+            raise ConfigError(name("association"), f"must be one of {associations}, got {self.association!r}")
         return self

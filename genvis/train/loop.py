@@ -30,6 +30,7 @@ from genvis.model.checkpoint import save_model
 from genvis.clip_source import ClipSource, check_covers, check_finite, probe_sizes, source_name
 from genvis.errors import ConfigError, InputError
 from genvis.model.genvis import GenVIS
+from genvis.settings import apply_training_overrides
 from genvis.train.config import ExperimentConfig
 from genvis.train.carry import CarrySampler, SlotState, batch_state, split_state
 from genvis.train.criterion import ClipTargets, SetCriterion
@@ -185,19 +186,8 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
         AssignmentError: more instances than instance queries.
     """
     out = Path(out)
+    apply_training_overrides(cfg, iterations, seed)
     tc = cfg.train
-    if iterations is not None:
-        if iterations < 1:
-            raise ConfigError("--iterations", f"must be >= 1, got {iterations}")
-        if int(iterations) != tc.iterations:
-            # keep the schedule's shape (paper: OVIS decays at 100k of 140k iterations)
-            tc.decay_steps = [max(1, round(step * int(iterations) / tc.iterations)) for step in tc.decay_steps]
-        tc.iterations = int(iterations)
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError("--seed", f"must be an integer >= 0, got {seed!r}")
-        tc.seed = seed
-    cfg.validate()
     device = resolve_device(device)
     check_covers(cache, dataset)
     if not dataset.videos:
