@@ -1,6 +1,6 @@
 """Layout of the stage-one feature cache (one Zarr 3 store per dataset split and detector).
 
-The contract (DESIGN.md "Cache contract", docs/ARCHITECTURE.md "Stage one: cache")::
+The contract (docs/ARCHITECTURE.md "Stage one: cache")::
 
     STORE.zarr/                    root group; attrs: provenance, layout_version
       videos/                      group
