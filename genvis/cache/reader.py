@@ -59,7 +59,9 @@ class CacheReader:
 
     # ------------------------------------------------------------------ discovery
     def refresh(self) -> None:
-        """Re-list the complete videos (e.g. while an extraction is still running)."""
+        """Re-list the complete videos (e.g. while an extraction is still running) and re-read
+        L, Q_f, C, K from the first one's ``frame_queries`` [T, L, Q_f, C] and ``class_logits``
+        [T, Q_f, K+1]."""
         videos_dir = self.path / layout.VIDEOS_GROUP
         ids = []
         if videos_dir.is_dir():
@@ -102,11 +104,14 @@ class CacheReader:
         return self._arrays[key]
 
     def length(self, video_id: int) -> int:
-        """T, the number of cached frames of ``video_id``."""
+        """T (int), the number of cached frames of ``video_id``. InputError for an unknown or
+        incomplete video."""
         return int(self._group(video_id).attrs["length"])
 
     def video_attrs(self, video_id: int) -> dict[str, Any]:
-        """The video group's attrs: video_id, length, file_names, original/resized/padded_size."""
+        """The video group's attrs (JSON values): ``video_id`` and ``length`` (int),
+        ``file_names`` (list[str]), ``original_size`` / ``resized_size`` / ``padded_size``
+        ([H, W] in pixels; the mask-feature grid is padded / 4). InputError for an unknown video."""
         return dict(self._group(video_id).attrs)
 
     # ------------------------------------------------------------------ reading
@@ -163,7 +168,10 @@ class CacheReader:
     ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
         """Non-overlapping clips of ``n_f`` frames (the last may be shorter), read ahead.
 
-        Yields ``(start, stop, clip)`` with ``clip`` as from :meth:`read_clip`. Up to
+        Yields ``(start, stop, clip)``: ints with ``stop - start <= n_f``, and ``clip`` as from
+        :meth:`read_clip` (field -> float32 CPU tensor ``[stop - start, ...]``, e.g.
+        ``frame_queries`` [t, L, Q_f, C] or [t, 1, Q_f, C] with ``layers=slice(-1, None)``,
+        ``mask_features`` [t, C, h, w]). Up to
         ``prefetch`` further clips are read by a background thread while the caller works
         on the current one (0 disables read-ahead).
 
