@@ -151,8 +151,8 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
 
     Args:
         cfg: the experiment (validated).
-        cache: a :class:`~genvis.cache.reader.CacheReader` or any object with ``read_clip``,
-            ``length``, ``video_ids``, ``video_attrs``.
+        cache: the clip source (:class:`genvis.clip_source.ClipSource`: the cache reader,
+            the detector in the loop, tensors in memory).
         dataset: the annotated training split (``VISDataset``); its videos are sampled.
         out: MODEL.pt path.
         resume: continue from ``<stem>.resume.pt`` if it exists (same experiment required).
