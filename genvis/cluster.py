@@ -241,7 +241,7 @@ class _ModelPlugin(WorkerPlugin):
         import torch
 
         from genvis.cache.reader import CacheReader
-        from genvis.checkpoints import load_any_model
+        from genvis.model.checkpoint import load_any_model
         from genvis.data.ytvis import load_vis_json
 
         torch.set_num_threads(self.threads)
@@ -294,7 +294,7 @@ def infer_on_cluster(client: Any, model_path: str | os.PathLike, cache: str | os
             the first failing video's error (``out`` is then not written).
     """
     from genvis.cache.reader import CacheReader
-    from genvis.checkpoints import load_any_model
+    from genvis.model.checkpoint import load_any_model
     from genvis.data.results import ResultsParts
     from genvis.data.ytvis import load_vis_json
     from genvis.infer.inference import check_inputs

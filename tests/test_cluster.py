@@ -16,7 +16,7 @@ import torch
 from genvis.cache import layout
 from genvis.cache.extract import extract
 from genvis.cache.reader import CacheReader
-from genvis.checkpoints import save_model
+from genvis.model.checkpoint import save_model
 from genvis.cluster import cluster_client, extract_on_cluster, infer_on_cluster, wants_cluster
 from genvis.data.ytvis import load_vis_json
 from genvis.detector.config import DetectorConfig
@@ -133,7 +133,7 @@ def test_killed_worker_leaves_a_store_that_a_rerun_completes(setup, client, tmp_
 
 def test_infer_on_two_workers_is_byte_identical_to_serial(setup, client, tmp_path):
     root, split, serial = setup
-    from genvis.checkpoints import load_model
+    from genvis.model.checkpoint import load_model
 
     model, _ = load_model(root / "model.pt")
     ds = load_vis_json(split)
