@@ -71,7 +71,8 @@ TRAIN_SHELL = (
 )
 INFER_SHELL = (
     THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-    " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+    " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads}" + SCHEDULER_ARG
+    + " --no-progress > {log} 2>&1"
 )
 
 
