@@ -197,14 +197,24 @@ def load_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
         InputError: missing or unreadable file, or not a genvis stage-two model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "model file not found; run `genvis train` first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"cannot read model file: {exc}") from None
+    payload = _read_payload(path, "model file not found; run `genvis train` first")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(path, f"not a genvis stage-two model (format tag {FORMAT!r} missing)")
+    return _model_from_payload(path, payload)
+
+
+def _read_payload(path: Path, missing: str) -> Any:
+    """The object in a torch file (``weights_only``: tensors and containers, never code)."""
+    if not path.is_file():
+        raise InputError(path, missing)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(path, f"cannot read model file: {exc}") from None
+
+
+def _model_from_payload(path: Path, payload: dict[str, Any]) -> tuple[GenVIS, dict[str, Any]]:
+    """(model in eval mode, the payload without the weights) of a :func:`save_model` payload."""
     cfg = GenVISConfig.from_dict(payload["model_config"], source=f"{path}: model_config")
     model = GenVIS(cfg)
     model.load_state_dict(payload["state_dict"])
@@ -223,14 +233,9 @@ def load_any_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
         InputError: missing/unreadable file, or neither format.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "model file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"cannot read model file: {exc}") from None
+    payload = _read_payload(path, "model file not found")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        return load_model(path)
+        return _model_from_payload(path, payload)
     if isinstance(payload, Mapping):
         model = load_official_genvis(payload)
         return model, {"official": True, "experiment": None}
