@@ -160,3 +160,26 @@ def test_heads_initialised_from_the_frame_detector(tmp_path):
                                 num_heads=8, dim_feedforward=48, enc_layers=1, dec_layers=1))
     with pytest.raises(ConfigError, match="4 classes"):
         init_heads_from_detector(other, tmp_path / "det.pt")
+
+
+def test_load_any_model_tells_the_two_formats_apart(tmp_path):
+    from genvis.model.checkpoint import load_any_model, load_model, save_model
+
+    m = model().eval()
+    mine, official, junk = tmp_path / "model.pt", tmp_path / "genvis.pth", tmp_path / "junk.pt"
+    save_model(mine, m, {"name": "x"}, extra={"categories": [{"id": 1, "name": "a"}]})
+    torch.save({"model": to_official_state_dict(m)}, official)
+    junk.write_bytes(b"not a torch file")
+    got, meta = load_any_model(mine)
+    assert meta["experiment"] == {"name": "x"} and meta["categories"][0]["name"] == "a"
+    assert "state_dict" not in meta and not got.training
+    assert torch.equal(got.heads.class_embed.weight, m.heads.class_embed.weight)
+    got, meta = load_any_model(official)
+    assert meta == {"official": True, "experiment": None}
+    assert torch.equal(got.heads.class_embed.weight, m.heads.class_embed.weight)
+    with pytest.raises(InputError, match="junk.pt: cannot read model file"):
+        load_any_model(junk)
+    with pytest.raises(InputError, match="nope.pt: model file not found; run `genvis train` first"):
+        load_model(tmp_path / "nope.pt")
+    with pytest.raises(InputError, match="genvis.pth: not a genvis stage-two model"):
+        load_model(official)
