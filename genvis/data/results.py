@@ -343,9 +343,17 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
                 raise InputError(source, f"result {i}: {len(segs)} segmentations but video {vid} has "
                                          f"{video.length} frames")
         rles: list[dict | None] = []
+        vsize = None if video is None else [video.height, video.width]
         for t, s in enumerate(segs):
             if s is None:
                 rles.append(None)
+                continue
+            if vsize is not None and type(s) is dict and type(s.get("counts")) is str and s.get("size") == vsize \
+                    and len(s) == 2:   # the usual case: a compressed RLE of the video's size
+                comp_counts.append(s["counts"])
+                comp_pixels.append(vsize[0] * vsize[1])
+                comp_where.append((i, t))
+                rles.append({"size": vsize, "counts": s["counts"]})
                 continue
             size, problem = _seg_problem(s, video)
             if problem:
