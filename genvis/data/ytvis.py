@@ -15,7 +15,9 @@ uncompressed RLE, a polygon list, or null where the instance is absent (see
 Loading validates the structure and raises :class:`genvis.errors.InputError` naming the
 file and the problem (e.g. a video whose ``file_names`` disagree with ``length``, an
 annotation whose segmentation list has the wrong number of frames, an RLE whose size is
-not the video's). Unknown keys are kept (``extra``) and written back by
+not the video's, an RLE whose runs do not cover exactly H x W pixels (which would make
+pycocotools loop forever or write past a mask), a polygon vertex far outside the frame,
+a frame of more than 2**32 pixels). Unknown keys are kept (``extra``) and written back by
 :func:`save_vis_json`.
 """
 
@@ -245,9 +247,9 @@ def _finite_number(v: Any) -> bool:
 
 
 def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str,
-               compressed: list[tuple[str, str]] | None = None) -> None:
+               compressed: list[tuple[str, int, str]] | None = None) -> None:
     """Check one frame's segmentation; a compressed RLE string is appended to ``compressed``
-    (with its place) for one vectorised check of all of them
+    (with H * W and its place) for one vectorised check of all of them
     (:func:`genvis.data.masks.compressed_rle_problem`) instead of being checked here."""
     if seg is None:
         return
@@ -270,7 +272,7 @@ def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str
             if problem:
                 raise InputError(src, f"{where} frame {t}: {problem}")
         elif compressed is not None:
-            compressed.append((counts, f"{where} frame {t}"))
+            compressed.append((counts, video.height * video.width, f"{where} frame {t}"))
         else:
             bad = mask_ops.compressed_rle_problem([counts], [video.height * video.width])
             if bad:
@@ -363,24 +365,22 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
     else:
         annotations = []
         seen: set[int] = set()
-        compressed: list[tuple[str, str]] = []   # (counts, place): checked together below
+        compressed: list[tuple[str, int, str]] = []   # (counts, H * W, place): checked together below
         for i, a in enumerate(raw_anns):
             annotations.append(_parse_annotation(a, i, by_id, cat_ids, src, compressed))
             if annotations[-1].id in seen:
                 raise InputError(src, f"duplicate annotation id {annotations[-1].id}")
             seen.add(annotations[-1].id)
-        pixels = [by_id[a.video_id].height * by_id[a.video_id].width for a in annotations
-                  for s in a.segmentations if isinstance(s, dict) and isinstance(s["counts"], str)]
-        bad = mask_ops.compressed_rle_problem([c for c, _ in compressed], pixels)
+        bad = mask_ops.compressed_rle_problem([c for c, _, _ in compressed], [p for _, p, _ in compressed])
         if bad is not None:
-            raise InputError(src, f"{compressed[bad[0]][1]}: {bad[1]}")
+            raise InputError(src, f"{compressed[bad[0]][2]}: {bad[1]}")
 
     info = {k: v for k, v in data.items() if k not in ("videos", "annotations", "categories")}
     return VISDataset(videos, annotations, categories, Path(source) if source is not None else None, info)
 
 
 def _parse_annotation(a: Any, i: int, by_id: dict[int, VideoRecord], cat_ids: set[int],
-                      src: Path | str, compressed: list[tuple[str, str]] | None = None) -> AnnotationRecord:
+                      src: Path | str, compressed: list[tuple[str, int, str]] | None = None) -> AnnotationRecord:
     if not isinstance(a, dict):
         raise InputError(src, f"annotations[{i}] is not an object")
     missing = [k for k in ("video_id", "category_id", "segmentations") if k not in a]
