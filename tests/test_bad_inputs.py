@@ -346,7 +346,7 @@ def test_malicious_resume_checkpoint_is_one_line(tmp_path):
 
     from genvis.train.config import ExperimentConfig
     from genvis.train.loop import train
-    from genvis.train.toy import make_toy_problem
+    from tests.helpers.toy import make_toy_problem
 
     marker = tmp_path / "pwned"
     out = tmp_path / "m.pt"
@@ -367,7 +367,7 @@ def test_malicious_resume_checkpoint_is_one_line(tmp_path):
 def test_other_weights_only_refusals_are_one_line(tmp_path):
     import torch
 
-    from genvis.checkpoints import load_any_model, load_model
+    from genvis.model.checkpoint import load_any_model, load_model
     from genvis.detector.model import read_detector_file
 
     evil = tmp_path / "evil.pt"

@@ -38,9 +38,9 @@ WATCHDOG_S = 120   # whole test; a normal run takes a few seconds
 
 
 def _valid_gt() -> dict:
-    import conftest
+    from tests.conftest import make_tiny_vis_dict
 
-    return conftest.make_tiny_vis_dict(0)
+    return make_tiny_vis_dict(0)
 
 
 def _valid_results(gt: dict) -> list[dict]:
