@@ -15,6 +15,7 @@ import copy
 import faulthandler
 import json
 import math
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -134,12 +135,17 @@ def _use_results(results, gt) -> None:
 
 
 @pytest.fixture
-def watchdog():
-    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
+def watchdog(capfd):
+    """End the whole run, printing every thread's traceback to the real stderr (not pytest's
+    capture, which is lost on exit), if the test outlives ``WATCHDOG_S``."""
+    with capfd.disabled():
+        real_stderr = os.dup(2)
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True, file=real_stderr)
     try:
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
+        os.close(real_stderr)
 
 
 GT = _valid_gt()
