@@ -20,8 +20,12 @@ def run(args: argparse.Namespace) -> int:
     det, report = import_official_checkpoint(args.checkpoint, cfg)
     det.save(args.out, extra={"imported_from": str(args.checkpoint),
                               "imported_sha256": sha256_file(args.checkpoint)})
+    index = ""
+    if report["position_index"]:
+        index = f", {report['position_index']} Swin position index tables used as stored"
+        if report["nonstandard_position_index"]:
+            index += f" ({report['nonstandard_position_index']} differ from the standard table, as the official code would use them)"
     print(f"imported {report['mapped']} detector weights from {args.checkpoint} "
-          f"({report['ignored_non_detector']} non-detector keys ignored, "
-          f"{report['derived_buffers']} derived buffers recomputed); 0 unmapped; "
+          f"({report['ignored_non_detector']} non-detector keys ignored{index}); 0 unmapped; "
           f"wrote {args.out} (fingerprint {det.fingerprint()})")
     return 0
