@@ -416,3 +416,36 @@ def import_official_weights(official: Mapping[str, Any], cfg: DetectorConfig,
     state, report = _convert(official, cfg, det.state_dict(), source=source)
     det.load_state_dict(state, strict=False)
     return det.eval(), report
+
+
+def load_official_detector(path: str | os.PathLike, cfg: DetectorConfig | None = None, dataset: str | None = None,
+                           min_size: int | None = None, max_size: int | None = None
+                           ) -> tuple[FrameDetector, dict[str, int], dict[str, np.ndarray]]:
+    """Read an official checkpoint once and build its frame detector, with or without a YAML.
+
+    Args:
+        path: official ``.pkl`` / ``.pth``.
+        cfg: the detector config; None infers it from the keys and shapes
+            (:func:`genvis.detector.official_config.detector_config_from_official`, with
+            ``dataset`` / ``min_size`` / ``max_size``).
+        min_size, max_size: with ``cfg`` given, override its input size.
+
+    Returns:
+        ``(detector in eval mode, import report, all official arrays)`` -- the arrays also
+        hold the video modules (``vita_module.*``) for :func:`genvis.checkpoints.load_official_genvis`.
+
+    Raises:
+        InputError / ConfigError: see :func:`read_official_checkpoint`,
+            :func:`convert_official_state` and ``detector_config_from_official``.
+    """
+    from genvis.detector.official_config import detector_config_from_official
+
+    official = read_official_checkpoint(path)
+    if cfg is None:
+        cfg = detector_config_from_official(official, dataset, min_size, max_size, source=path)
+    elif min_size or max_size:
+        cfg = DetectorConfig.from_dict({**cfg.to_dict(), "min_size": int(min_size or cfg.min_size),
+                                        "max_size": int(max_size or max(cfg.max_size, int(min_size or 0)))},
+                                       source=f"{path}: --min-size/--max-size")
+    det, report = import_official_weights(official, cfg, source=path)
+    return det, report, official
