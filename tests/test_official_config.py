@@ -46,6 +46,8 @@ def test_helper_key_list_is_the_official_swinl_list(shared_fixtures):
     ("r50_ovis.yaml", "resnet", 25, 100, None),
     ("r50_ytvis19.yaml", "resnet", 40, 100, "ytvis19"),
     ("r50_ytvis21.yaml", "resnet", 40, 100, "ytvis21"),
+    ("swinl_ytvis19.yaml", "swin", 40, 200, "ytvis19"),
+    ("swinl_ytvis21.yaml", "swin", 40, 200, "ytvis21"),
 ])
 def test_inferred_config_equals_the_config_file(yaml_name, backbone, classes, queries, dataset):
     cfg = detector_config_from_official(shapes(official_keys(backbone, classes, queries)), dataset=dataset)
@@ -155,3 +157,20 @@ def test_demo_with_one_official_checkpoint_on_davis_frames(backbone, shared_data
         run(Namespace(video=str(frames), checkpoint=None, detector=None, model=str(ckpt), out_dir=str(tmp_path),
                       dataset=None, min_size=None, max_size=None, n_f_eval=None, top_k=None, score_threshold=0.3,
                       max_frames=1, device="cpu", threads=None, no_progress=True))
+
+
+def test_model_zoo_names_config_files_that_exist():
+    """docs/model_zoo.md: every detector config it names is in config/detectors/ and every
+    experiment it names is configured in config/config.yaml."""
+    import re
+
+    import yaml
+
+    text = (ROOT / "docs" / "model_zoo.md").read_text()
+    configs = set(re.findall(r"`(config/detectors/[\w.]+\.yaml)`", text))
+    assert len(configs) == 6
+    for c in configs:
+        load_detector_yaml(ROOT / c)
+    experiments = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["experiments"]
+    named = set(re.findall(r"\| `(genvis_\w+)` \|", text))
+    assert named == {"genvis_online", "genvis_semi_online"} and named <= set(experiments)
