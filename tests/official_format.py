@@ -106,7 +106,7 @@ def head_keys(channels, num_classes, num_queries=100, hidden=256, dec_layers=10,
 
 def genvis_keys(num_classes, num_frame_queries, hidden=256, num_queries=100, enc_layers=6, dec_layers=3, ff=2048):
     """``vita_module.*`` of a GenVIS checkpoint (as genvis's official name mapping writes them)."""
-    from genvis.checkpoints import to_official_state_dict
+    from genvis.model.checkpoint import to_official_state_dict
     from genvis.model.config import GenVISConfig
     from genvis.model.genvis import GenVIS
 

@@ -66,7 +66,7 @@ def official(shared_fixtures):
 @pytest.fixture(scope="module")
 def ours(official):
     """Our detector outputs on the fixture's frames (one Swin-L forward of the 3 frames)."""
-    from genvis.detector.checkpoint import import_official_weights
+    from genvis.detector.official_import import import_official_weights
     from genvis.detector.config import load_detector_yaml
     from genvis.detector.preprocess import preprocess_frames
 
@@ -104,7 +104,7 @@ def test_frame_queries_and_mask_features_equal_the_official(official, ours):
 
 
 def test_final_predictions_equal_the_official(official, ours):
-    from genvis.checkpoints import load_official_genvis
+    from genvis.model.checkpoint import load_official_genvis
     from genvis.infer.inference import clip_predictions, select_topk, video_masks
 
     weights, io = official

@@ -20,6 +20,17 @@ def add_device_argument(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"torch device of {what}: cpu, cuda or cuda:N (default cpu)")
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--workers N`` and ``--scheduler ADDRESS`` (videos as tasks on a dask cluster,
+    :mod:`genvis.cluster`) to a sub-command's parser."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help="run the videos as tasks on a local dask cluster of N worker processes "
+                        "(each loads the model once; torch threads per worker: --threads, default 1)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running dask scheduler (e.g. tcp://host:8786: a SLURMCluster "
+                        "or LocalCUDACluster) to run the videos on instead")
+
+
 def check_device(args: argparse.Namespace) -> None:
     """Raise InputError (naming ``--device``) unless ``args.device`` is usable here
     (:func:`genvis.utils.device.resolve_device`)."""

@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if detector is not None:
             raise ConfigError("--detector", "give either --checkpoint or --detector, not both")
-        from genvis.checkpoints import load_official_genvis
+        from genvis.model.checkpoint import load_official_genvis
         from genvis.commands.import_checkpoint import describe
-        from genvis.detector.checkpoint import load_official_detector
+        from genvis.detector.official_import import load_official_detector
 
         detector, _, official = load_official_detector(args.checkpoint, None, args.dataset,
                                                        args.min_size, args.max_size)

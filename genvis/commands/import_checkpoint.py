@@ -39,7 +39,7 @@ def describe(cfg) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genvis.detector.checkpoint import load_official_detector
+    from genvis.detector.official_import import load_official_detector
     from genvis.detector.config import load_detector_yaml
     from genvis.utils.io import sha256_file
 

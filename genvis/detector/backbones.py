@@ -199,7 +199,7 @@ def make_official_swin(backbone: nn.Module) -> nn.Module:
        official code uses the stored table (cast to int64 by ``load_state_dict``), not a
        recomputed one. transformers recomputes it and does not save it. Here it becomes
        a persistent buffer (``...relative_position_bias.relative_position_index``, flat
-       int64 ``[window**4]``): :mod:`genvis.detector.checkpoint` loads an official
+       int64 ``[window**4]``): :mod:`genvis.detector.official_import` loads an official
        checkpoint's table into it, and detector files keep it. For a well-formed
        checkpoint the stored table equals the recomputed one.
 

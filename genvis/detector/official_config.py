@@ -1,7 +1,7 @@
 """The DetectorConfig of an official Mask2Former / VITA / GenVIS checkpoint, read from its keys.
 
 Official checkpoints hold no configuration, but their parameter names and shapes fix the
-architecture (detectron2 Mask2Former names, as :mod:`genvis.detector.checkpoint` maps them):
+architecture (detectron2 Mask2Former names, as :mod:`genvis.detector.official_import` maps them):
 
 * backbone: ``backbone.patch_embed.*`` -> Swin (``embed_dim`` = rows of the patch
   projection, patch size = its kernel, ``depths`` = blocks per ``layers.i``, ``num_heads``

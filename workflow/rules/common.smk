@@ -8,12 +8,19 @@ import os
 from pathlib import Path
 
 from genvis.errors import ConfigError
+from genvis.settings import cli_flags, workflow_overrides
 
 REPO = Path(workflow.basedir)
 
 THREADS = config["resources"]["threads"]
 STAGE_TWO_THREADS = config["resources"]["stage_two_threads"]
 GPUS = config["resources"]["gpu"]
+# dask scale-out (genvis.cluster): a running scheduler for extract and infer jobs, or local
+# worker processes for each extract job (each with THREADS torch threads).
+DASK_SCHEDULER = config.get("dask_scheduler")
+EXTRACT_WORKERS = 1 if DASK_SCHEDULER else config["resources"].get("extract_workers", 1)
+SCHEDULER_ARG = f" --scheduler {DASK_SCHEDULER}" if DASK_SCHEDULER else ""
+EXTRACT_CLUSTER_ARG = SCHEDULER_ARG or (f" --workers {EXTRACT_WORKERS}" if EXTRACT_WORKERS > 1 else "")
 # torch reads these at import: keep each job to the threads it declared (shared machines).
 THREAD_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
 

@@ -432,7 +432,7 @@ def load_official_detector(path: str | os.PathLike, cfg: DetectorConfig | None =
 
     Returns:
         ``(detector in eval mode, import report, all official arrays)`` -- the arrays also
-        hold the video modules (``vita_module.*``) for :func:`genvis.checkpoints.load_official_genvis`.
+        hold the video modules (``vita_module.*``) for :func:`genvis.model.checkpoint.load_official_genvis`.
 
     Raises:
         InputError / ConfigError: see :func:`read_official_checkpoint`,
