@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genvis.detector.backbones import swin_relative_position_keys
 from genvis.detector.config import DetectorConfig
 from genvis.errors import InputError
 
@@ -139,6 +140,10 @@ class FrameDetector(nn.Module):
             if cfg.pretrained_backbone:
                 encoder.load_imagenet_weights()
             self.m2f.model.pixel_level_module.encoder = encoder
+        if cfg.backbone == "swin":  # the official detection Swin's windows and stored index
+            from genvis.detector.backbones import make_official_swin
+
+            make_official_swin(self.m2f.model.pixel_level_module.encoder)
         self._captured: list[torch.Tensor] = []
         self.m2f.model.pixel_level_module.decoder.mask_projection.register_forward_pre_hook(self._capture)
 
@@ -240,6 +245,10 @@ class FrameDetector(nn.Module):
         cfg.pretrained_backbone = False  # weights come from the file
         det = cls(cfg)
         missing, unexpected = det.load_state_dict(payload["state_dict"], strict=False)
+        # files written before the Swin relative position index was saved: keep the
+        # recomputed (standard) index
+        legacy = set(swin_relative_position_keys(missing))
+        missing = [k for k in missing if k not in legacy]
         if missing or unexpected:
             raise InputError(path, f"weights do not fit the config: missing {missing[:8]}, "
                              f"unexpected {unexpected[:8]}")
