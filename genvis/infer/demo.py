@@ -37,7 +37,7 @@ def _fps(path: Path, default: float = 6.0) -> float:
         return default
 
 
-def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_path: str | os.PathLike,
+def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
              out_dir: str | os.PathLike, n_f_eval: int | None = None, top_k: int | None = None,
              score_threshold: float = 0.3, max_frames: int | None = None, device: str = "cpu",
              progress: bool = True) -> dict[str, Any]:
@@ -45,8 +45,10 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
 
     Args:
         video: a video file or a folder of frames.
-        detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``).
-        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``.
+        detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``), or a
+            FrameDetector already built (e.g. from an official checkpoint).
+        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``, or an already
+            loaded ``(GenVIS, meta)`` pair (meta as :func:`genvis.model.checkpoint.load_any_model`).
         out_dir: output folder (created).
         n_f_eval: N_f^eval. top_k: predictions kept. None: the model's experiment's, or for
             official weights the paper's online setting (:func:`genvis.settings.resolve_inference`).
@@ -75,8 +77,12 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     if not video.exists():
         raise InputError(video, "video file or frame folder not found")
     out_dir = Path(out_dir)
-    detector = FrameDetector.load(detector_path)
-    model, meta = load_any_model(model_path)
+    detector = detector_path if isinstance(detector_path, FrameDetector) else FrameDetector.load(detector_path)
+    model, meta = model_path if isinstance(model_path, tuple) else load_any_model(model_path)
+    if isinstance(detector_path, FrameDetector):
+        detector_path = detector.cfg.name
+    if isinstance(model_path, tuple):
+        model_path = "the official video modules"
     dc = detector.cfg
     if model.cfg.hidden_dim != dc.hidden_dim or model.cfg.num_frame_queries != dc.num_queries:
         raise ConfigError(str(model_path), f"model expects C={model.cfg.hidden_dim}, "

@@ -26,6 +26,7 @@ from genvis.errors import ConfigError, InputError
 from genvis.model.config import GenVISConfig
 from genvis.model.genvis import GenVIS
 from genvis.utils.io import atomic_path
+from genvis.utils.torch_io import load_weights_only
 
 FORMAT = "genvis-stage2"
 OFFICIAL_PREFIX = "vita_module."
@@ -124,10 +125,7 @@ def load_official_genvis(path_or_state_dict: str | os.PathLike | Mapping[str, An
         path = Path(path_or_state_dict)
         if not path.is_file():
             raise InputError(path, "checkpoint not found")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise InputError(path, f"cannot read checkpoint: {exc}") from None
+        ckpt = load_weights_only(path, "checkpoint")
     if "model" in ckpt and isinstance(ckpt["model"], Mapping):
         ckpt = ckpt["model"]
     sd = {k[len(OFFICIAL_PREFIX):]: v for k, v in ckpt.items() if k.startswith(OFFICIAL_PREFIX)}
@@ -204,13 +202,11 @@ def load_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
 
 
 def _read_payload(path: Path, missing: str) -> Any:
-    """The object in a torch file (``weights_only``: tensors and containers, never code)."""
+    """The object in a torch file (``weights_only``: tensors and containers, never code);
+    InputError ``missing`` when there is no file, else as :func:`load_weights_only`."""
     if not path.is_file():
         raise InputError(path, missing)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"cannot read model file: {exc}") from None
+    return load_weights_only(path, "model file")
 
 
 def _model_from_payload(path: Path, payload: dict[str, Any]) -> tuple[GenVIS, dict[str, Any]]:

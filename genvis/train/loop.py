@@ -224,7 +224,9 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
     start = 0
     experiment = cfg.to_dict()
     if resume and paths["resume"].is_file():
-        state = torch.load(paths["resume"], map_location="cpu", weights_only=True)
+        from genvis.utils.torch_io import load_weights_only
+
+        state = load_weights_only(paths["resume"], "resume checkpoint (delete it to start afresh)")
         saved = dict(state["experiment"])
         mine = dict(experiment)
         saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}

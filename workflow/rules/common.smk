@@ -267,8 +267,12 @@ def detector_source(dataset, detector):
     """('train', split) or ('checkpoint', path) for a detector, checking what it needs."""
     det = detector_cfg(dataset, detector)
     key = f"datasets.{dataset}.detectors.{detector}"
-    repo_file(det["config"], f"{key}.config", "detector config")
+    if det.get("config") is not None:
+        repo_file(det["config"], f"{key}.config", "detector config")
     if "train" in det and det["train"] is not None:
+        if det.get("config") is None:
+            raise ConfigError(f"{key}.config", "not set: a detector trained here needs its yaml "
+                              "(only an official checkpoint's architecture can be inferred)")
         split = det["train"]["split"]
         split_annotations(dataset, split)
         return "train", split
