@@ -1,5 +1,5 @@
-"""Benchmark of the RLE check that guards pycocotools (issue 20): cost next to what the
-evaluation does with the same RLEs anyway.
+"""Benchmark of the RLE check that guards pycocotools (docs/bad_inputs.md): cost next to
+what the evaluation does with the same RLEs anyway.
 
 Encodes moving-ellipse masks at a YouTube-VIS frame size, then times on the same compressed
 RLEs: ``genvis.data.masks.compressed_rle_problem`` (every ``counts`` string decoded in numpy,

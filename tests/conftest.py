@@ -2,8 +2,8 @@
 
 - ``shared_data``: the optional real data (DAVIS 2016 240p frames and masks, vtest.avi) in
   ``../shared/data`` beside the repository; tests using it are skipped when it is absent.
-- ``shared_fixtures``: Path of ``../shared/fixtures`` (outputs of the official implementation);
-  skips if absent.
+- ``shared_fixtures``: the optional official-output fixtures (what the official implementation
+  computed) in ``../shared/fixtures`` beside the repository; skips if absent.
 - ``tiny_vis_dict`` / ``tiny_vis_json``: a tiny YouTube-VIS ground truth (3 videos of 4-6
   frames at 24x32, 2 categories, an instance absent in some frames, one first appearing
   mid-video), as a dict / written to ``tmp_path / "tiny_vis.json"``. No frames on disk.

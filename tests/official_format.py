@@ -7,7 +7,8 @@ layout: ``backbone.stem`` / ``backbone.res2..res5``) or Swin backbone (``backbon
 / ``backbone.layers.i.blocks.j`` / ``backbone.norm{i}``), the MSDeformAttn pixel decoder, the
 masked-attention decoder, and optionally the GenVIS video modules (``vita_module.*``) and the
 criterion buffers. ``tests/test_official_config.py`` checks the Swin-L list against the
-official key list of ``../shared/fixtures/official_swinl/keys.json``.
+official key list ``official_swinl/keys.json`` of the optional official-output fixtures
+(``../shared/fixtures`` beside the repository; skipped when absent).
 """
 
 from __future__ import annotations

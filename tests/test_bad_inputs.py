@@ -1,4 +1,4 @@
-"""Hostile or careless input (issue 20, rows 1, 2, 8-12): a named one-line error or warning,
+"""Hostile or careless input (docs/bad_inputs.md): a named one-line error or warning,
 nothing written, nothing overwritten, no hang."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Property-based fuzzing (hypothesis) of the results and annotation parsers (issue 20).
+"""Property-based fuzzing (hypothesis) of the results and annotation parsers (docs/bad_inputs.md).
 
 Random corruptions of a valid results json and of a valid annotation json, at the json level
 (a value replaced, removed or repeated; an RLE string edited) and at the byte level, go

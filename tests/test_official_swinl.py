@@ -1,6 +1,7 @@
 """Swin-L equal to the official code, on the official GenVIS Swin-L OVIS fixture.
 
-``../shared/fixtures/official_swinl`` holds an official-format GenVIS Swin-L OVIS online
+``official_swinl`` of the optional official-output fixtures (``../shared/fixtures`` beside the
+repository; the tests are skipped without it) holds an official-format GenVIS Swin-L OVIS online
 checkpoint (official key names and shapes + a seed; ``make_weights.py`` rebuilds the weights)
 and what the official implementation (detectron2 + the official GenVIS code) computed with it
 on 3 real DAVIS frames at their native 240 x 427 (no resize, padded to 256 x 448):
