@@ -4,6 +4,11 @@ Reads the store written by :class:`genvis.cache.writer.CacheWriter` (layout in
 :mod:`genvis.cache.layout`). Only the chunks of the requested frames are read (one frame per
 chunk), so a clip never loads the whole video. Only complete videos (renamed into
 ``videos/`` with ``complete=True``) are visible.
+
+Stores of format version 2 carry a CRC-32C checksum per chunk: a damaged chunk (flipped
+bits, truncated file) is refused with an :class:`~genvis.errors.InputError` naming the store,
+the video, the array and the frames, never returned as wrong numbers. Version 1 stores (no
+checksums) still read; there a damaged chunk is only caught when it no longer decompresses.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 import torch
 
 from genvis.cache import layout
-from genvis.cache.writer import check_provenance, read_store_attrs
+from genvis.cache.writer import check_provenance, read_store_attrs, store_layout_version
 from genvis.errors import InputError
 
 
@@ -32,11 +37,13 @@ class CacheReader:
 
     Attributes:
         provenance: the stored provenance dict.
+        layout_version: the store's format version (1: no checksums, 2: CRC-32C per chunk).
         num_layers (L), num_queries (Q_f), hidden_dim (C), num_classes (K): from the arrays of
             the first video (None for an empty store).
 
     Raises:
-        InputError: missing store; not a genvis cache; provenance differs (lists the keys).
+        InputError: missing store; not a genvis cache; unknown format version; provenance
+            differs (lists the keys).
     """
 
     def __init__(self, path: str | os.PathLike, expected_provenance: Mapping[str, Any] | None = None):
@@ -49,6 +56,7 @@ class CacheReader:
         if "provenance" not in attrs:
             raise InputError(self.path, "not a genvis cache (root attrs have no provenance)")
         self.provenance: dict[str, Any] = dict(attrs["provenance"])
+        self.layout_version = store_layout_version(self.path, attrs)
         if expected_provenance is not None:
             check_provenance(self.path, self.provenance, expected_provenance)
         self._root = zarr.open_group(store=str(self.path), mode="r", zarr_format=3)
@@ -58,7 +66,11 @@ class CacheReader:
 
     # ------------------------------------------------------------------ discovery
     def refresh(self) -> None:
-        """Re-list the complete videos (e.g. while an extraction is still running)."""
+        """Re-list the complete videos (e.g. while an extraction is still running).
+
+        Also resets ``num_layers``, ``num_queries``, ``hidden_dim``, ``num_classes`` from the
+        first video's arrays (None when the store holds no video).
+        """
         videos_dir = self.path / layout.VIDEOS_GROUP
         ids = []
         if videos_dir.is_dir():
@@ -76,7 +88,7 @@ class CacheReader:
 
     @property
     def video_ids(self) -> list[int]:
-        """Sorted ids of the complete videos in the store."""
+        """Sorted ids (list of int) of the complete videos in the store."""
         return list(self._ids)
 
     def _group(self, video_id: int):
@@ -101,11 +113,21 @@ class CacheReader:
         return self._arrays[key]
 
     def length(self, video_id: int) -> int:
-        """T, the number of cached frames of ``video_id``."""
+        """T (int), the number of cached frames of ``video_id``.
+
+        Raises:
+            InputError: the video is not (completely) in the cache.
+        """
         return int(self._group(video_id).attrs["length"])
 
     def video_attrs(self, video_id: int) -> dict[str, Any]:
-        """The video group's attrs: video_id, length, file_names, original/resized/padded_size."""
+        """The video group's attrs (JSON values): ``video_id``, ``length``, ``file_names``,
+        ``original_size``, ``resized_size``, ``padded_size`` ([h, w] in pixels), ``min_size``,
+        ``max_size`` and ``complete``.
+
+        Raises:
+            InputError: the video is not (completely) in the cache.
+        """
         return dict(self._group(video_id).attrs)
 
     def check_covers(self, dataset) -> None:
@@ -113,6 +135,10 @@ class CacheReader:
 
         Args:
             dataset: a ``VISDataset`` (anything with ``.videos`` of records with ``.id``).
+
+        Raises:
+            InputError: videos missing (up to 20 ids listed), or a cached video's frame count
+                differs from the dataset's ``length``.
         """
         have = set(self._ids)
         missing = [v.id for v in dataset.videos if v.id not in have]
@@ -150,8 +176,9 @@ class CacheReader:
             dict field -> float32 CPU tensor, frame axis first.
 
         Raises:
-            InputError: unknown video id; clip out of range; NaN in the cached features
-                (names the video and field).
+            InputError: unknown video id; clip out of range; a damaged chunk (checksum
+                mismatch, undecodable chunk) or NaN in the cached features (names
+                the store, the video, the array and the frames).
         """
         length = self.length(video_id)
         if not (0 <= start < stop <= length):
@@ -160,11 +187,17 @@ class CacheReader:
         out = {}
         for field in fields:
             arr = self._array(video_id, field)
-            if field == "frame_queries" and layers is not None:
-                data = arr[start:stop, layers]
-            else:
-                data = arr[start:stop]
-            data = np.asarray(data)
+            try:
+                if field == "frame_queries" and layers is not None:
+                    data = arr[start:stop, layers]
+                else:
+                    data = arr[start:stop]
+                data = np.asarray(data)
+            except Exception as exc:  # noqa: BLE001 - zarr/numcodecs raise ValueError, RuntimeError, OSError...
+                raise InputError(self.path, f"damaged chunk in cached {field} of video {video_id} "
+                                 f"(frames {start}..{stop - 1}): {exc}; re-extract this video "
+                                 f"(delete {layout.VIDEOS_GROUP}/{layout.video_key(video_id)} and "
+                                 f"run `genvis extract` again)") from exc
             if np.isnan(data).any():
                 raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
                                  f"(frames {start}..{stop - 1}); re-extract this video")
@@ -181,9 +214,11 @@ class CacheReader:
     ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
         """Non-overlapping clips of ``n_f`` frames (the last may be shorter), read ahead.
 
-        Yields ``(start, stop, clip)`` with ``clip`` as from :meth:`read_clip`. Up to
-        ``prefetch`` further clips are read by a background thread while the caller works
-        on the current one (0 disables read-ahead).
+        Yields ``(start, stop, clip)`` with ``clip`` as from :meth:`read_clip`: field ->
+        float32 CPU tensor with ``stop - start`` frames first (``frame_queries``
+        [n, L, Q_f, C] or [n, 1, Q_f, C] with ``layers=slice(-1, None)``, ``mask_features``
+        [n, C, h, w]). Up to ``prefetch`` further clips are read by a background thread while
+        the caller works on the current one (0 disables read-ahead).
 
         Raises:
             ValueError: ``n_f < 1`` or ``prefetch < 0``. Errors of :meth:`read_clip`.
