@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
 
@@ -23,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "fresh queries per clip linked to the ground truth of --annotations (a "
                         "diagnostic: estimates the most any association could make of these clips)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
+    parser.add_argument("--allow-other-detector", action="store_true",
+                        help="run even if the cache was not written by the detector (weights, "
+                        "resolution) the model was trained on; by default that is refused")
     parser.add_argument("--no-resume", action="store_true",
                         help="do not keep finished videos in .OUT.parts/ for a rerun to skip "
                         "(by default an interrupted run resumes where it stopped, if the model, "
@@ -35,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
     from genvis.cache.reader import CacheReader
-    from genvis.checkpoints import load_any_model
+    from genvis.checkpoints import check_model_provenance, load_any_model
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.errors import ConfigError
@@ -60,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_vis_json(args.annotations)
     association = args.association or exp.inference.association
     reader = CacheReader(args.cache)
+    for diff in check_model_provenance(args.model, meta, reader.provenance, args.cache,
+                                       args.allow_other_detector):
+        print(f"genvis infer: warning: cache differs from the model's training cache: {diff}",
+              file=sys.stderr)
     model.to(args.device)
     resume_key = None if args.no_resume else {
         "model_sha256": sha256_file(args.model), "annotations_sha256": sha256_file(args.annotations),

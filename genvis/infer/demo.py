@@ -15,6 +15,7 @@ Outputs in ``out_dir``: ``results.json`` (YouTube-VIS results, video id 1) and
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _fps(path: Path, default: float = 6.0) -> float:
 def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_path: str | os.PathLike,
              out_dir: str | os.PathLike, n_f_eval: int | None = None, top_k: int | None = None,
              score_threshold: float = 0.3, max_frames: int | None = None, device: str = "cpu",
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, allow_other_detector: bool = False) -> dict[str, Any]:
     """Detector + GenVIS on one video; write results.json and overlay.mp4.
 
     Args:
@@ -53,17 +54,24 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
         score_threshold: instances drawn in the overlay need this class score.
         max_frames: only the first frames of the video.
         device: where the detector and the video modules run (``cpu``, ``cuda``, ``cuda:N``).
+        allow_other_detector: run even when the detector (weights, resolution) differs from
+            the one whose cache the model was trained on (a warning per differing key).
+
+    The detector runs at the input resolution the model's training cache was extracted at
+    (recorded in MODEL.pt) when the model records one, else at the detector config's.
 
     Returns:
         {"results": path, "overlay": path, "frames": T, "instances": drawn, "predictions": k}.
 
     Raises:
-        InputError: unreadable video or model files; ConfigError: the model does not fit the
+        InputError: unreadable video or model files; the model was trained on another
+            detector's features (names the differing provenance keys) and
+            ``allow_other_detector`` is False. ConfigError: the model does not fit the
             detector (hidden size, frame queries) or bad settings.
     """
     from tqdm import tqdm
 
-    from genvis.checkpoints import load_any_model
+    from genvis.checkpoints import check_model_provenance, load_any_model
     from genvis.data.frames import open_frames
     from genvis.data.results import ResultsWriter, VideoResult
     from genvis.detector.model import FrameDetector
@@ -89,11 +97,17 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
         raise ConfigError("--n-f-eval/--top-k", "must be >= 1")
     categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"}
                                             for i in range(model.cfg.num_classes)]
-    model.to(device).eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results_path, overlay_path = out_dir / "results.json", out_dir / "overlay.mp4"
-    with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True,
-                                       device=device) as source, torch.no_grad():
+    recorded = meta.get("provenance") or {}
+    min_size, max_size = recorded.get("min_size"), recorded.get("max_size")  # None: the config's
+    with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True, device=device,
+                                       min_size=min_size, max_size=max_size) as source, torch.no_grad():
+        for diff in check_model_provenance(model_path, meta, source.provenance, detector_path,
+                                           allow_other_detector):
+            print(f"genvis demo: warning: detector differs from the model's training cache: {diff}",
+                  file=sys.stderr)
+        model.to(device).eval()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results_path, overlay_path = out_dir / "results.json", out_dir / "overlay.mp4"
         t = source.length(1)
         assoc = exp.inference.association if meta.get("experiment") else "propagate"
         logits, embeds = clip_predictions(model, source, 1, n_f, assoc)
