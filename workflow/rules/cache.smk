@@ -30,6 +30,6 @@ rule extract:
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis extract --annotations {input.annotations} --image-root {params.image_root}"
+        THREAD_ENV + " exec genvis extract --annotations {input.annotations} --image-root {params.image_root}"
         " --detector {input.detector} --out {output}{params.size}"
         " --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"

@@ -16,6 +16,8 @@ STAGE_TWO_THREADS = config["resources"]["stage_two_threads"]
 GPUS = config["resources"]["gpu"]
 # torch reads these at import: keep each job to the threads it declared (shared machines).
 THREAD_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
+# Every rule starts genvis with `exec`: genvis replaces the job's shell and is Snakemake's own
+# child, so it ends when Snakemake dies, even by kill -9 (genvis.utils.process.die_with_parent).
 
 NAME = "[A-Za-z0-9][A-Za-z0-9_-]*"
 

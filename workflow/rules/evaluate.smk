@@ -15,4 +15,4 @@ rule evaluate:
         variant="(nf[1-9][0-9]*/)?",
     threads: 1
     shell:
-        "genvis evaluate --gt {input.gt} --results {input.results} --out {output} > {log} 2>&1"
+        "exec genvis evaluate --gt {input.gt} --results {input.results} --out {output} > {log} 2>&1"

@@ -136,4 +136,4 @@ rule report:
         "logs/{dataset}/report/{report}.log",
     threads: 1
     shell:
-        "genvis report --spec {input.spec} --out-dir {output} > {log} 2>&1"
+        "exec genvis report --spec {input.spec} --out-dir {output} > {log} 2>&1"
