@@ -405,3 +405,20 @@ def test_genvis_job_dies_with_its_parent(tmp_path):
             os.kill(child, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()
+
+
+def test_workflow_rules_exec_genvis(tmp_path):
+    """Every rule's genvis command replaces the job's shell (`exec genvis`), so genvis is
+    Snakemake's own child and dies with it. Only the visualize rule runs two genvis commands
+    in one job; its first cannot be exec'd (a short report step)."""
+    import re
+
+    from test_workflow import placeholder_config, run_snakemake
+
+    proc = run_snakemake(tmp_path, "-n", "-p", "quickstart", "diagnose", config=placeholder_config(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = [line for line in proc.stdout.splitlines() if re.search(r"\bgenvis [a-z-]+ --", line)]
+    kinds = {re.search(r"\bgenvis ([a-z-]+) --", c).group(1) for c in commands}
+    assert {"synth", "train-detector", "extract", "train", "infer", "evaluate", "diagnose"} <= kinds
+    bare = [c for c in commands if re.search(r"(?<!exec )\bgenvis (?!visualize)[a-z-]+ --", c)]
+    assert not bare, bare[:3]
