@@ -1,6 +1,7 @@
 """Shared pytest fixtures (small, fast, useful to every part).
 
-- ``shared_data``: Path of ``../shared/data`` (real DAVIS frames, vtest.avi); skips if absent.
+- ``shared_data``: the optional real data (DAVIS 2016 240p frames and masks, vtest.avi) in
+  ``../shared/data`` beside the repository; tests using it are skipped when it is absent.
 - ``tiny_vis_dict`` / ``tiny_vis_json``: a tiny YouTube-VIS ground truth (3 videos of 4-6
   frames at 24x32, 2 categories, an instance absent in some frames, one first appearing
   mid-video), as a dict / written to ``tmp_path / "tiny_vis.json"``. No frames on disk.
@@ -21,7 +22,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` from the repo root; the test is skipped when it is not there."""
+    """The optional real data folder (``../shared/data``); the test is skipped when it is not there."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA

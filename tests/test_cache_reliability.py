@@ -1,4 +1,4 @@
-"""Reliability of stage one and its consumers under hostile or careless use (issue 20).
+"""Reliability of stage one and its consumers under hostile or careless use.
 
 Two extractions on one store, damaged chunks, a model run on another detector's features,
 file names leaving the image root, videos without frames, failed extractions leaving no
@@ -32,7 +32,7 @@ from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
 from genvis.errors import InputError
 from genvis.train.config import ExperimentConfig
-from genvis.train.toy import make_toy_problem
+from tests.helpers.toy import make_toy_problem
 
 from test_extract import TINY, make_split, store_contents
 
@@ -249,7 +249,7 @@ def test_infer_refuses_a_cache_of_another_detector(trained, tmp_path, capsys):
 
 def test_demo_refuses_another_detector_than_the_models(tmp_path, capsys):
     from genvis.cache.extract import cache_provenance
-    from genvis.checkpoints import save_model
+    from genvis.model.checkpoint import save_model
     from genvis.model.genvis import GenVIS
 
     cfg = dict(TINY, num_classes=3)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from genvis.detector.checkpoint import import_official_checkpoint, read_official_checkpoint
+from genvis.detector.official_import import import_official_checkpoint, read_official_checkpoint
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
 from genvis.errors import InputError

@@ -437,7 +437,7 @@ def test_tiny_workflow_end_to_end(tiny_run):
 def test_tiny_compare_matches_per_seed_evaluation(tiny_run):
     """The compare target: per-seed AP equal to evaluating each seeded results file, seed 0
     trained by --seed equal to the yaml's seed 0, seed 1 a different model."""
-    from genvis.checkpoints import load_model
+    from genvis.model.checkpoint import load_model
     from genvis.data.results import read_results
     from genvis.data.ytvis import load_vis_json
     from genvis.evaluate.ytvis_eval import evaluate

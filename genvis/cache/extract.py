@@ -89,7 +89,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard_video_ids(video_ids: Sequence[int], index: int, count: int) -> list[int]:
-    """The video ids (int) of shard ``index`` of ``count``: every count-th id in sorted order."""
+    """The video ids (list[int]) of shard ``index`` of ``count``: every count-th id in sorted
+    order, so ``count`` shards partition the ids."""
     return sorted(int(v) for v in video_ids)[index::count]
 
 
@@ -97,12 +98,12 @@ def cache_provenance(detector: FrameDetector, min_size: int, max_size: int) -> d
     """Provenance of a cache written by ``detector`` at the given resolution.
 
     Args:
-        detector: the frame detector (its fingerprint and config sizes are recorded).
+        detector: the frame detector (its fingerprint hashes weights and config).
         min_size, max_size: input resolution in pixels (shortest side, longest-side cap).
 
     Returns:
-        dict of JSON scalars (:func:`genvis.cache.layout.make_provenance`), with the current
-        ``layout_version``.
+        dict of JSON scalars (:func:`genvis.cache.layout.make_provenance` plus ``backbone``,
+        ``num_queries`` Q_f, ``hidden_dim`` C, ``num_classes`` K).
     """
     cfg = detector.cfg
     return layout.make_provenance(
@@ -316,7 +317,7 @@ def extract(
 
     Each video is written by :func:`extract_video`: per-frame ``frame_queries`` float16
     [T, L, Q_f, C], ``mask_features`` float16 [T, C, Hp/4, Wp/4] (the pixel decoder's raw
-    stride-4 output, DESIGN.md "Facts"), ``class_logits`` [T, Q_f, K+1] and
+    stride-4 output, before its 1x1 projection), ``class_logits`` [T, Q_f, K+1] and
     ``mask_embeddings`` [T, Q_f, C]. Videos claimed by another process at the moment are put
     off to the end of the run and then waited for.
 

@@ -1,6 +1,6 @@
 """Layout of the stage-one feature cache (one Zarr 3 store per dataset split and detector).
 
-The contract (DESIGN.md "Cache contract", docs/ARCHITECTURE.md "Stage one: cache")::
+The contract (docs/ARCHITECTURE.md "Stage one: cache")::
 
     STORE.zarr/                    root group; attrs: provenance, layout_version
       videos/                      group
@@ -74,15 +74,16 @@ CLEVEL = 3
 
 
 def video_key(video_id: int) -> str:
-    """Name (str) of a video's group under ``videos/``: the decimal video id, e.g. ``"42"``."""
+    """Name of a video's group under ``videos/``: the decimal video id (``7`` -> ``"7"``)."""
     return str(int(video_id))
 
 
 def compressors(layout_version: int = LAYOUT_VERSION) -> tuple[Any, ...]:
-    """Zarr 3 bytes-to-bytes codecs of one chunk in the given format version.
+    """Zarr 3 bytes-to-bytes codecs of one chunk (one frame of one float16 array) in the given
+    format version.
 
-    Blosc zstd with byte shuffle (fp16 -> typesize 2); from version 2 on followed by a
-    CRC-32C checksum of the compressed bytes (checked by Zarr on every read).
+    Blosc zstd at :data:`CLEVEL` with byte shuffle (typesize 2 for float16); from version 2
+    on followed by a CRC-32C checksum of the compressed bytes (checked by Zarr on every read).
 
     Raises:
         ValueError: a version outside :data:`READABLE_LAYOUT_VERSIONS`.
@@ -114,11 +115,11 @@ class FrameShapes:
     feature_size: tuple[int, int]
 
     def shape(self, field: str) -> tuple[int, ...]:
-        """Per-frame shape of ``field`` (one of :data:`FIELDS`); the stored array is
-        ``[T, *shape]`` float16.
+        """Per-frame shape of ``field`` (one of :data:`FIELDS`); stored as :data:`CACHE_DTYPE` (float16).
 
-        ``frame_queries`` (L, Q_f, C), ``mask_features`` (C, h, w), ``class_logits``
-        (Q_f, K+1), ``mask_embeddings`` (Q_f, C).
+        Returns:
+            ``frame_queries`` (L, Q_f, C), ``mask_features`` (C, h, w), ``class_logits``
+            (Q_f, K+1), ``mask_embeddings`` (Q_f, C).
 
         Raises:
             KeyError: an unknown field.

@@ -45,12 +45,8 @@ def _is_store(path: Path) -> bool:
 def read_store_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """Root attributes of the store at ``path`` (parsed from its ``zarr.json``).
 
-    Args:
-        path: the store directory (``.../name.zarr``).
-
     Returns:
-        dict with ``provenance`` (dict of JSON scalars) and ``layout_version`` (int) for a
-        genvis cache; whatever the root holds otherwise.
+        dict of JSON values (``provenance``: dict of JSON scalars, ``layout_version``: int).
 
     Raises:
         InputError: the store is missing or its root metadata is unreadable.
@@ -170,7 +166,7 @@ class CacheWriter:
 
     # ------------------------------------------------------------------ queries
     def completed_video_ids(self) -> set[int]:
-        """Ids (int) of the videos fully written in the store."""
+        """Ids (int) of the videos fully written in the store (renamed into ``videos/``)."""
         done = set()
         if not self._videos.is_dir():
             return done
@@ -293,7 +289,8 @@ class CacheWriter:
         Args:
             video_id: the dataset's video id.
             length: T, number of frames.
-            shapes: per-frame array shapes.
+            shapes: per-frame array shapes; the arrays are created float16
+                ``[T, *shapes.shape(field)]``, one frame per chunk.
             attrs: JSON attrs of the video group (file_names, original_size, resized_size,
                 padded_size, ...); ``video_id`` and ``length`` are added.
 
@@ -328,14 +325,14 @@ class CacheWriter:
 
         Args:
             video_id: the dataset's video id.
-            arrays: every field of :data:`layout.FIELDS`, frame axis first (any float dtype):
-                ``frame_queries`` [T, L, Q_f, C], ``mask_features`` [T, C, h, w],
-                ``class_logits`` [T, Q_f, K+1], ``mask_embeddings`` [T, Q_f, C].
-            attrs: JSON attrs of the video group.
+            arrays: every field of :data:`layout.FIELDS`, frame axis first, any float dtype
+                (stored float16): ``frame_queries`` [T, L, Q_f, C], ``mask_features``
+                [T, C, h, w], ``class_logits`` [T, Q_f, K+1], ``mask_embeddings`` [T, Q_f, C].
+            attrs: JSON attrs of the video group (see :meth:`video`).
             num_classes: K (default: ``class_logits.shape[2] - 1``).
 
         Raises:
-            ValueError: a field missing or of the wrong shape. InputError: as :meth:`video`
+            ValueError: a field is missing or has another shape. InputError: as :meth:`video`
                 and :meth:`VideoWriter.write`.
         """
         missing = [f for f in layout.FIELDS if f not in arrays]
@@ -414,7 +411,10 @@ class VideoWriter:
         Args:
             start: first frame index.
             arrays: field -> array or tensor ``[n, *frame_shape]`` (float; cast to float16,
-                finite values beyond the fp16 range saturate at +-65504).
+                finite values beyond the fp16 range saturate at +-65504); frame shapes as
+                :meth:`genvis.cache.layout.FrameShapes.shape`: ``frame_queries`` [n, L, Q_f, C],
+                ``mask_features`` [n, C, h, w], ``class_logits`` [n, Q_f, K+1],
+                ``mask_embeddings`` [n, Q_f, C]; the same n for every field.
 
         Raises:
             ValueError: wrong field set, shape, or a frame range outside the video.

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genvis.detector.checkpoint import import_official_checkpoint
+    from genvis.detector.official_import import import_official_checkpoint
     from genvis.detector.config import load_detector_yaml
     from genvis.utils.io import sha256_file
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
+from genvis.infer.config import ASSOCIATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-f-eval", type=int, default=None,
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
-    parser.add_argument("--association", choices=("propagate", "minvis", "oracle"), default=None,
+    parser.add_argument("--association", choices=ASSOCIATIONS, default=None,
                         help="inter-clip association (default: experiment): propagate = GenVIS "
                         "(instance queries carried clip to clip with the memory); minvis = fresh "
                         "queries per clip matched by prototype cosine similarity (MinVIS); oracle = "
@@ -39,30 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
     from genvis.cache.reader import CacheReader
-    from genvis.checkpoints import check_model_provenance, load_any_model
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import ConfigError
     from genvis.infer.inference import write_inference
-    from genvis.train.config import ExperimentConfig
+    from genvis.model.checkpoint import check_model_provenance, load_any_model
+    from genvis.settings import resolve_inference
     from genvis.utils.io import sha256_file
 
     apply_threads(args)
     check_device(args)
     model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
-    if meta.get("experiment"):
-        exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{args.model}: experiment")
-    else:  # official weights: paper inference settings, N_f^eval from the command line (default 1)
-        exp = ExperimentConfig()
-        exp.train.n_f = 1
-    n_f = args.n_f_eval if args.n_f_eval is not None else exp.n_f_eval
-    if n_f < 1:
-        raise ConfigError("--n-f-eval", f"must be >= 1, got {n_f}")
-    top_k = args.top_k if args.top_k is not None else exp.inference.top_k
-    if top_k < 1:
-        raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
+    settings = resolve_inference(meta.get("experiment"), args.n_f_eval, args.top_k, args.association,
+                                 source=str(args.model))
+    n_f, top_k, association = settings.n_f_eval, settings.top_k, settings.association
     dataset = load_vis_json(args.annotations)
-    association = args.association or exp.inference.association
     reader = CacheReader(args.cache)
     for diff in check_model_provenance(args.model, meta, reader.provenance, args.cache,
                                        args.allow_other_detector):

@@ -1,6 +1,6 @@
 """FrameDetector: transformers' Mask2Former as the frozen frame-level detector of GenVIS.
 
-For each frame it yields what the cache stores (DESIGN.md "Facts"):
+For each frame it yields what the cache stores (GenVIS / VITA: frame queries and mask features):
 
 * frame queries: decoder-normed output of the last L masked-attention decoder layers
   (``transformer_decoder_intermediate_states``), ``[B, L, Q_f, C]``;

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from genvis.errors import ConfigError
+from genvis.settings import cli_flags, workflow_overrides
 
 REPO = Path(workflow.basedir)
 

@@ -52,10 +52,9 @@ def _train_inputs(wildcards):
 def _train_args(wildcards):
     # A function of the wildcards only: Snakemake records such params and re-runs the job
     # when they change (params computed from input/output are not tracked).
-    d = dataset_cfg(wildcards.dataset)
     # the dataset's train_iterations (e.g. the GPU overlay's) over the experiment entry's
-    iterations = d.get("train_iterations") or experiment_cfg(wildcards.experiment).get("iterations")
-    args = f" --iterations {int(iterations)}" if iterations else ""
+    overrides = workflow_overrides(experiment_cfg(wildcards.experiment), dataset_cfg(wildcards.dataset))
+    args = cli_flags(iterations=overrides["iterations"])
     detector, base_model = _train_init(wildcards)
     if detector:
         args += f" --init-heads {detector}"
@@ -119,8 +118,8 @@ def _infer_inputs(wildcards):
 
 
 def _default_n_f_eval(wildcards):
-    n = experiment_cfg(wildcards.experiment).get("n_f_eval")
-    return f" --n-f-eval {int(n)}" if n else ""
+    """--n-f-eval of experiments.<name>.n_f_eval, if set (genvis.settings resolves the rest)."""
+    return cli_flags(n_f_eval=workflow_overrides(experiment_cfg(wildcards.experiment))["n_f_eval"])
 
 
 rule infer:
@@ -165,7 +164,7 @@ rule infer_seed_association:
     output:
         "runs/{dataset}/{experiment}/seeds/s{seed}/{split}/{association}/results.json",
     params:
-        args=lambda wc: _default_n_f_eval(wc) + f" --association {wc.association}",
+        args=lambda wc: _default_n_f_eval(wc) + cli_flags(association=wc.association),
     wildcard_constraints:
         association="propagate|minvis|oracle",
     log:

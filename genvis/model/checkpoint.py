@@ -336,7 +336,7 @@ def check_model_provenance(model_path: str | os.PathLike, meta: Mapping[str, Any
 
     ``genvis train`` records the training cache's provenance in ``MODEL.pt`` (meta key
     ``provenance``); the features a model reads must come from the same detector weights
-    and input resolution (DESIGN.md "Cache contract"), or its outputs are meaningless.
+    and input resolution (the cache contract, docs/ARCHITECTURE.md), or its outputs are meaningless.
 
     Args:
         model_path: the model file (named in the error).
