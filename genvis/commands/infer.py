@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
+from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
+                             check_device)
 from genvis.infer.config import ASSOCIATIONS
 
 
@@ -34,12 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "annotations, cache and settings are unchanged)")
     add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
+    add_cluster_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
     from genvis.cache.reader import CacheReader
+    from genvis.cluster import cluster_client, infer_on_cluster, wants_cluster
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.infer.inference import write_inference
@@ -60,11 +63,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"genvis infer: warning: cache differs from the model's training cache: {diff}",
               file=sys.stderr)
     model.to(args.device)
-    resume_key = None if args.no_resume else {
+    run_key = {  # what the results depend on: finished videos of an equal key are kept on a rerun
         "model_sha256": sha256_file(args.model), "annotations_sha256": sha256_file(args.annotations),
         "cache_provenance": reader.provenance, "n_f_eval": n_f, "top_k": top_k, "association": association}
-    count = write_inference(model, reader, dataset, n_f, args.out, top_k, association,
-                            progress=not args.no_progress, resume_key=resume_key)
+    if wants_cluster(args.workers, args.scheduler):   # videos as tasks on a dask cluster
+        with cluster_client(args.workers, args.scheduler, threads_per_worker=args.threads or 1) as client:
+            count = infer_on_cluster(client, args.model, args.cache, args.annotations, args.out, n_f, top_k,
+                                     association, run_key, device=args.device, threads=args.threads or 1,
+                                     progress=not args.no_progress, fresh=args.no_resume)
+    else:
+        count = write_inference(model, reader, dataset, n_f, args.out, top_k, association,
+                                progress=not args.no_progress, resume_key=None if args.no_resume else run_key)
     if args.zip:
         write_results_zip(args.out, args.zip)
     print(f"wrote {args.out} ({count} predictions, {len(dataset.videos)} videos, N_f^eval={n_f}, "

@@ -38,7 +38,7 @@ def _fps(path: Path, default: float = 6.0) -> float:
         return default
 
 
-def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_path: str | os.PathLike,
+def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
              out_dir: str | os.PathLike, n_f_eval: int | None = None, top_k: int | None = None,
              score_threshold: float = 0.3, max_frames: int | None = None, device: str = "cpu",
              progress: bool = True, allow_other_detector: bool = False) -> dict[str, Any]:
@@ -46,8 +46,10 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
 
     Args:
         video: a video file or a folder of frames.
-        detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``).
-        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``.
+        detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``), or a
+            FrameDetector already built (e.g. from an official checkpoint).
+        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``, or an already
+            loaded ``(GenVIS, meta)`` pair (meta as :func:`genvis.model.checkpoint.load_any_model`).
         out_dir: output folder (created).
         n_f_eval: N_f^eval. top_k: predictions kept. None: the model's experiment's, or for
             official weights the paper's online setting (:func:`genvis.settings.resolve_inference`).
@@ -57,8 +59,9 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
         allow_other_detector: run even when the detector (weights, resolution) differs from
             the one whose cache the model was trained on (a warning per differing key).
 
-    The detector runs at the input resolution the model's training cache was extracted at
-    (recorded in MODEL.pt) when the model records one, else at the detector config's.
+    A detector given as a file runs at the input resolution the model's training cache was
+    extracted at (recorded in MODEL.pt) when the model records one, else at the detector
+    config's; a detector object runs at its config's.
 
     Returns:
         {"results": path, "overlay": path, "frames": T, "instances": drawn, "predictions": k}.
@@ -83,8 +86,13 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     if not video.exists():
         raise InputError(video, "video file or frame folder not found")
     out_dir = Path(out_dir)
-    detector = FrameDetector.load(detector_path)
-    model, meta = load_any_model(model_path)
+    sized_by_caller = isinstance(detector_path, FrameDetector)   # e.g. --checkpoint with --min-size
+    detector = detector_path if sized_by_caller else FrameDetector.load(detector_path)
+    model, meta = model_path if isinstance(model_path, tuple) else load_any_model(model_path)
+    if isinstance(detector_path, FrameDetector):
+        detector_path = detector.cfg.name
+    if isinstance(model_path, tuple):
+        model_path = "the official video modules"
     dc = detector.cfg
     if model.cfg.hidden_dim != dc.hidden_dim or model.cfg.num_frame_queries != dc.num_queries:
         raise ConfigError(str(model_path), f"model expects C={model.cfg.hidden_dim}, "
@@ -94,7 +102,7 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     n_f, k = settings.n_f_eval, settings.top_k
     categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"}
                                             for i in range(model.cfg.num_classes)]
-    recorded = meta.get("provenance") or {}
+    recorded = {} if sized_by_caller else meta.get("provenance") or {}
     min_size, max_size = recorded.get("min_size"), recorded.get("max_size")  # None: the config's
     with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True, device=device,
                                        min_size=min_size, max_size=max_size) as source, torch.no_grad():

@@ -30,7 +30,7 @@ from genvis.infer.minvis import associate
 from genvis.model.genvis import GenVIS
 
 if TYPE_CHECKING:
-    from genvis.data.results import VideoResult
+    from genvis.data.results import ResultsParts, VideoResult
     from genvis.data.ytvis import VideoRecord, VISDataset
     from genvis.infer.spool import SegmentationSpool
 
@@ -255,7 +255,7 @@ def iter_results(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eva
     over the video's spool: consume it before asking for the next result (the spool of a
     video is deleted when the generator moves on to the next video).
     """
-    _check_inputs(model, reader, dataset, n_f_eval)
+    check_inputs(model, reader, dataset, n_f_eval)
     with _eval_mode(model):
         for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
             yield from _video_results(model, reader, dataset, v, n_f_eval, top_k, association)
@@ -273,7 +273,15 @@ def infer_video(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int,
             for q, c, sc, sg in zip(queries, labels, final, segs)]
 
 
-def _check_inputs(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int) -> None:
+def check_inputs(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int) -> None:
+    """Refuse a model, clip source and split that do not fit together (before any video).
+
+    Raises:
+        ValueError: n_f_eval < 1.
+        InputError: videos of ``dataset`` missing from ``reader``; class counts differ.
+        ConfigError: the model's hidden size / frame queries / mask-feature channels differ
+            from the cached features'.
+    """
     if int(n_f_eval) < 1:
         raise ValueError(f"N_f^eval must be >= 1, got {n_f_eval}")
     check_covers(reader, dataset)
@@ -348,7 +356,7 @@ def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_
             for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress):
                 w.add(r)
         return w.count
-    _check_inputs(model, reader, dataset, n_f_eval)
+    check_inputs(model, reader, dataset, n_f_eval)
     parts = ResultsParts(out, resume_key)
     ids = [v.id for v in dataset.videos]
     done = parts.finished(ids)
@@ -359,7 +367,22 @@ def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_
     with _eval_mode(model):
         todo = [v for v in dataset.videos if v.id not in done]
         for v in tqdm(todo, desc="infer", unit="video", disable=not progress, initial=len(done), total=len(ids)):
-            with parts.writer(v.id) as w:
-                for r in _video_results(model, reader, dataset, v, n_f_eval, top_k, association):
-                    w.add(r)
+            write_video_part(model, reader, dataset, v, n_f_eval, top_k, association, parts)
     return parts.join(ids)
+
+
+def write_video_part(model: GenVIS, reader: ClipSource, dataset: VISDataset, video: VideoRecord, n_f_eval: int,
+                     top_k: int, association: str, parts: ResultsParts) -> int:
+    """One video's predictions into its part file of ``parts``
+    (:class:`genvis.data.results.ResultsParts`), whole or not at all.
+
+    The model must be in eval mode and the inputs checked (:func:`check_inputs`); used by
+    :func:`write_inference` and by the tasks of :mod:`genvis.cluster`.
+
+    Returns:
+        the number of predictions of the video.
+    """
+    with parts.writer(video.id) as w:
+        for r in _video_results(model, reader, dataset, video, n_f_eval, top_k, association):
+            w.add(r)
+    return w.count
