@@ -49,8 +49,12 @@ def batch_dice(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor,
                   target_masks: torch.Tensor, num_points: int, class_weight: float = 2.0,
                   mask_weight: float = 5.0, dice_weight: float = 5.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Matching cost of N_q clip predictions against N target instances.
+                  generator: torch.Generator | None = None,
+                  coords: torch.Tensor | None = None) -> torch.Tensor:
+    """Matching cost of N_q clip predictions against N target instances (one video).
+
+    The training loop uses :func:`batched_matching_cost` (every video and layer at once);
+    this per-video form is its reference.
 
     Args:
         logits: float [N_q, K+1] class logits, or [S, N_q, K+1] for S sequences that share
@@ -61,6 +65,7 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
         target_masks: float/bool [N, T, H, W] target masks (padded input resolution; may
             differ from h, w: both are sampled at the same normalised points).
         num_points: points drawn uniformly, shared by all frames, predictions and targets.
+        coords: optional fixed points float [1, num_points, 2] instead of drawing them.
 
     Returns:
         float [N_q, N] (or [S, N_q, N]) cost on the CPU.
@@ -75,7 +80,9 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
         return cost[0] if single else cost
     prob = logits.float().softmax(-1)
     cost_class = -prob[:, :, labels]                                                        # [S, N_q, N]
-    coords = torch.rand(1, num_points, 2, generator=generator).to(mask_logits.device)  # CPU RNG, any device
+    if coords is None:
+        coords = torch.rand(1, num_points, 2, generator=generator)  # CPU RNG, any device
+    coords = coords.to(mask_logits.device)
     flat = mask_logits.float().reshape(s * n_q, t, *mask_logits.shape[-2:])
     pred = point_sample(flat, coords.expand(s * n_q, -1, -1)).flatten(1)                   # [S*N_q, T*P]
     tgt = point_sample(target_masks.float(), coords.expand(n, -1, -1)).flatten(1)          # [N, T*P]
@@ -83,6 +90,51 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
     cost = class_weight * cost_class + cost_mask.reshape(s, n_q, n)
     cost = cost.cpu()
     return cost[0] if single else cost
+
+
+@torch.no_grad()
+def batched_matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor,
+                          target_masks: torch.Tensor, coords: torch.Tensor, class_weight: float = 2.0,
+                          mask_weight: float = 5.0, dice_weight: float = 5.0) -> torch.Tensor:
+    """:func:`matching_cost` for every decoder layer, sequence and video of a clip at once.
+
+    B videos of one geometry, R sequences per video (its detector layers), D decoder layers;
+    the points are drawn per (decoder layer, video) and shared by the video's sequences,
+    frames and targets, as in the per-video computation.
+
+    Args:
+        logits: float [D, R, B, N_q, K+1] class logits.
+        mask_logits: float [D, R, B, N_q, T, h, w] clip mask logits.
+        labels: long [B, N] class indices (padding instances: any index).
+        target_masks: float [B, N, T, H, W] target masks (padding instances: zeros).
+        coords: float [D, B, P, 2] normalised (x, y) points.
+
+    Returns:
+        float [D, R, B, N_q, N] cost, on the device of the inputs (padding columns are
+        meaningless; the caller slices them off).
+    """
+    d, r, b, n_q, t, h, w = mask_logits.shape
+    n = labels.shape[1]
+    p = coords.shape[2]
+    prob = logits.float().softmax(-1)
+    index = labels[None, None, :, None, :].expand(d, r, b, n_q, n)
+    cost_class = -prob.gather(-1, index)                                            # [D, R, B, N_q, N]
+    grid = (2.0 * coords - 1.0)                                                     # [D, B, P, 2]
+    maps = mask_logits.float().permute(0, 2, 1, 3, 4, 5, 6).reshape(d * b, r * n_q * t, h, w)
+    pred = F.grid_sample(maps, grid.reshape(d * b, p, 1, 2), mode="bilinear", padding_mode="zeros",
+                         align_corners=False)                                       # [D*B, R*N_q*T, P, 1]
+    pred = pred.reshape(d, b, r, n_q, t * p).transpose(1, 2)                        # [D, R, B, N_q, T*P]
+    tmaps = target_masks.float().reshape(b, n * t, *target_masks.shape[-2:])
+    tgt_grid = grid.permute(1, 0, 2, 3).reshape(b, d * p, 1, 2)
+    tgt = F.grid_sample(tmaps, tgt_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    tgt = tgt.reshape(b, n, t, d, p).permute(3, 0, 1, 2, 4).reshape(d, 1, b, n, t * p)  # [D, 1, B, N, T*P]
+    tgt_t = tgt.transpose(-1, -2)
+    pos = F.softplus(-pred)                                                         # BCE against 1
+    neg = F.softplus(pred)                                                          # BCE against 0
+    cost_ce = (pos @ tgt_t + neg @ (1 - tgt_t)) / (t * p)
+    s = pred.sigmoid()
+    cost_dice = 1 - (2 * (s @ tgt_t) + 1) / (s.sum(-1)[..., None] + tgt.sum(-1)[..., None, :] + 1)
+    return class_weight * cost_class + mask_weight * cost_ce + dice_weight * cost_dice
 
 
 def hungarian(cost: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,9 @@ def point_sample(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_ratio: float,
                            importance_sample_ratio: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           generator: torch.Generator | None = None,
+                           candidates: torch.Tensor | None = None,
+                           extra: torch.Tensor | None = None) -> torch.Tensor:
     """Importance-sampled points: mostly where the prediction is most uncertain (|logit| small).
 
     Draws ``num_points * oversample_ratio`` uniform candidates, keeps the
@@ -40,6 +42,10 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
         logits: float [N, 1, H, W] mask logits (class-agnostic).
         num_points: P, points per mask. oversample_ratio: >= 1. importance_sample_ratio: in [0, 1].
         generator: torch RNG for reproducibility.
+        candidates, extra: optional fixed points instead of drawing them: float
+            [N, num_points * oversample_ratio, 2] candidates and [N, P - U, 2] random fill
+            (U = ``importance_sample_ratio * num_points``), e.g. to compare two
+            implementations on the same points.
 
     Returns:
         float [N, P, 2] coordinates in [0, 1].
@@ -47,7 +53,10 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     n = logits.shape[0]
     num_sampled = int(num_points * oversample_ratio)
     # drawn on the generator's device (the CPU) and moved: the same points on any device
-    coords = torch.rand(n, num_sampled, 2, generator=generator).to(logits.device)
+    if candidates is None:
+        coords = torch.rand(n, num_sampled, 2, generator=generator).to(logits.device)
+    else:
+        coords = candidates.to(logits.device)
     values = point_sample(logits, coords)                       # [N, 1, S]
     uncertainty = -values.abs()[:, 0]                           # [N, S]
     num_uncertain = int(importance_sample_ratio * num_points)
@@ -55,6 +64,8 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     idx = uncertainty.topk(num_uncertain, dim=1).indices        # [N, U]
     chosen = torch.gather(coords, 1, idx[..., None].expand(-1, -1, 2))
     if num_random > 0:
-        extra = torch.rand(n, num_random, 2, generator=generator).to(logits.device)
+        if extra is None:
+            extra = torch.rand(n, num_random, 2, generator=generator)
+        extra = extra.to(logits.device)
         chosen = torch.cat([chosen, extra], dim=1)
     return chosen
