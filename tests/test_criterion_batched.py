@@ -33,7 +33,7 @@ def make_clip(g: torch.Generator, clip: int):
         for k in range(n):
             if k > clip or (v, k, clip) == (0, 1, 2):
                 masks[k] = False
-        targets.append(ClipTargets(torch.randint(K, (n,), generator=g), masks.float(), masks.flatten(1).any(1)))
+        targets.append(ClipTargets(torch.randint(K, (n,), generator=g), masks, masks.flatten(1).any(1)))
     return out, mfs, [ev % b for ev in range(e)], targets
 
 
@@ -47,8 +47,11 @@ def fixed_points(g: torch.Generator, cfg: TrainConfig) -> FixedPoints:
                        torch.rand(D, e, n, T, P - u, 2, generator=g))
 
 
-@pytest.mark.parametrize("assignment", ["uvla", "cl", "per_clip"])
-def test_batched_criterion_equals_the_per_video_one(assignment):
+@pytest.mark.parametrize("assignment,folded", [("uvla", False), ("uvla", True), ("cl", False), ("per_clip", True)])
+def test_batched_criterion_equals_the_per_video_one(assignment, folded):
+    """Same losses, gradients and assignments; ``folded``: the batched criterion gets raw mask
+    features and applies the 1x1 projection to the embeddings, the reference gets features
+    projected by the conv."""
     cfg = TrainConfig(num_points=P, assignment=assignment, sim_weight=0.5)
     crit = SetCriterion(cfg, num_classes=K)
     g = torch.Generator().manual_seed(0)
@@ -57,10 +60,18 @@ def test_batched_criterion_equals_the_per_video_one(assignment):
     for clip in range(4):
         out, mfs, elem_video, targets = make_clip(g, clip)
         pts = fixed_points(g, cfg)
-        new, states_new = crit(out, mfs, elem_video, targets, clip, states_new, points=pts)
         leaves = [out.logits, out.mask_embed, out.clip_embed, *mfs]
+        if folded:
+            conv = torch.nn.Conv2d(C, C, 1)
+            leaves += [conv.weight, conv.bias]
+            new, states_new = crit(out, mfs, elem_video, targets, clip, states_new, points=pts,
+                                   projection=(conv.weight[:, :, 0, 0], conv.bias))
+            ref_mfs = [conv(m) for m in mfs]
+        else:
+            new, states_new = crit(out, mfs, elem_video, targets, clip, states_new, points=pts)
+            ref_mfs = mfs
         grads_new = torch.autograd.grad(sum(new.values()), leaves, allow_unused=True)
-        ref, states_ref = reference_criterion(crit, out, mfs, elem_video, targets, clip, states_ref, pts)
+        ref, states_ref = reference_criterion(crit, out, ref_mfs, elem_video, targets, clip, states_ref, pts)
         grads_ref = torch.autograd.grad(sum(ref.values()), leaves, allow_unused=True)
         assert states_new == states_ref                     # identical assignments
         assert sorted(new) == sorted(ref)

@@ -21,8 +21,9 @@ Weights (2, 5, 5, 0.5) are applied here; keys of aux layers get a ``_d{layer}`` 
 
 Computation (issue 19): one clip is handled for all decoder layers, sequences and videos at
 once -- videos of one geometry (mask-feature and target sizes) are stacked, their matching
-costs built in one batched computation (:func:`~genvis.train.matcher.batched_matching_cost`)
-and moved to the CPU once for the Hungarian matchings, the mask points of every supervised
+costs built in one batched computation (:func:`~genvis.train.matcher.batched_matching_cost`;
+only for videos whose assignment reads them: under UVLA, those with an instance new in the
+clip) and moved to the CPU once for the Hungarian matchings, the mask points of every supervised
 (instance, frame) drawn in one importance sampling, and the losses reduced per decoder layer
 with tensor ops. Only the assignment bookkeeping (small dicts) is Python. It equals the
 per-video computation it replaced on the same points (tests/test_criterion_batched.py);
@@ -40,8 +41,8 @@ from torch.nn import functional as F
 from genvis.model.genvis import ClipOutput
 from genvis.train.config import TrainConfig
 from genvis.train.matcher import batched_matching_cost
-from genvis.train.points import point_sample, uncertain_point_coords
-from genvis.train.uvla import assign, supervised_pairs
+from genvis.train.points import point_sample, point_sample_indexed, uncertain_point_coords
+from genvis.train.uvla import assign, needs_cost, supervised_pairs
 
 
 @dataclass
@@ -50,8 +51,8 @@ class ClipTargets:
 
     Attributes:
         labels: long [N] class indices 0..K-1 of the sample's instances.
-        masks: float [N, N_f, H, W] target masks at the padded input resolution (zero where
-            the instance is absent).
+        masks: bool (or float 0/1) [N, N_f, H, W] target masks at the padded input resolution
+            (empty where the instance is absent).
         valid: bool [N], instance visible in at least one frame of this clip (read on the
             CPU for the assignment: keep it there to avoid a device sync).
     """
@@ -128,12 +129,14 @@ class SetCriterion:
 
     def __call__(self, out: ClipOutput, mask_features: list[torch.Tensor], elem_video: list[int],
                  targets: list[ClipTargets], clip_index: int, states: list[list[dict[int, int]]],
-                 generator: torch.Generator | None = None, points: FixedPoints | None = None):
+                 generator: torch.Generator | None = None, points: FixedPoints | None = None,
+                 projection: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Losses of one clip.
 
         Args:
             out: the model's :class:`ClipOutput` for E sequences (``out.logits`` [D', E, N_q, K+1]).
-            mask_features: per video, projected mask features float [N_f, C, h, w].
+            mask_features: per video, projected mask features float [N_f, C, h, w]; with
+                ``projection``, the raw ones [N_f, C_m, h, w].
             elem_video: for each of the E sequences, its video index into ``targets`` /
                 ``mask_features``.
             targets: per video, :class:`ClipTargets`.
@@ -142,6 +145,11 @@ class SetCriterion:
                 after the previous clip (empty dicts before the first clip).
             generator: RNG of the point sampling (CPU; the same points on any device).
             points: fixed points instead of drawing them (tests).
+            projection: (weight float [C, C_m], bias float [C]) of the model's 1x1 mask-feature
+                projection, to apply it to the mask embeddings instead of the features: mask
+                logits are ``emb . (W f + b)``, so ``(emb W) . f + (emb b) . 1`` gives the
+                same values (the ones channel keeps zero padding outside the map exact) for
+                N_q embeddings instead of N_f x h x w feature vectors per video.
 
         Returns:
             (dict of weighted scalar losses, the updated states).
@@ -153,6 +161,12 @@ class SetCriterion:
         n_layers, n_elem, n_q = out.logits.shape[:3]
         device = out.logits.device
         valid = [[bool(x) for x in t.valid.tolist()] for t in targets]
+        embed = out.mask_embed
+        if projection is not None:
+            weight, bias = projection
+            embed = embed @ torch.cat([weight, bias[:, None]], dim=1)               # [D', E, N_q, C_m + 1]
+            mask_features = [torch.cat([m, m.new_ones(m.shape[0], 1, *m.shape[2:])], dim=1)
+                             for m in mask_features]
         num_masks = max(float(sum(sum(valid[v]) for v in elem_video)), 1.0)
         new_states: list[list[dict[int, int]]] = [[{} for _ in range(n_elem)] for _ in range(n_layers)]
         # supervised (decoder layer, sequence, query) -> class, over all groups
@@ -161,11 +175,11 @@ class SetCriterion:
         loss_mask = torch.zeros(n_layers, device=device)
         loss_dice = torch.zeros(n_layers, device=device)
         for videos, elems in self._groups(mask_features, targets, elem_video):
-            found = self._match_group(out, mask_features, targets, valid, videos, elems, clip_index, states,
-                                      new_states, generator, points)
+            found = self._match_group(out, embed, mask_features, targets, valid, videos, elems, clip_index,
+                                      states, new_states, generator, points)
             if found is None:
                 continue
-            sup, mask_logits, tmasks = found
+            sup, counts, mf, tmasks = found
             d_idx, r_idx, j_idx, q_idx, k_idx, labels = sup
             e_of = torch.as_tensor(elems).reshape(-1)
             cls_d.append(d_idx)
@@ -175,7 +189,7 @@ class SetCriterion:
             last = d_idx == n_layers - 1
             sim_e.append(cls_e[-1][last])
             sim_q.append(q_idx[last])
-            bce, dice = self._mask_losses(mask_logits, tmasks, cls_e[-1], sup, generator, points)
+            bce, dice = self._mask_losses(embed, cls_e[-1], sup, counts, mf, tmasks, generator, points)
             d_dev = d_idx.to(device)
             loss_mask = loss_mask.index_add(0, d_dev, bce)
             loss_dice = loss_dice.index_add(0, d_dev, dice)
@@ -214,93 +228,110 @@ class SetCriterion:
         for videos in groups.values():
             yield videos, [[per_video[v][r] for v in videos] for r in range(len(per_video[videos[0]]))]
 
-    def _match_group(self, out, mask_features, targets, valid, videos, elems, clip_index, states, new_states,
+    def _match_group(self, out, embed, mask_features, targets, valid, videos, elems, clip_index, states, new_states,
                      generator, points):
         """Matching of one group: batched costs, one CPU transfer, Hungarian per sequence and
         decoder layer. Writes ``new_states``; returns None when nothing is supervised, else
-        (the supervised (decoder layer, sequence row r, video column j, query, instance) index
-        tensors (CPU, long) and the instances' classes, the group's mask logits float
-        [D', R, B, N_q, T, h, w] with graph, its target masks float [B, N, T, H, W])."""
+        (the supervised (decoder layer, sequence row r, video column j, query, instance)
+        index tensors (CPU, long, ordered by video) with the instances' classes, the number
+        of supervised entries per video, the group's stacked mask features float
+        [B, T, C, h, w] and target masks [B, N, T, H, W])."""
         cfg = self.cfg
-        n_layers = out.logits.shape[0]
-        b, r = len(videos), len(elems)
-        e_index = torch.as_tensor(elems, device=out.logits.device)                  # [R, B]
+        n_layers, _, n_q = out.logits.shape[:3]
+        r = len(elems)
         n_inst = [int(targets[v].labels.shape[0]) for v in videos]
         n_max = max(n_inst)
         if n_max == 0:  # no instance in any of these videos: the assignment rules on an empty cost
-            empty = torch.zeros(out.logits.shape[2], 0)
+            empty = torch.zeros(n_q, 0)
             for d in range(n_layers):
                 for row in elems:
                     for j, e in enumerate(row):
-                        new_states[d][e] = assign(cfg.assignment, clip_index, empty, valid[videos[j]], states[d][e])
+                        new_states[d][e] = assign(cfg.assignment, clip_index, empty, valid[videos[j]],
+                                                  states[d][e])
             return None
         labels, tmasks = self._stack_targets([targets[v] for v in videos], n_max)
         mf = torch.stack([mask_features[v] for v in videos])                        # [B, T, C, h, w]
-        emb = out.mask_embed[:, e_index]                                            # [D', R, B, N_q, C]
-        logits = out.logits[:, e_index]
-        mask_logits = torch.einsum("drbqc,btchw->drbqthw", emb, mf)
-        if points is None:
-            coords = torch.rand(n_layers, b, cfg.num_points, 2, generator=generator)
-        else:
-            coords = points.matching[:, videos]
-        cost = batched_matching_cost(logits.detach(), mask_logits.detach(), labels, tmasks, coords.to(mf.device),
-                                     cfg.class_weight, cfg.mask_weight, cfg.dice_weight).cpu()
-        sup_d, sup_r, sup_j, sup_q, sup_k = [], [], [], [], []
-        for d in range(n_layers):
-            for ri in range(r):
-                for j, v in enumerate(videos):
+        # matching only for the videos whose assignment reads the cost (UVLA: a new instance)
+        need = [j for j, v in enumerate(videos)
+                if any(needs_cost(cfg.assignment, clip_index, valid[v], states[d][row[j]])
+                       for d in range(n_layers) for row in elems)]
+        costs: dict[int, torch.Tensor] = {}
+        if need:
+            cols = torch.as_tensor(need)
+            e_index = torch.as_tensor(elems)[:, cols].to(out.logits.device)         # [R, B']
+            if points is None:
+                coords = torch.rand(n_layers, len(need), cfg.num_points, 2, generator=generator)
+            else:
+                coords = points.matching[:, [videos[j] for j in need]]
+            cost = batched_matching_cost(out.logits[:, e_index].detach(), embed[:, e_index].detach(),
+                                         mf[cols.to(mf.device)].detach(), labels[cols.to(labels.device)],
+                                         tmasks[cols.to(tmasks.device)], coords.to(mf.device), cfg.class_weight,
+                                         cfg.mask_weight, cfg.dice_weight).cpu()   # [D', R, B', N_q, N]
+            costs = {j: cost[:, :, i] for i, j in enumerate(need)}
+        unused = torch.zeros(n_q, n_max)
+        sup: list[tuple[int, int, int, int, int]] = []
+        counts = []
+        for j, v in enumerate(videos):
+            before = len(sup)
+            for d in range(n_layers):
+                for ri in range(r):
                     e = elems[ri][j]
-                    state = assign(cfg.assignment, clip_index, cost[d, ri, j, :, :n_inst[j]], valid[v],
-                                   states[d][e])
+                    c = costs[j][d, ri] if j in costs else unused
+                    state = assign(cfg.assignment, clip_index, c[:, :n_inst[j]], valid[v], states[d][e])
                     new_states[d][e] = state
                     q_idx, k_idx = supervised_pairs(state, valid[v])
-                    if q_idx:
-                        sup_d.extend([d] * len(q_idx))
-                        sup_r.extend([ri] * len(q_idx))
-                        sup_j.extend([j] * len(q_idx))
-                        sup_q.extend(q_idx)
-                        sup_k.extend(k_idx)
-        if not sup_d:
+                    sup.extend((d, ri, j, q, k) for q, k in zip(q_idx, k_idx))
+            counts.append(len(sup) - before)
+        if not sup:
             return None
-        d_idx, r_idx, j_idx, q_idx, k_idx = (torch.tensor(x, dtype=torch.long)
-                                             for x in (sup_d, sup_r, sup_j, sup_q, sup_k))
-        labels_cpu = labels.cpu()[j_idx, k_idx] if labels.device.type != "cpu" else labels[j_idx, k_idx]
-        return (d_idx, r_idx, j_idx, q_idx, k_idx, labels_cpu), mask_logits, tmasks
+        d_idx, r_idx, j_idx, q_idx, k_idx = torch.tensor(sup, dtype=torch.long).T
+        classes = labels.cpu()[j_idx, k_idx]
+        return (d_idx, r_idx, j_idx, q_idx, k_idx, classes), counts, mf, tmasks
 
     @staticmethod
     def _stack_targets(targets: list[ClipTargets], n_max: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Labels long [B, N] and masks float [B, N, T, H, W], padded with empty instances."""
+        """Labels long [B, N] and masks [B, N, T, H, W] (their dtype), padded with empty instances."""
         if all(t.labels.shape[0] == n_max for t in targets):
-            return torch.stack([t.labels for t in targets]), torch.stack([t.masks.float() for t in targets])
+            return torch.stack([t.labels for t in targets]), torch.stack([t.masks for t in targets])
         first = targets[0].masks
         labels = first.new_zeros((len(targets), n_max), dtype=torch.long)
-        masks = first.new_zeros((len(targets), n_max, *first.shape[1:]), dtype=torch.float)
+        masks = first.new_zeros((len(targets), n_max, *first.shape[1:]))
         for j, t in enumerate(targets):
             n = t.labels.shape[0]
             labels[j, :n] = t.labels
             masks[j, :n] = t.masks
         return labels, masks
 
-    def _mask_losses(self, mask_logits, tmasks, e_flat, sup, generator, points):
+    def _mask_losses(self, embed, e_flat, sup, counts, mf, tmasks, generator, points):
         """BCE and Dice (not yet divided by num_masks) per supervised (instance query, sequence):
-        float [M] each, with graph. One importance sampling for all M x N_f masks."""
+        float [M] each, with graph. Mask logits only for the supervised queries (one product
+        per video), one importance sampling for all M x N_f masks, targets read at the points
+        without copying them."""
         cfg = self.cfg
         d_idx, r_idx, j_idx, q_idx, k_idx, _ = sup
-        device = mask_logits.device
-        src = mask_logits[d_idx.to(device), r_idx.to(device), j_idx.to(device), q_idx.to(device)]  # [M, T, h, w]
-        y = tmasks[j_idx.to(device), k_idx.to(device)]                               # [M, T, H, W]
-        m, t = src.shape[:2]
-        s_flat = src.flatten(0, 1)[:, None]
-        y_flat = y.flatten(0, 1)[:, None].to(s_flat.dtype)
+        device = mf.device
+        b, t, c, h, w = mf.shape
+        n = tmasks.shape[1]
+        emb = embed[d_idx.to(device), e_flat.to(device), q_idx.to(device)]         # [M, C]
+        mf_ct = mf.transpose(1, 2).reshape(b, c, t * h * w)
+        parts, start = [], 0
+        for j, count in enumerate(counts):
+            if count:
+                parts.append(emb[start:start + count] @ mf_ct[j])
+                start += count
+        src = torch.cat(parts).reshape(-1, 1, h, w)                                  # [M*T, 1, h, w]
+        m = emb.shape[0]
         cand = extra = None
         if points is not None:
             cand = points.candidates[d_idx, e_flat, k_idx].flatten(0, 1)
             extra = points.extra[d_idx, e_flat, k_idx].flatten(0, 1)
         with torch.no_grad():
-            coords = uncertain_point_coords(s_flat.detach(), cfg.num_points, cfg.oversample_ratio,
+            coords = uncertain_point_coords(src.detach(), cfg.num_points, cfg.oversample_ratio,
                                             cfg.importance_sample_ratio, generator, cand, extra)
-            labels = point_sample(y_flat, coords)[:, 0].reshape(m, t * cfg.num_points)
-        logits = point_sample(s_flat, coords)[:, 0].reshape(m, t * cfg.num_points)
+            maps = ((j_idx * n + k_idx)[:, None] * t + torch.arange(t)).reshape(-1).to(device)
+            labels = point_sample_indexed(tmasks.reshape(b * n * t, *tmasks.shape[-2:]), maps, coords)
+            labels = labels.reshape(m, t * cfg.num_points)
+        logits = point_sample(src, coords)[:, 0].reshape(m, t * cfg.num_points)
         bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
         s = logits.sigmoid()
         dice = 1 - (2 * (s * labels).sum(-1) + 1) / (s.sum(-1) + labels.sum(-1) + 1)

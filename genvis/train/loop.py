@@ -228,11 +228,8 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     fq = loaded.frame_queries.to(device)                                 # [B, W, L, Q_f, C]
     fq = fq.permute(2, 0, 1, 3, 4).reshape(layers * b, fq.shape[1], *fq.shape[3:])
     elem_video = [e % b for e in range(layers * b)]                     # sequence e = layer * B + video
-    mfs = [m.to(device) for m in loaded.mask_features]
-    if len({tuple(m.shape) for m in mfs}) == 1:                          # one 1x1 conv for the batch
-        projected = list(model.project_mask_features(torch.cat(mfs)).split(mfs[0].shape[0]))
-    else:
-        projected = [model.project_mask_features(m) for m in mfs]
+    mfs = [m.to(device) for m in loaded.mask_features]                  # raw: projected via the embeddings
+    projection = model.mask_projection()
     tgts = [t.to(device) for t in loaded.targets]
     n_dec = model.cfg.dec_layers if tc.deep_supervision else 1
     if carried is None:
@@ -244,10 +241,10 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     for c in range(tc.n_v):
         sl = slice(c * tc.n_f, (c + 1) * tc.n_f)
         out, state = model.clip_step(fq[:, sl], state, all_layers=tc.deep_supervision)
-        clip_targets = [ClipTargets(vt.labels, vt.masks[:, sl].float(), valid[c])
+        clip_targets = [ClipTargets(vt.labels, vt.masks[:, sl], valid[c])
                         for vt, valid in zip(tgts, loaded.valid)]
-        losses, assignments = criterion(out, [p[sl] for p in projected], elem_video, clip_targets, c,
-                                        assignments, generator)
+        losses, assignments = criterion(out, [m[sl] for m in mfs], elem_video, clip_targets, c,
+                                        assignments, generator, projection=projection)
         for k, v in losses.items():
             terms[next(col for col in LOSS_COLUMNS if k.startswith(col))].append(v)
     sums = {k: torch.stack(v).sum() for k, v in terms.items() if v}

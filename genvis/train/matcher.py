@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch.nn import functional as F
 
-from genvis.train.points import point_sample
+from genvis.train.points import point_sample, point_sample_indexed
 
 
 def batch_sigmoid_ce(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -93,48 +93,56 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
 
 
 @torch.no_grad()
-def batched_matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor,
-                          target_masks: torch.Tensor, coords: torch.Tensor, class_weight: float = 2.0,
-                          mask_weight: float = 5.0, dice_weight: float = 5.0) -> torch.Tensor:
+def batched_matching_cost(logits: torch.Tensor, mask_embed: torch.Tensor, mask_features: torch.Tensor,
+                          labels: torch.Tensor, target_masks: torch.Tensor, coords: torch.Tensor,
+                          class_weight: float = 2.0, mask_weight: float = 5.0,
+                          dice_weight: float = 5.0) -> torch.Tensor:
     """:func:`matching_cost` for every decoder layer, sequence and video of a clip at once.
 
     B videos of one geometry, R sequences per video (its detector layers), D decoder layers;
     the points are drawn per (decoder layer, video) and shared by the video's sequences,
-    frames and targets, as in the per-video computation.
+    frames and targets, as in the per-video computation. Mask logits are only needed at
+    the points: bilinear sampling is linear, so the mask features are sampled and then
+    multiplied by the mask embeddings (no full-resolution mask logits). The BCE term uses
+    ``softplus(-x) - softplus(x) = -x``: one product with the targets instead of two.
 
     Args:
         logits: float [D, R, B, N_q, K+1] class logits.
-        mask_logits: float [D, R, B, N_q, T, h, w] clip mask logits.
+        mask_embed: float [D, R, B, N_q, C] mask embeddings.
+        mask_features: float [B, T, C, h, w] projected mask features.
         labels: long [B, N] class indices (padding instances: any index).
-        target_masks: float [B, N, T, H, W] target masks (padding instances: zeros).
+        target_masks: bool/float [B, N, T, H, W] target masks (padding instances: empty).
         coords: float [D, B, P, 2] normalised (x, y) points.
 
     Returns:
-        float [D, R, B, N_q, N] cost, on the device of the inputs (padding columns are
+        float [D, R, B, N_q, N] cost on the device of the inputs (padding columns are
         meaningless; the caller slices them off).
     """
-    d, r, b, n_q, t, h, w = mask_logits.shape
+    d, r, b, n_q, _ = logits.shape
+    _, t, c, h, w = mask_features.shape
     n = labels.shape[1]
     p = coords.shape[2]
     prob = logits.float().softmax(-1)
     index = labels[None, None, :, None, :].expand(d, r, b, n_q, n)
     cost_class = -prob.gather(-1, index)                                            # [D, R, B, N_q, N]
-    grid = (2.0 * coords - 1.0)                                                     # [D, B, P, 2]
-    maps = mask_logits.float().permute(0, 2, 1, 3, 4, 5, 6).reshape(d * b, r * n_q * t, h, w)
-    pred = F.grid_sample(maps, grid.reshape(d * b, p, 1, 2), mode="bilinear", padding_mode="zeros",
-                         align_corners=False)                                       # [D*B, R*N_q*T, P, 1]
-    pred = pred.reshape(d, b, r, n_q, t * p).transpose(1, 2)                        # [D, R, B, N_q, T*P]
-    tmaps = target_masks.float().reshape(b, n * t, *target_masks.shape[-2:])
-    tgt_grid = grid.permute(1, 0, 2, 3).reshape(b, d * p, 1, 2)
-    tgt = F.grid_sample(tmaps, tgt_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    tgt = tgt.reshape(b, n, t, d, p).permute(3, 0, 1, 2, 4).reshape(d, 1, b, n, t * p)  # [D, 1, B, N, T*P]
-    tgt_t = tgt.transpose(-1, -2)
-    pos = F.softplus(-pred)                                                         # BCE against 1
-    neg = F.softplus(pred)                                                          # BCE against 0
-    cost_ce = (pos @ tgt_t + neg @ (1 - tgt_t)) / (t * p)
+    grid = (2.0 * coords - 1.0).permute(1, 0, 2, 3).reshape(b, d * p, 1, 2)
+    feats = F.grid_sample(mask_features.float().reshape(b, t * c, h, w), grid, mode="bilinear",
+                          padding_mode="zeros", align_corners=False)                # [B, T*C, D*P, 1]
+    feats = feats.reshape(b, t, c, d, p).permute(3, 0, 2, 1, 4).reshape(d, b, c, t * p)
+    emb = mask_embed.float().permute(0, 2, 1, 3, 4).reshape(d, b, r * n_q, c)
+    pred = emb @ feats                                                              # [D, B, R*N_q, T*P]
+    tpts = point_sample_indexed(target_masks.reshape(b * n * t, *target_masks.shape[-2:]),
+                                torch.arange(b * n * t, device=coords.device).repeat_interleave(d),
+                                coords.permute(1, 0, 2, 3).reshape(b, 1, 1, d, p, 2)
+                                .expand(b, n, t, d, p, 2).reshape(b * n * t * d, p, 2))
+    tgt = tpts.reshape(b, n, t, d, p).permute(3, 0, 2, 4, 1).reshape(d, b, t * p, n)   # [D, B, T*P, N]
     s = pred.sigmoid()
-    cost_dice = 1 - (2 * (s @ tgt_t) + 1) / (s.sum(-1)[..., None] + tgt.sum(-1)[..., None, :] + 1)
-    return class_weight * cost_class + mask_weight * cost_ce + dice_weight * cost_dice
+    prods = torch.cat([pred, s], dim=2) @ tgt                                      # [D, B, 2*R*N_q, N]
+    x_t, s_t = prods[:, :, :r * n_q], prods[:, :, r * n_q:]
+    cost_ce = (F.softplus(pred).sum(-1, keepdim=True) - x_t) / (t * p)
+    cost_dice = 1 - (2 * s_t + 1) / (s.sum(-1, keepdim=True) + tgt.sum(2)[:, :, None, :] + 1)
+    cost_mask = (mask_weight * cost_ce + dice_weight * cost_dice).reshape(d, b, r, n_q, n).transpose(1, 2)
+    return class_weight * cost_class + cost_mask
 
 
 def hungarian(cost: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

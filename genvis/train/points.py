@@ -61,7 +61,7 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     uncertainty = -values.abs()[:, 0]                           # [N, S]
     num_uncertain = int(importance_sample_ratio * num_points)
     num_random = num_points - num_uncertain
-    idx = uncertainty.topk(num_uncertain, dim=1).indices        # [N, U]
+    idx = uncertainty.topk(num_uncertain, dim=1, sorted=False).indices   # [N, U], a set: order unused
     chosen = torch.gather(coords, 1, idx[..., None].expand(-1, -1, 2))
     if num_random > 0:
         if extra is None:
@@ -69,3 +69,36 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
         extra = extra.to(logits.device)
         chosen = torch.cat([chosen, extra], dim=1)
     return chosen
+
+
+def point_sample_indexed(maps: torch.Tensor, index: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """:func:`point_sample` of selected single-channel maps without copying them.
+
+    Row i of the result samples ``maps[index[i]]`` at ``coords[i]`` (bilinear,
+    ``align_corners=False``, zero outside the map): the same values as
+    ``point_sample(maps[index][:, None].float(), coords)[:, 0]``, from one gather of the 4
+    neighbours of every point in the maps zero-padded by one pixel, instead of a gathered
+    copy of the maps (target masks at the input resolution are much larger than the points
+    drawn on them).
+
+    Args:
+        maps: [K, H, W] any dtype (e.g. bool masks). index: long [n] into the first axis.
+        coords: float [n, P, 2] (x, y) in [0, 1] (outside: clamped to the one-pixel border,
+            which reads 0 as in :func:`point_sample` for points up to a pixel outside).
+
+    Returns:
+        float [n, P] (the dtype of ``coords``).
+    """
+    k, h, w = maps.shape
+    padded = F.pad(maps, (1, 1, 1, 1)).to(coords.dtype).reshape(-1)             # [K * (H+2) * (W+2)]
+    x = (coords[..., 0] * w + 0.5).clamp(0, w + 1 - 1e-4)                       # in padded pixels, >= 0
+    y = (coords[..., 1] * h + 0.5).clamp(0, h + 1 - 1e-4)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    wp = w + 2
+    top = (index * ((h + 2) * wp))[:, None] + y0.long() * wp + x0.long()        # [n, P]
+    corners = top[..., None] + torch.tensor([0, 1, wp, wp + 1], device=top.device)
+    v = padded.take(corners)                                                    # [n, P, 4]
+    upper = v[..., 0:1] + fx * (v[..., 1:2] - v[..., 0:1])
+    lower = v[..., 2:3] + fx * (v[..., 3:4] - v[..., 2:3])
+    return (upper + fy * (lower - upper))[..., 0]
