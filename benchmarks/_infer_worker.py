@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--association", default="propagate")
     args = ap.parse_args()
 
     import torch
@@ -59,13 +60,15 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = GenVIS(mcfg).eval()
     warm = VISDataset(videos=ds.videos[:1], annotations=None, categories=ds.categories, path=ds.path)
-    inf.write_inference(model, reader, warm, args.n_f, args.out, top_k=args.top_k, progress=False)
+    inf.write_inference(model, reader, warm, args.n_f, args.out, top_k=args.top_k, association=args.association,
+                        progress=False)
     frames = sum(v.length for v in ds.videos)
     wall, cpu = [], []
     for _ in range(args.runs):
         spent.update(pass1=0.0, pass2=0.0)
         t0, c0 = time.perf_counter(), time.process_time()
-        inf.write_inference(model, reader, ds, args.n_f, args.out, top_k=args.top_k, progress=False)
+        inf.write_inference(model, reader, ds, args.n_f, args.out, top_k=args.top_k, association=args.association,
+                            progress=False)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "frames": frames,

@@ -24,7 +24,9 @@ def main() -> None:
     ap.add_argument("--store", type=Path, required=True)
     ap.add_argument("--dataset", type=Path, required=True, help="training split json")
     ap.add_argument("--iterations", type=int, required=True)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2, help="untimed iterations (>= 1; the first one "
+                    "includes the set-up); iterations - warmup - 1 are timed (not the last, which has no "
+                    "next batch to read ahead)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--detector", type=Path, default=None,
@@ -86,11 +88,12 @@ def main() -> None:
     cfg = load_experiment(args.experiment)
     cfg.train.checkpoint_every = 10 ** 9
     train(cfg, source, ds, args.out, iterations=args.iterations, progress=False)
-    w = args.warmup
-    times = [b[0] - a[0] for a, b in zip(steps[w:], steps[w + 1:])]
-    cpu = [b[1] - a[1] for a, b in zip(steps[w:], steps[w + 1:])]
+    w = max(1, args.warmup)  # the first iteration ends the set-up: never timed
+    timed = steps[w - 1:-1]  # nor the last: it has no next batch to read ahead (less work)
+    times = [b[0] - a[0] for a, b in zip(timed, timed[1:])]
+    cpu = [b[1] - a[1] for a, b in zip(timed, timed[1:])]
     n = len(times)
-    parts = {k: (steps[-1][2][k] - steps[w][2][k]) / n for k in spent}
+    parts = {k: (timed[-1][2][k] - timed[0][2][k]) / n for k in spent}
     print(json.dumps({"s_per_it": times, "cpu_s_per_it": cpu, "parts": parts}))
 
 
