@@ -7,7 +7,7 @@ from genvis.model.genvis import ClipOutput
 from genvis.train.config import TrainConfig
 from genvis.train.criterion import ClipTargets, FixedPoints, SetCriterion
 
-from criterion_reference import reference_criterion
+from tests.helpers.criterion_reference import reference_criterion
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

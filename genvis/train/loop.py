@@ -33,10 +33,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from genvis.checkpoints import save_model
+from genvis.model.checkpoint import save_model
+from genvis.clip_source import ClipSource, check_covers, check_finite, probe_sizes, source_name
 from genvis.errors import ConfigError, InputError
 from genvis.model.config import GenVISConfig
 from genvis.model.genvis import GenVIS
+from genvis.settings import apply_training_overrides
 from genvis.train.config import ExperimentConfig
 from genvis.train.carry import CarrySampler, SlotState, batch_state, split_state
 from genvis.train.criterion import ClipTargets, SetCriterion
@@ -54,41 +56,6 @@ def side_paths(out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     return {"losses": out.parent / f"{out.stem}.losses.csv",
             "resume": out.parent / f"{out.stem}.resume.pt"}
-
-
-def source_name(source: Any) -> str:
-    """A name for a clip source in error messages (the cache path when there is one)."""
-    return str(getattr(source, "path", None) or type(source).__name__)
-
-
-def check_source_covers(source: Any, dataset: Any) -> None:
-    """Raise InputError naming the dataset videos the clip source lacks, or whose length differs."""
-    have = set(int(v) for v in source.video_ids)
-    missing = [v.id for v in dataset.videos if v.id not in have]
-    if missing:
-        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-        raise InputError(source_name(source), f"{len(missing)} video(s) of "
-                         f"{getattr(dataset, 'path', None) or 'the annotation file'} are missing: {shown}")
-    for v in dataset.videos:
-        n = source.length(v.id)
-        if n != v.length:
-            raise InputError(source_name(source), f"video {v.id} has {n} frames but the annotation "
-                             f"file lists {v.length}")
-
-
-def check_finite(name: str, video_id: int, tensor: torch.Tensor, start: int, stop: int, source: Any) -> None:
-    """InputError naming the video if ``tensor`` holds NaN or infinity."""
-    if not torch.isfinite(tensor).all():
-        raise InputError(source_name(source), f"non-finite values (NaN/Inf) in {name} of video "
-                         f"{video_id}, frames {start}..{stop - 1}")
-
-
-def probe_sizes(source: Any, video_id: int) -> dict[str, int]:
-    """Sizes of a clip source from one frame: L, Q_f, C (frame queries), C_m (mask features)."""
-    clip = source.read_clip(video_id, 0, 1, fields=("frame_queries", "mask_features"))
-    _, layers, q_f, c = clip["frame_queries"].shape
-    return {"layers": layers, "num_frame_queries": q_f, "hidden_dim": c,
-            "mask_feature_dim": clip["mask_features"].shape[1]}
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -141,7 +108,7 @@ class LoadedBatch:
     valid: list[torch.Tensor]
 
 
-def read_frames(source: Any, video_id: int, frames: Sequence[int], layers: int) -> dict[str, torch.Tensor]:
+def read_frames(source: ClipSource, video_id: int, frames: Sequence[int], layers: int) -> dict[str, torch.Tensor]:
     """Frame queries (last ``layers`` detector layers) and mask features of the given frames
     (in order, repeats allowed). Only those frames are read when the source has
     ``read_frames`` (:class:`~genvis.cache.reader.CacheReader`); otherwise the span is read
@@ -157,7 +124,7 @@ def read_frames(source: Any, video_id: int, frames: Sequence[int], layers: int) 
     return {k: v[index] for k, v in clip.items()}
 
 
-def load_batch(source: Any, targets: Callable[[int], VideoTargets], batch: list[Sample], layers: int,
+def load_batch(source: ClipSource, targets: Callable[[int], VideoTargets], batch: list[Sample], layers: int,
                n_v: int, keep_all: bool = False) -> LoadedBatch:
     """Read one batch (frame queries, mask features, targets) on the CPU.
 
@@ -172,8 +139,8 @@ def load_batch(source: Any, targets: Callable[[int], VideoTargets], batch: list[
     for vid, frames in batch:
         clip = read_frames(source, vid, frames, layers)
         fq, mf = clip["frame_queries"], clip["mask_features"]
-        check_finite("frame_queries", vid, fq, frames[0], frames[-1] + 1, source)
-        check_finite("mask_features", vid, mf, frames[0], frames[-1] + 1, source)
+        check_finite(source, vid, "frame_queries", fq, frames[0], frames[-1] + 1)
+        check_finite(source, vid, "mask_features", mf, frames[0], frames[-1] + 1)
         vt = targets(vid).select(frames, keep_all=keep_all)
         fqs.append(fq)
         mfs.append(mf)
@@ -187,7 +154,7 @@ class BatchPrefetcher:
     """Reads batches on one background thread (zarr decoding and target selection overlap
     the training step). ``submit`` returns a future; errors surface at ``result()``."""
 
-    def __init__(self, source: Any, targets: Callable[[int], VideoTargets], layers: int, n_v: int):
+    def __init__(self, source: ClipSource, targets: Callable[[int], VideoTargets], layers: int, n_v: int):
         self.source, self.targets, self.layers, self.n_v = source, targets, layers, n_v
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genvis-train-read")
 
@@ -200,7 +167,7 @@ class BatchPrefetcher:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: Any,
+def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: ClipSource,
                   targets: Callable[[int], VideoTargets], batch: list[Sample], layers: int,
                   generator: torch.Generator, carried: list[SlotState | None] | None = None,
                   loaded: LoadedBatch | None = None,
@@ -256,29 +223,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     return total, parts, split_state(state, assignments, batch, layers)
 
 
-def prepare_config(cfg: ExperimentConfig, iterations: int | None, seed: int | None) -> None:
-    """Apply the ``--iterations`` (decay steps scaled by the same factor) and ``--seed``
-    overrides to ``cfg`` in place and validate it.
-
-    Raises:
-        ConfigError: iterations < 1, seed < 0, or an invalid experiment.
-    """
-    tc = cfg.train
-    if iterations is not None:
-        if iterations < 1:
-            raise ConfigError("--iterations", f"must be >= 1, got {iterations}")
-        if int(iterations) != tc.iterations:
-            # keep the schedule's shape (paper: OVIS decays at 100k of 140k iterations)
-            tc.decay_steps = [max(1, round(step * int(iterations) / tc.iterations)) for step in tc.decay_steps]
-        tc.iterations = int(iterations)
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError("--seed", f"must be an integer >= 0, got {seed!r}")
-        tc.seed = seed
-    cfg.validate()
-
-
-def build_model(cfg: ExperimentConfig, source: Any, dataset: Any, init_heads: str | os.PathLike | None,
+def build_model(cfg: ExperimentConfig, source: ClipSource, dataset: Any, init_heads: str | os.PathLike | None,
                 init_model: str | os.PathLike | None,
                 device: torch.device) -> tuple[GenVIS, GenVISConfig, int]:
     """The model to train, sized from the clip source, seeded with ``train.seed``,
@@ -295,11 +240,11 @@ def build_model(cfg: ExperimentConfig, source: Any, dataset: Any, init_heads: st
     torch.manual_seed(tc.seed)
     model = GenVIS(mcfg)
     if init_heads is not None:
-        from genvis.checkpoints import init_heads_from_detector
+        from genvis.model.checkpoint import init_heads_from_detector
 
         init_heads_from_detector(model, init_heads)
     if init_model is not None:
-        from genvis.checkpoints import init_from_model
+        from genvis.model.checkpoint import init_from_model
 
         _, fresh = init_from_model(model, init_model)
         if fresh:
@@ -340,7 +285,9 @@ class TrainingState:
         path = self.paths["resume"]
         if not path.is_file():
             return
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from genvis.utils.torch_io import load_weights_only
+
+        state = load_weights_only(path, "resume checkpoint (delete it to start afresh)")
         saved = dict(state["experiment"])
         mine = dict(self.experiment)
         saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}
@@ -379,7 +326,7 @@ class TrainingState:
         atomic_write_text(self.paths["losses"], _csv_text(self.rows))
 
 
-def run_steps(cfg: ExperimentConfig, ts: TrainingState, criterion: SetCriterion, source: Any,
+def run_steps(cfg: ExperimentConfig, ts: TrainingState, criterion: SetCriterion, source: ClipSource,
               targets: Callable[[int], VideoTargets], sampler: ClipSampler, layers: int,
               progress: bool = True) -> None:
     """The iterations from ``ts.start`` to ``train.iterations``: batch, losses, backward,
@@ -440,7 +387,7 @@ def run_steps(cfg: ExperimentConfig, ts: TrainingState, criterion: SetCriterion,
         prefetch.close()
 
 
-def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
+def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.PathLike, resume: bool = False,
           iterations: int | None = None, targets: Callable[[int], VideoTargets] | None = None,
           progress: bool = True, init_heads: str | os.PathLike | None = None,
           init_model: str | os.PathLike | None = None, device: str | torch.device = "cpu",
@@ -449,8 +396,8 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
 
     Args:
         cfg: the experiment (validated).
-        cache: a :class:`~genvis.cache.reader.CacheReader` or any object with ``read_clip``,
-            ``length``, ``video_ids``, ``video_attrs``.
+        cache: the clip source (:class:`genvis.clip_source.ClipSource`: the cache reader,
+            the detector in the loop, tensors in memory).
         dataset: the annotated training split (``VISDataset``); its videos are sampled.
         out: MODEL.pt path.
         resume: continue from ``<stem>.resume.pt`` if it exists (same experiment required).
@@ -461,10 +408,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         progress: show a tqdm bar.
         init_heads: a frame detector file (DET.pt) whose class head, mask-embedding MLP and
             mask projection initialise the model's heads
-            (:func:`genvis.checkpoints.init_heads_from_detector`).
+            (:func:`genvis.model.checkpoint.init_heads_from_detector`).
         init_model: a trained stage-two MODEL.pt (e.g. the N_v = 1 VITA-style model) whose
             weights initialise every parameter of the same name and shape -- the paper's
-            fine-tuning protocol (:func:`genvis.checkpoints.init_from_model`); applied after
+            fine-tuning protocol (:func:`genvis.model.checkpoint.init_from_model`); applied after
             ``init_heads``.
         device: torch device of the model and the loss computation (``cpu``, ``cuda``,
             ``cuda:1``). Clips are read on the CPU and moved; the sampling and point RNGs
@@ -484,10 +431,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         AssignmentError: more instances than instance queries.
     """
     out = Path(out)
-    prepare_config(cfg, iterations, seed)
+    apply_training_overrides(cfg, iterations, seed)
     tc = cfg.train
     device = resolve_device(device)
-    check_source_covers(cache, dataset)
+    check_covers(cache, dataset)
     if not dataset.videos:
         raise InputError(getattr(dataset, "path", None), "the annotation file has no videos")
     targets = targets or DatasetTargets(dataset, cache)
