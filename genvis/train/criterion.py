@@ -193,10 +193,10 @@ class SetCriterion:
             d_dev = d_idx.to(device)
             loss_mask = loss_mask.index_add(0, d_dev, bce)
             loss_dice = loss_dice.index_add(0, d_dev, dice)
-        class_targets = torch.full((n_layers, n_elem, n_q), self.num_classes, dtype=torch.long)
+        class_targets = torch.full((n_layers, n_elem, n_q), self.num_classes, dtype=torch.long, device=device)
         if cls_d:
-            class_targets[torch.cat(cls_d), torch.cat(cls_e), torch.cat(cls_q)] = torch.cat(cls_label)
-        class_targets = class_targets.to(device)
+            where = tuple(torch.cat(x).to(device) for x in (cls_d, cls_e, cls_q))
+            class_targets[where] = torch.cat(cls_label).to(device)
         weight = self.empty_weight.to(device)
         nll = F.cross_entropy(out.logits.flatten(0, 1).transpose(1, 2), class_targets.flatten(0, 1), weight,
                               reduction="none")                                    # [D'*E, N_q], weighted
@@ -285,7 +285,7 @@ class SetCriterion:
         if not sup:
             return None
         d_idx, r_idx, j_idx, q_idx, k_idx = torch.tensor(sup, dtype=torch.long).T
-        classes = labels.cpu()[j_idx, k_idx]
+        classes = labels[j_idx.to(labels.device), k_idx.to(labels.device)]        # on the device: no sync
         return (d_idx, r_idx, j_idx, q_idx, k_idx, classes), counts, mf, tmasks
 
     @staticmethod

@@ -145,8 +145,8 @@ def load_batch(source: ClipSource, targets: Callable[[int], VideoTargets], batch
         fqs.append(fq)
         mfs.append(mf)
         tgts.append(vt)
-        n = vt.masks.shape[0]
-        valid.append(vt.masks.reshape(n, n_v, -1).any(2).T.contiguous())
+        n, w, h, wd = vt.masks.shape
+        valid.append(vt.masks.reshape(n, n_v, (w // n_v) * h * wd).any(2).T.contiguous())   # [N_v, N]
     return LoadedBatch(list(batch), torch.stack(fqs), mfs, tgts, valid)
 
 
