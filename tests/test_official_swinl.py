@@ -91,8 +91,9 @@ def test_final_predictions_equal_the_official(official, ours):
     weights, io = official
     out, sizes, _ = ours
     model = load_official_genvis(weights).eval()
+    # no float16 spill: the comparison is at float32
     source = InMemoryClipSource({1: {"frame_queries": out.frame_queries, "mask_features": out.mask_features,
-                                     "attrs": sizes.to_dict()}})      # float32: no float16 spill
+                                     "attrs": sizes.to_dict()}})
     n_f = int(io["len_clip_window"])
     with torch.no_grad():
         logits, embeds = clip_predictions(model, source, 1, n_f)

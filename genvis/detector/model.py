@@ -265,10 +265,9 @@ def read_detector_file(path: str | os.PathLike, map_location: str | torch.device
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "detector checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise InputError(path, f"cannot read detector checkpoint (corrupt or truncated?): {exc}") from exc
+    from genvis.utils.torch_io import load_weights_only
+
+    payload = load_weights_only(path, "detector checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(path, "not a genvis detector checkpoint (train one with `genvis train-detector` "
                          "or convert one with `genvis import-checkpoint`)")

@@ -32,6 +32,7 @@ import torch
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
 from genvis.errors import InputError
+from genvis.utils.torch_io import exception_line, torch_load_problem
 
 DETECTOR_PREFIXES = ("backbone.", "sem_seg_head.")
 
@@ -99,10 +100,9 @@ def read_official_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            raise InputError(path, f"refused or corrupt: {str(exc).splitlines()[0]} (loaded with "
-                             f"weights_only=True; code in checkpoints is never run)") from exc
-        except (RuntimeError, EOFError, ValueError, OSError) as exc:
-            raise InputError(path, f"truncated or corrupt checkpoint: {str(exc).splitlines()[0]}") from exc
+            raise InputError(path, f"refused or corrupt checkpoint: {torch_load_problem(exc)}") from None
+        except (RuntimeError, EOFError, ValueError, OSError, KeyError) as exc:
+            raise InputError(path, f"truncated or corrupt checkpoint ({exception_line(exc)})") from None
     else:
         raise InputError(path, f"unknown checkpoint type {suffix!r}; expected .pkl (detectron2) or .pth")
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):

@@ -30,7 +30,7 @@ from genvis.infer.minvis import associate
 from genvis.model.genvis import GenVIS
 
 if TYPE_CHECKING:
-    from genvis.data.results import VideoResult
+    from genvis.data.results import ResultsParts, VideoResult
     from genvis.data.ytvis import VideoRecord, VISDataset
     from genvis.infer.spool import SegmentationSpool
 
@@ -371,8 +371,8 @@ def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_
     return parts.join(ids)
 
 
-def write_video_part(model: GenVIS, reader: Any, dataset: Any, video: Any, n_f_eval: int, top_k: int,
-                     association: str, parts: Any) -> int:
+def write_video_part(model: GenVIS, reader: ClipSource, dataset: VISDataset, video: VideoRecord, n_f_eval: int,
+                     top_k: int, association: str, parts: ResultsParts) -> int:
     """One video's predictions into its part file of ``parts``
     (:class:`genvis.data.results.ResultsParts`), whole or not at all.
 

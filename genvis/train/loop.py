@@ -151,8 +151,8 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
 
     Args:
         cfg: the experiment (validated).
-        cache: a :class:`~genvis.cache.reader.CacheReader` or any object with ``read_clip``,
-            ``length``, ``video_ids``, ``video_attrs``.
+        cache: the clip source (:class:`genvis.clip_source.ClipSource`: the cache reader,
+            the detector in the loop, tensors in memory).
         dataset: the annotated training split (``VISDataset``); its videos are sampled.
         out: MODEL.pt path.
         resume: continue from ``<stem>.resume.pt`` if it exists (same experiment required).
@@ -224,7 +224,9 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
     start = 0
     experiment = cfg.to_dict()
     if resume and paths["resume"].is_file():
-        state = torch.load(paths["resume"], map_location="cpu", weights_only=True)
+        from genvis.utils.torch_io import load_weights_only
+
+        state = load_weights_only(paths["resume"], "resume checkpoint (delete it to start afresh)")
         saved = dict(state["experiment"])
         mine = dict(experiment)
         saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}
