@@ -177,3 +177,28 @@ def test_mbor_levels_agree_with_the_synthetic_occlusion_ground_truth():
     hidden, free = m[g >= 0.5], m[g <= 0.05]
     assert len(hidden) >= 5 and len(free) >= 10
     assert hidden.mean() > 0.6 and hidden.mean() > 2 * free.mean()
+
+
+def test_cli_writes_occlusion_boundary_and_davis_keys(tmp_path, capsys):
+    import json
+
+    from genvis.cli import main as genvis_main
+    from genvis.data.results import write_results
+    from genvis.data.ytvis import save_vis_json
+
+    a, b, gt = _occlusion_video()
+    gp, rp, mp = tmp_path / "gt.json", tmp_path / "res.json", tmp_path / "metrics.json"
+    save_vis_json(gt, gp)
+    write_results([_pred(a, 0.9), _pred(np.roll(b, 1, axis=2), 0.8)], rp)
+    assert genvis_main(["evaluate", "--gt", str(gp), "--results", str(rp), "--out", str(mp)]) == 0
+    m = json.loads(mp.read_text())
+    assert m["APso"] == 100.0 and m["APmo"] is None and "AP_B" not in m and "davis" not in m
+    assert genvis_main(["evaluate", "--gt", str(gp), "--results", str(rp), "--out", str(mp),
+                        "--iou", "boundary", "--protocol", "davis"]) == 0
+    m = json.loads(mp.read_text())
+    for k in ("AP", "APso", "APho", "AP_B", "AP_B50", "AP_B75", "AR_B1", "AR_B10", "J&F", "J_mean", "F_decay"):
+        assert k in m
+    assert m["davis"]["num_objects"] == 2 and m["J&F"] == m["davis"]["J&F"]
+    assert m["per_category_AP"] and m["AP"] == evaluate(gt, [_pred(a, 0.9), _pred(np.roll(b, 1, axis=2), 0.8)])["AP"]
+    out = capsys.readouterr().out
+    assert "APho" in out and "AP_B50" in out and "J&F" in out and "seq" in out

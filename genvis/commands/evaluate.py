@@ -79,8 +79,10 @@ def _run(args: argparse.Namespace) -> int:
     metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary")
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
+        from genvis.report.metrics import DAVIS_METRICS
 
         metrics["davis"] = davis_jf(gt, results)
+        metrics.update({k: metrics["davis"][k] for k in DAVIS_METRICS})  # flat too, for report tables
     if frames is not None:
         from genvis.evaluate.frame_ap import FRAME_KEYS, frame_mask_ap
 
