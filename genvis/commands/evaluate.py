@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'boundary' adds the Tube-Boundary AP of VMT (AP_B, AP_B50, AP_B75, AR_B1, AR_B10: "
                         "video IoU = min(mask, boundary) IoU; slower, see genvis.evaluate.boundary) to the "
                         "mask metrics")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes for the per-video matching (default: 2 where 2 CPUs are available, "
+                        "else 1; used from 32 videos on; the numbers do not depend on it)")
     parser.add_argument("--protocol", choices=("ytvis", "davis"), default="ytvis",
                         help="'davis' adds DAVIS 2017 J&F (unsupervised flow: the top-20 tracks painted into "
                         "one id map, matched to the objects by the Hungarian method; genvis.evaluate.davis_jf) "
@@ -67,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     """Load, validate, evaluate, write metrics, print the table. Returns 0."""
     from genvis.data.results import read_results
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import InputError
+    from genvis.errors import ConfigError, InputError
     from genvis.evaluate.ytvis_eval import evaluate, format_table
 
     t0 = time.perf_counter()
@@ -76,7 +79,11 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(args.gt, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
     results = read_results(args.results, gt)
     frames = _frame_range(args.per_frame) if args.per_frame is not None else None
-    metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary")
+    workers = _default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
+                       workers=workers)
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS
@@ -106,6 +113,17 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(gt.videos)} videos, {len(results)} predicted instances, "
           f"{time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
+
+
+def _default_workers() -> int:
+    """2 when this process may run on at least 2 CPUs, else 1."""
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return 2 if n >= 2 else 1
 
 
 def _frame_range(text: str) -> tuple[int, int | None]:

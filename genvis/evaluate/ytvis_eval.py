@@ -27,6 +27,7 @@ ground truth) pairs present on it, instead of the official per-pair, per-frame
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -139,8 +140,11 @@ def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int,
         ub = np.minimum(area_d[:, None, :], area_g[None, :, :]).sum(-1)  # >= the intersection
         u_lb = area_d.sum(1)[:, None] + area_g.sum(1)[None, :] - ub  # <= the union
         want &= (ub > 0) & (ub >= min_iou * u_lb)
-    d_any, g_any = want.any(1), want.any(0)
-    on_d, on_g = (area_d > 0) & d_any[:, None], (area_g > 0) & g_any[:, None]
+    # an instance takes part on frame t only if a wanted partner is present on t as well
+    pres_d, pres_g = area_d > 0, area_g > 0
+    w = want.astype(np.float64)
+    on_d = pres_d & ((w @ pres_g) > 0)
+    on_g = pres_g & ((w.T @ pres_d) > 0)
     inter = np.zeros((nd, ng))
     d_rles, g_rles = [d.rles for d in dts], [g.rles for g in gts]
     # one pycocotools call per frame for every wanted pair present on it (other pairs of the
@@ -268,14 +272,15 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int
 
 
 def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
-                      progress: bool = False, occlusion: dict[int, float] | None = None
-                      ) -> dict[int, dict[tuple[int, int], tuple]]:
+                      progress: bool = False, occlusion: dict[int, float] | None = None,
+                      workers: int = 1) -> dict[int, dict[tuple[int, int], tuple]]:
     """The per-video half of the protocol: each video's detections matched to its ground truth.
 
     Videos are independent until the precision/recall accumulation, so a video bootstrap
     (:mod:`genvis.evaluate.compare`) matches once and re-accumulates resampled video lists.
 
-    Args: as :func:`evaluate_arrays`.
+    Args: as :func:`evaluate_arrays`; ``workers`` > 1 splits the videos between that many
+        processes (forked, POSIX only, from 32 videos on; the numbers do not change).
 
     Returns:
         video id -> {(category id, area-range index): (scores float64 [D], matched gt ids
@@ -286,8 +291,6 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
-    from tqdm import tqdm
-
     p = params or EvalParams()
     if p.iou_type not in ("mask", "boundary"):
         raise ValueError(f"iou_type must be 'mask' or 'boundary', got {p.iou_type!r}")
@@ -297,14 +300,67 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
 
         occ = instance_mbor(gt)
     gts, dts = _prepare(gt, results, occ)
-    cat_ids = sorted(c.id for c in gt.categories)
-    min_iou = float(np.min(p.iou_thresholds))
     # (kind, lo, hi): area ranges, then occlusion ranges (area 'all' for those)
     ranges = [("area", lo, hi) for lo, hi in p.area_ranges] + [("occ", lo, hi) for lo, hi in p.occlusion_ranges]
+    vids = sorted(gt.video_ids)
+    job = (gt, gts, dts, p, ranges)
+    if workers > 1 and len(vids) >= 32 and "fork" in mp.get_all_start_methods():
+        return _evaluate_forked(vids, job, workers, progress)
+    return _evaluate_videos(vids, job, progress)
+
+
+def _evaluate_forked(vids: list[int], job: tuple, workers: int, progress: bool) -> dict:
+    """:func:`_evaluate_videos` over ``workers`` forked processes (videos dealt round-robin;
+    this process takes the first share). A worker's error is raised here."""
+    ctx = mp.get_context("fork")
+    shares = [vids[i::workers] for i in range(workers)]
+    children = []
+    for share in shares[1:]:
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, args=(send, share, job), daemon=True)
+        proc.start()
+        send.close()
+        children.append((proc, recv))
+    try:
+        out = _evaluate_videos(shares[0], job, progress)
+        for proc, recv in children:
+            status, value = recv.recv()
+            if status != "ok":
+                raise value if isinstance(value, BaseException) else RuntimeError(str(value))
+            out.update(value)
+    finally:
+        for proc, recv in children:
+            recv.close()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+    return dict(sorted(out.items()))
+
+
+def _worker(send, share: list[int], job: tuple) -> None:
+    try:
+        result = ("ok", _evaluate_videos(share, job, False))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        result = ("error", exc)
+    try:
+        send.send(result)
+    except Exception as exc:  # an unpicklable error: send its text
+        send.send(("error", f"{type(result[1]).__name__}: {result[1]}" if result[0] == "error" else str(exc)))
+    finally:
+        send.close()
+
+
+def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[int, dict[tuple[int, int], tuple]]:
+    """Match each video's predictions to its ground truth (see :func:`video_evaluations`)."""
+    from tqdm import tqdm
+
+    gt, gts, dts, p, ranges = job
+    cat_ids = sorted(c.id for c in gt.categories)
+    min_iou = float(np.min(p.iou_thresholds))
     all_lo, all_hi = p.area_ranges[0]
     max_det = p.max_dets[-1]
     out: dict[int, dict[tuple[int, int], tuple]] = {}
-    for vid in tqdm(sorted(gt.video_ids), desc="evaluate", unit="video", disable=not progress):
+    for vid in tqdm(vids, desc="evaluate", unit="video", disable=not progress):
         video = gt.video(vid)
         out[vid] = evals = {}
         cats_here = [c for c in cat_ids if gts.get((vid, c)) or dts.get((vid, c))]
@@ -401,7 +457,7 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
 
 def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
                     params: EvalParams | None = None, progress: bool = False,
-                    occlusion: dict[int, float] | None = None) -> EvalArrays:
+                    occlusion: dict[int, float] | None = None, workers: int = 1) -> EvalArrays:
     """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
 
     Args:
@@ -412,11 +468,12 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
         progress: show a tqdm progress bar over videos.
         occlusion: annotation id -> mBOR for ``params.occlusion_ranges`` (default: computed
             by :func:`genvis.evaluate.occlusion.instance_mbor`).
+        workers: processes for the per-video matching (see :func:`video_evaluations`).
 
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
-    per_video = video_evaluations(gt, results, params, progress, occlusion)
+    per_video = video_evaluations(gt, results, params, progress, occlusion, workers)
     return accumulate([per_video[v] for v in sorted(per_video)], sorted(c.id for c in gt.categories), params)
 
 
@@ -463,7 +520,8 @@ def _mean_defined(a: np.ndarray) -> float:
 
 
 def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
-             progress: bool = False, occlusion: bool = True, boundary: bool = False) -> dict:
+             progress: bool = False, occlusion: bool = True, boundary: bool = False,
+             workers: int = 1) -> dict:
     """Score results against ground truth by the YouTube-VIS protocol.
 
     Args:
@@ -475,6 +533,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
             (:mod:`genvis.evaluate.occlusion`; OVIS API's occRng, area 'all', 100 detections).
         boundary: also Tube-Boundary AP (VMT; :mod:`genvis.evaluate.boundary`), a second
             pass with the min(mask, boundary) video IoU.
+        workers: processes for the per-video matching (forked; from 32 videos on).
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
@@ -502,7 +561,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         from genvis.evaluate.occlusion import instance_mbor
 
         occ = instance_mbor(gt)
-    arr = evaluate_arrays(gt, results, p, progress, occ)
+    arr = evaluate_arrays(gt, results, p, progress, occ, workers)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
     if p.occlusion_ranges:
         n_a, m = len(p.area_ranges), len(p.max_dets) - 1
@@ -523,7 +582,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     out["per_category_AP"] = per_cat
     if boundary:
         pb = dataclasses.replace(p, occlusion_ranges=(), iou_type="boundary")
-        barr = evaluate_arrays(gt, results, pb, progress)
+        barr = evaluate_arrays(gt, results, pb, progress, workers=workers)
         out.update({k: _pct(v) for k, v in zip(BOUNDARY_KEYS, barr.stats[[0, 1, 2, 6, 7]])})
         out["boundary_dilation_ratio"] = pb.boundary_dilation_ratio
     out["num_videos"] = len(gt.videos)
