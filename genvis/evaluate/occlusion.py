@@ -24,7 +24,7 @@ OVIS paper that needs only the masks, so it works for any dataset.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -132,15 +132,18 @@ def frame_rates(boxes: np.ndarray, max_elements: int = 4_000_000) -> np.ndarray:
     return out
 
 
-def instance_mbor(gt: VISDataset) -> dict[int, float]:
+def instance_mbor(gt: VISDataset, video_ids: Iterable[int] | None = None) -> dict[int, float]:
     """mBOR of every ground-truth annotation of ``gt`` (annotation id -> value in [0, 1], NaN
-    when the instance has no non-empty mask).
+    when the instance has no non-empty mask); only of the videos ``video_ids`` when given.
 
     Raises:
         ValueError: a segmentation is malformed (callers validate the json first).
     """
+    keep = None if video_ids is None else set(video_ids)
     by_video: dict[int, list] = {}
     for a in gt.annotations or []:
+        if keep is not None and a.video_id not in keep:
+            continue
         by_video.setdefault(a.video_id, []).append(a)
     out: dict[int, float] = {}
     for vid, anns in by_video.items():

@@ -30,7 +30,7 @@ import math
 import multiprocessing as mp
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -87,6 +87,8 @@ class EvalArrays:
     recall: np.ndarray
     stats: np.ndarray
     category_ids: list[int]
+    #: int64 [K, A]: ground-truth instances not ignored, per category and range
+    num_gt: np.ndarray | None = None
 
 
 @dataclass
@@ -142,9 +144,8 @@ def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int,
         want &= (ub > 0) & (ub >= min_iou * u_lb)
     # an instance takes part on frame t only if a wanted partner is present on t as well
     pres_d, pres_g = area_d > 0, area_g > 0
-    w = want.astype(np.float64)
-    on_d = pres_d & ((w @ pres_g) > 0)
-    on_g = pres_g & ((w.T @ pres_d) > 0)
+    both = want[:, :, None] & pres_d[:, None, :] & pres_g[None, :, :]  # [D, G, T] (no BLAS: fork-safe)
+    on_d, on_g = both.any(1), both.any(0)
     inter = np.zeros((nd, ng))
     d_rles, g_rles = [d.rles for d in dts], [g.rles for g in gts]
     # one pycocotools call per frame for every wanted pair present on it (other pairs of the
@@ -247,24 +248,35 @@ def _per_frame_areas(rle_lists: Sequence[Sequence[Any]]) -> list[np.ndarray]:
     return out
 
 
-def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int, float] | None = None):
+def _check_videos(gt: VISDataset, results: Sequence[VideoResult]) -> None:
+    """InputError naming the first result whose video is not in ``gt``."""
+    for k, r in enumerate(results):
+        if r.video_id not in gt._videos:
+            raise InputError(None, f"result {k}: video_id {r.video_id} is not in the ground truth")
+
+
+def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int, float] | None = None,
+             video_ids: Iterable[int] | None = None):
     """Ground truth and predictions as :class:`_Inst` per (video id, category id), with their
-    per-frame RLE areas; ``occlusion`` (annotation id -> mBOR) fills ``_Inst.occlusion``."""
+    per-frame RLE areas; ``occlusion`` (annotation id -> mBOR) fills ``_Inst.occlusion``;
+    only the videos ``video_ids`` when given (prediction ids stay their file positions)."""
     if gt.annotations is None:
         raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
+    keep = None if video_ids is None else set(video_ids)
+    _check_videos(gt, results)
+    anns = gt.annotations if keep is None else [a for a in gt.annotations if a.video_id in keep]
     gts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
     gt_rles = []
-    for a in gt.annotations:
+    for a in anns:
         v = gt.video(a.video_id)
         gt_rles.append([mask_ops.to_rle(s, v.height, v.width) for s in a.segmentations])
-    for a, rles, areas in zip(gt.annotations, gt_rles, _per_frame_areas(gt_rles)):
+    for a, rles, areas in zip(anns, gt_rles, _per_frame_areas(gt_rles)):
         occ = float("nan") if occlusion is None else float(occlusion.get(a.id, float("nan")))
         gts[a.video_id, a.category_id].append(
             _Inst(a.id, 0.0, int(a.iscrowd), _mean_nonzero(a.areas), rles, areas, occ))
     dts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
-    for k, (r, areas) in enumerate(zip(results, _per_frame_areas([r.segmentations for r in results]))):
-        if r.video_id not in gt._videos:
-            raise InputError(None, f"result {k}: video_id {r.video_id} is not in the ground truth")
+    mine = [(k, r) for k, r in enumerate(results) if keep is None or r.video_id in keep]
+    for (k, r), areas in zip(mine, _per_frame_areas([r.segmentations for _, r in mine])):
         nz = areas[areas > 0]  # official avg_area: mean of the truthy (non-zero) areas
         dts[r.video_id, r.category_id].append(
             _Inst(k + 1, float(r.score), 0, float(nz.mean()) if nz.size else 0.0, list(r.segmentations), areas))
@@ -294,16 +306,13 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     p = params or EvalParams()
     if p.iou_type not in ("mask", "boundary"):
         raise ValueError(f"iou_type must be 'mask' or 'boundary', got {p.iou_type!r}")
-    occ = occlusion
-    if p.occlusion_ranges and occ is None:
-        from genvis.evaluate.occlusion import instance_mbor
-
-        occ = instance_mbor(gt)
-    gts, dts = _prepare(gt, results, occ)
+    if gt.annotations is None:
+        raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
+    _check_videos(gt, results)
     # (kind, lo, hi): area ranges, then occlusion ranges (area 'all' for those)
     ranges = [("area", lo, hi) for lo, hi in p.area_ranges] + [("occ", lo, hi) for lo, hi in p.occlusion_ranges]
     vids = sorted(gt.video_ids)
-    job = (gt, gts, dts, p, ranges)
+    job = (gt, results, occlusion, p, ranges)
     if workers > 1 and len(vids) >= 32 and "fork" in mp.get_all_start_methods():
         return _evaluate_forked(vids, job, workers, progress)
     return _evaluate_videos(vids, job, progress)
@@ -354,7 +363,12 @@ def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[in
     """Match each video's predictions to its ground truth (see :func:`video_evaluations`)."""
     from tqdm import tqdm
 
-    gt, gts, dts, p, ranges = job
+    gt, results, occ, p, ranges = job
+    if p.occlusion_ranges and occ is None:
+        from genvis.evaluate.occlusion import instance_mbor
+
+        occ = instance_mbor(gt, vids)
+    gts, dts = _prepare(gt, results, occ, vids)
     cat_ids = sorted(c.id for c in gt.categories)
     min_iou = float(np.min(p.iou_thresholds))
     all_lo, all_hi = p.area_ranges[0]
@@ -421,6 +435,7 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
         len(p.area_ranges) + len(p.occlusion_ranges), len(p.max_dets)
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
+    num_gt = np.zeros((n_k, n_a), dtype=np.int64)
     for ki, c in enumerate(category_ids):
         for ai in range(n_a):
             evals = [v[c, ai] for v in per_video if (c, ai) in v]
@@ -428,6 +443,7 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
                 continue
             gt_ig = np.concatenate([e[3] for e in evals])
             npig = int(np.count_nonzero(gt_ig == 0))
+            num_gt[ki, ai] = npig
             if npig == 0:
                 continue
             for mi, md in enumerate(p.max_dets):
@@ -452,7 +468,7 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
                     valid = inds < nd
                     q[valid] = pr[inds[valid]]
                     precision[ti, :, ki, ai, mi] = q
-    return EvalArrays(precision, recall, _summarize(precision, recall, p), list(category_ids))
+    return EvalArrays(precision, recall, _summarize(precision, recall, p), list(category_ids), num_gt)
 
 
 def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
@@ -556,12 +572,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     p = params or EvalParams()
     if occlusion and not p.occlusion_ranges:
         p = dataclasses.replace(p, occlusion_ranges=tuple((lo, hi) for _, lo, hi in OCCLUSION_LEVELS))
-    occ = None
-    if p.occlusion_ranges and gt.annotations is not None:
-        from genvis.evaluate.occlusion import instance_mbor
-
-        occ = instance_mbor(gt)
-    arr = evaluate_arrays(gt, results, p, progress, occ, workers)
+    arr = evaluate_arrays(gt, results, p, progress, workers=workers)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
     if p.occlusion_ranges:
         n_a, m = len(p.area_ranges), len(p.max_dets) - 1
@@ -570,10 +581,8 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         ars = [_pct(_mean_defined(arr.recall[:, :, o, m])) for o in levels]
         if len(p.occlusion_ranges) == 3:
             out.update(zip(OCCLUSION_KEYS, aps + ars))
-            crowd = {a.id for a in gt.annotations or [] if a.iscrowd}
-            vals = np.array([v for k, v in occ.items() if k not in crowd], dtype=np.float64)
-            out["occlusion_instances"] = {name: int(np.count_nonzero((vals >= lo) & (vals <= hi)))
-                                          for (name, _, _), (lo, hi) in zip(OCCLUSION_LEVELS, p.occlusion_ranges)}
+            out["occlusion_instances"] = {name: int(arr.num_gt[:, o].sum())
+                                          for (name, _, _), o in zip(OCCLUSION_LEVELS, levels)}
     per_cat = {}
     for ki, cid in enumerate(arr.category_ids):
         s = arr.precision[:, :, ki, 0, -1]
