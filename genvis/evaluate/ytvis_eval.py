@@ -171,8 +171,9 @@ def frame_areas(insts: Sequence[_Inst], length: int) -> np.ndarray:
     out = np.zeros((len(insts), length))
     todo = []
     for i, inst in enumerate(insts):
-        if inst.areas is not None:
-            out[i] = inst.areas
+        cached = getattr(inst, "areas", None)  # any object with per-frame ``rles`` will do
+        if cached is not None:
+            out[i] = cached
         else:
             todo.extend((i, t, r) for t, r in enumerate(inst.rles) if r is not None)
     if todo:
