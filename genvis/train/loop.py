@@ -232,6 +232,13 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
             raise ConfigError("--seed", f"must be an integer >= 0, got {seed!r}")
         tc.seed = seed
     cfg.validate()
+    if getattr(cfg, "idol", None) is not None:  # IDOL embedding head (genvis.train.idol_train)
+        if init_model is not None:
+            raise ConfigError("--init-model", "not supported for IDOL experiments")
+        from genvis.train.idol_train import train_idol
+
+        return train_idol(cfg, cache, dataset, out, resume=resume, targets=targets, progress=progress,
+                          init_heads=init_heads, device=device)
     device = resolve_device(device)
     check_source_covers(cache, dataset)
     if not dataset.videos:
