@@ -319,3 +319,39 @@ def test_cli_trains_resumes_and_infers_idol_from_a_cache(tmp_path):
     # a GenVIS-only association on an IDOL model is refused
     assert main(["infer", "--cache", str(store), "--annotations", str(ann), "--model", str(a), "--out",
                  str(tmp_path / "r3.json"), "--association", "minvis", "--no-progress"]) == 2
+
+
+def test_demo_runs_idol_with_the_detector_in_the_loop(tmp_path):
+    import av
+    from PIL import Image
+
+    from genvis.cli import main
+    from genvis.detector.config import DetectorConfig
+    from genvis.detector.model import FrameDetector
+    from genvis.model.idol_head import IDOLConfig, IDOLModel, init_mask_projection_from_detector, save_idol_model
+
+    torch.manual_seed(0)
+    FrameDetector(DetectorConfig(backbone="tiny_resnet", num_classes=3, hidden_dim=32, num_queries=5,
+                                 decoder_layers=4, encoder_layers=1, num_heads=4, dim_feedforward=64,
+                                 encoder_feedforward_dim=64, min_size=32, max_size=64)).save(tmp_path / "det.pt")
+    model = IDOLModel(IDOLConfig(num_classes=3, hidden_dim=32, mask_feature_dim=32, num_frame_queries=5))
+    init_mask_projection_from_detector(model, tmp_path / "det.pt")
+    exp = ExperimentConfig.from_dict({"idol": {"score_threshold": 0.0, "init_threshold": 0.0,
+                                               "new_track_threshold": 0.0, "nms_threshold": 1.0},
+                                      "inference": {"association": "idol", "top_k": 4}})
+    save_idol_model(tmp_path / "idol.pt", model, exp.to_dict(),
+                    {"categories": [{"id": 7, "name": "a"}, {"id": 8, "name": "b"}, {"id": 9, "name": "c"}]})
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (45, 61, 3), dtype=np.uint8)).save(frames / f"{i:05d}.jpg")
+    out = tmp_path / "out"
+    assert main(["demo", "--video", str(frames), "--detector", str(tmp_path / "det.pt"), "--model",
+                 str(tmp_path / "idol.pt"), "--out-dir", str(out), "--score-threshold", "0", "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 1 <= len(res) <= 4
+    assert all(len(r["segmentations"]) == 5 and r["segmentations"][0]["size"] == [45, 61] for r in res)
+    assert {r["category_id"] for r in res} <= {7, 8, 9}
+    with av.open(str(out / "overlay.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 5

@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI options of ``genvis demo``."""
     parser.add_argument("--video", required=True, help="video file (e.g. .mp4/.avi) or folder of frames")
     parser.add_argument("--detector", required=True, help="frame detector DET.pt")
-    parser.add_argument("--model", required=True, help="stage-two MODEL.pt or official GenVIS .pth")
+    parser.add_argument("--model", required=True, help="stage-two MODEL.pt (GenVIS or IDOL) or official GenVIS .pth")
     parser.add_argument("--out-dir", required=True, help="writes results.json and overlay.mp4 here")
     parser.add_argument("--n-f-eval", type=int, default=None, help="N_f^eval (default: the experiment's)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions kept (default: the experiment's)")

@@ -46,7 +46,8 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     Args:
         video: a video file or a folder of frames.
         detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``).
-        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``.
+        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``; an IDOL
+            MODEL.pt runs :func:`genvis.infer.idol.run_idol_demo` instead (``n_f_eval`` unused).
         out_dir: output folder (created).
         n_f_eval: N_f^eval (default: the experiment's). top_k: predictions kept (default:
             the experiment's).
@@ -71,6 +72,13 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     from genvis.infer.inference import clip_predictions, select_topk, video_masks
     from genvis.train.config import ExperimentConfig
 
+    from genvis.model.idol_head import is_idol_model
+
+    if is_idol_model(model_path):  # IDOL association, frame by frame (genvis.infer.idol)
+        from genvis.infer.idol import run_idol_demo
+
+        return run_idol_demo(video, detector_path, model_path, out_dir, top_k, score_threshold, max_frames,
+                             device, progress)
     video = Path(video)
     if not video.exists():
         raise InputError(video, "video file or frame folder not found")

@@ -407,3 +407,76 @@ def infer_command(args: Any) -> int:
     print(f"wrote {args.out} ({count} predictions, {len(dataset.videos)} videos, association idol, "
           f"matching {settings.matching}, temporal {'on' if settings.temporal else 'off'})")
     return 0
+
+
+def run_idol_demo(video: Any, detector_path: Any, model_path: Any, out_dir: Any, top_k: int | None = None,
+                  score_threshold: float = 0.3, max_frames: int | None = None, device: str = "cpu",
+                  progress: bool = True) -> dict[str, Any]:
+    """``genvis demo`` with an IDOL model: detector in the loop, IDOL tracks, overlay video.
+
+    Same outputs and arguments as :func:`genvis.infer.demo.run_demo` (``results.json`` with
+    video id 1, ``overlay.mp4``: each track in one colour); tracks whose score is below
+    ``score_threshold`` are written to the results but not drawn.
+
+    Raises:
+        InputError: unreadable video / model files. ConfigError: the model does not fit the
+            detector (hidden size, frame queries, classes) or bad settings.
+    """
+    from pathlib import Path
+
+    from genvis.data.frames import open_frames
+    from genvis.data.results import ResultsWriter, VideoResult
+    from genvis.detector.model import FrameDetector
+    from genvis.errors import ConfigError, InputError
+    from genvis.infer.demo import _fps
+    from genvis.infer.detector_source import DetectorClipSource
+    from genvis.model.idol_head import load_idol_model
+    from genvis.report.overlay import Mp4Writer, colour_of, overlay
+    from genvis.utils.io import atomic_path
+
+    video = Path(video)
+    if not video.exists():
+        raise InputError(video, "video file or frame folder not found")
+    out_dir = Path(out_dir)
+    detector = FrameDetector.load(detector_path)
+    model, meta = load_idol_model(model_path)
+    dc, mc = detector.cfg, model.cfg
+    if (mc.hidden_dim, mc.num_frame_queries, mc.num_classes) != (dc.hidden_dim, dc.num_queries, dc.num_classes):
+        raise ConfigError(str(model_path), f"IDOL model expects C={mc.hidden_dim}, Q_f={mc.num_frame_queries}, "
+                          f"K={mc.num_classes} but the detector {detector_path} gives C={dc.hidden_dim}, "
+                          f"Q_f={dc.num_queries}, K={dc.num_classes}")
+    exp, settings = settings_with_overrides(meta, str(model_path))
+    k = int(top_k or exp.inference.top_k)
+    if k < 1:
+        raise ConfigError("--top-k", "must be >= 1")
+    categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"} for i in range(mc.num_classes)]
+    model.to(device).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path, overlay_path = out_dir / "results.json", out_dir / "overlay.mp4"
+    with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True,
+                                       device=device) as source, torch.no_grad():
+        t = source.length(1)
+        frames_ids = track_video(model, source, 1, settings)
+        kept = summarise_tracks(frames_ids, mc.num_classes, k)
+        drawn = [j for j, (_, _, s) in enumerate(kept) if s >= score_threshold]
+        frames = iter(open_frames(video))
+        bar = tqdm(total=t, desc="demo idol", unit="frame", disable=not progress)
+        with atomic_path(overlay_path) as tmp:
+            writer = Mp4Writer(tmp, _fps(video))
+            try:
+                def on_clip(start: int, stop: int, masks: torch.Tensor) -> None:
+                    m = masks.numpy()
+                    for i in range(stop - start):
+                        writer.add(overlay(next(frames), [m[j, i] for j in drawn],
+                                           [colour_of(kept[j][0]) for j in drawn]))
+                        bar.update(1)
+
+                spool = track_masks(model, source, 1, frames_ids, [x[0] for x in kept], None, on_clip)
+            finally:
+                writer.close()
+                bar.close()
+    with spool, ResultsWriter(results_path) as results:
+        for j, (_, c, s) in enumerate(kept):
+            results.add(VideoResult(1, int(categories[c]["id"]), min(1.0, max(0.0, s)), spool.read(j)))
+    return {"results": results_path, "overlay": overlay_path, "frames": t, "instances": len(drawn),
+            "predictions": results.count}
