@@ -241,7 +241,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
             embeds += e
             auxes += a
             ids += i
-        zero = next(model.embed.parameters()).sum() * 0.0
+        zero = next(model.embed.parameters()).sum().abs() * 0.0
         l_embed = torch.stack(embeds).mean() if embeds else zero
         l_aux = torch.stack(auxes).mean() if auxes else zero
         l_id = torch.stack(ids).mean() if ids else zero
@@ -256,7 +256,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         optimizer.step()
         rows.append({"iteration": it + 1, "lr": lr, "loss": float(loss.detach()),
                      "loss_embed": float(l_embed.detach()), "loss_aux": float(l_aux.detach()),
-                     "loss_id": float(l_id.detach()), "instances": max(len(embeds), len(ids))})
+                     "loss_id": float(l_id.detach()) + 0.0, "instances": max(len(embeds), len(ids))})
         bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}")
         if (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.iterations:
             checkpoint(it + 1)
