@@ -50,7 +50,8 @@ class IDOLSettings:
         new_track_threshold: a detection matched to no track starts one above this score (0.5).
         init_threshold: the same in the first frame with any detection (0.2).
         nms_threshold: duplicate removal: a detection whose mask IoU with a higher-scoring
-            one exceeds this is dropped before matching (0.7).
+            one exceeds this is dropped before matching (public tracker: 0.3 for detections
+            above its object score 0.1, which every candidate here is).
         max_absence: a track not matched for this many frames leaves the memory.
         cue_iou, cue_class: weights of the mask-IoU and same-class cues of "multi_cue"
             matching (added to the embedding log-probability; MaskTrack R-CNN's score cue is
@@ -77,7 +78,7 @@ class IDOLSettings:
     match_threshold: float = 0.5
     new_track_threshold: float = 0.5
     init_threshold: float = 0.2
-    nms_threshold: float = 0.7
+    nms_threshold: float = 0.3
     max_absence: int = 30
     cue_iou: float = 1.0
     cue_class: float = 1.0
