@@ -49,11 +49,45 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from genvis.infer.inference import _clips, _finite, _sizes
+from genvis.errors import InputError
 from genvis.model.idol_head import IDOLModel
 from genvis.train.idol_selection import mask_iou
 
 FIELDS = ("frame_queries", "class_logits", "mask_embeddings", "mask_features")
+
+
+def _clips(source: Any, video_id: int, n: int, fields: tuple, layers: slice | None = None) -> Iterator[tuple]:
+    """(start, stop, {field: float tensor}) for consecutive chunks of ``n`` frames of a clip source."""
+    if hasattr(source, "iter_clips"):
+        yield from source.iter_clips(video_id, n, fields=fields, layers=layers)
+        return
+    length = source.length(video_id)
+    for s in range(0, length, n):
+        e = min(s + n, length)
+        yield s, e, source.read_clip(video_id, s, e, fields=fields, layers=layers)
+
+
+def _finite(source: Any, video_id: int, name: str, x: torch.Tensor, s: int, e: int) -> None:
+    if not torch.isfinite(x).all():
+        raise InputError(str(getattr(source, "path", "clip source")),
+                         f"non-finite values (NaN/Inf) in {name} of video {video_id}, frames {s}..{e - 1}")
+
+
+def _sizes(source: Any, video_id: int, dataset: Any | None, grid: tuple[int, int]) -> tuple:
+    """((H, W) original, (h, w) resized, (Hp, Wp) padded) of a video; InputError when the cache
+    and the annotation file disagree on the original size."""
+    attrs = dict(source.video_attrs(video_id)) if hasattr(source, "video_attrs") else {}
+    padded = tuple(attrs.get("padded_size", (4 * grid[0], 4 * grid[1])))
+    resized = tuple(attrs.get("resized_size", padded))
+    original = tuple(attrs.get("original_size", padded))
+    if dataset is not None:
+        v = dataset.video(video_id)
+        if "original_size" in attrs and tuple(original) != (v.height, v.width):
+            raise InputError(str(getattr(source, "path", "clip source")),
+                             f"video {video_id}: cached original size {tuple(original)} differs from the "
+                             f"annotation file's {(v.height, v.width)}")
+        original = (v.height, v.width)
+    return tuple(int(x) for x in original), tuple(int(x) for x in resized), tuple(int(x) for x in padded)
 
 
 def temporal_weights(n: int, tau: float) -> torch.Tensor:
