@@ -344,9 +344,9 @@ def _video_results(model: IDOLModel, reader: Any, dataset: Any, video: Any, sett
 def check_inputs(model: IDOLModel, reader: Any, dataset: Any) -> None:
     """InputError / ConfigError when the cache or the split do not fit the model."""
     from genvis.errors import ConfigError, InputError
-    from genvis.train.loop import check_source_covers, probe_sizes
+    from genvis.clip_source import check_covers, probe_sizes
 
-    check_source_covers(reader, dataset)
+    check_covers(reader, dataset)
     if model.cfg.num_classes != dataset.num_classes:
         raise InputError(getattr(dataset, "path", None), f"the model has {model.cfg.num_classes} "
                          f"classes but the annotation file {dataset.num_classes}")

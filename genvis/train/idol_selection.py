@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from genvis.train.matcher import hungarian
+from genvis.utils.matching import hungarian
 
 #: IDOL's constants for its 300 queries (supplement Sec. 4)
 PAPER_QUERIES, PAPER_TOP_POS, PAPER_TOP_NEG = 300, 10, 100

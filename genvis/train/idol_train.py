@@ -79,11 +79,11 @@ def frame_predictions(model: IDOLModel, source: Any, video_id: int, frame: int,
     Raises:
         InputError: non-finite cached values (names the video and frame).
     """
-    from genvis.train.loop import check_finite
+    from genvis.clip_source import check_finite
 
     clip = source.read_clip(video_id, frame, frame + 1, fields=FIELDS, layers=slice(-1, None))
     for name in FIELDS:
-        check_finite(name, video_id, clip[name], frame, frame + 1, source)
+        check_finite(source, video_id, name, clip[name], frame, frame + 1)
     device = model.device
     fq = clip["frame_queries"][0, -1].to(device)                       # [Q_f, C]
     with torch.no_grad():
@@ -173,8 +173,8 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         ConfigError: no ``init_heads``; resume checkpoint of another experiment.
         InputError: videos missing from the cache, NaN features, no annotations, loss not finite.
     """
-    from genvis.train.loop import (build_optimizer, check_source_covers, learning_rate, probe_sizes,
-                                   side_paths, source_name)
+    from genvis.clip_source import check_covers, probe_sizes, source_name
+    from genvis.train.loop import build_optimizer, learning_rate, side_paths
     from genvis.train.targets import DatasetTargets
     from genvis.utils.device import resolve_device
 
@@ -184,7 +184,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         raise ConfigError("--init-heads", "IDOL needs the frame detector (DET.pt) whose cache it reads: "
                           "its mask projection turns the cached mask embeddings into frame masks")
     device = resolve_device(device)
-    check_source_covers(cache, dataset)
+    check_covers(cache, dataset)
     if not dataset.videos:
         raise InputError(getattr(dataset, "path", None), "the annotation file has no videos")
     targets = targets or DatasetTargets(dataset, cache)
