@@ -24,29 +24,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.clip_source import InMemoryClipSource
+
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4
-
-
-class _InMemorySource:
-    """Detector outputs of one video held in memory, with the clip-source interface that
-    inference reads (no float16 spill: the comparison is at float32)."""
-
-    def __init__(self, frame_queries, mask_features, sizes):
-        self.fq, self.mf, self.sizes = frame_queries, mask_features, sizes
-
-    def length(self, video_id):
-        return self.fq.shape[0]
-
-    def video_attrs(self, video_id):
-        return {"video_id": video_id, "length": self.fq.shape[0], **self.sizes.to_dict()}
-
-    def read_clip(self, video_id, start, stop, fields=("frame_queries", "mask_features"), layers=None):
-        data = {"frame_queries": self.fq[start:stop], "mask_features": self.mf[start:stop]}
-        data = {f: data[f] for f in fields}
-        if layers is not None and "frame_queries" in data:
-            data["frame_queries"] = data["frame_queries"][:, layers]
-        return data
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +91,9 @@ def test_final_predictions_equal_the_official(official, ours):
     weights, io = official
     out, sizes, _ = ours
     model = load_official_genvis(weights).eval()
-    source = _InMemorySource(out.frame_queries, out.mask_features, sizes)
+    # no float16 spill: the comparison is at float32
+    source = InMemoryClipSource({1: {"frame_queries": out.frame_queries, "mask_features": out.mask_features,
+                                     "attrs": sizes.to_dict()}})
     n_f = int(io["len_clip_window"])
     with torch.no_grad():
         logits, embeds = clip_predictions(model, source, 1, n_f)
