@@ -1,5 +1,5 @@
 """Inference speed: stage two from the cache vs end to end from frames (detector + stage two),
-and stage two from the cache against an older commit (default 961377e, before issue 19).
+and stage two from the cache against an older commit (default 961377e, before the speed-ups).
 
 Set-up (once, reused from ``--workdir``): synthetic videos (``genvis.data.synth``), a
 randomly initialised detector of ``config/detectors/synth_tiny.yaml`` and the cache of the

@@ -1,5 +1,5 @@
 """Stage-two training speed: this checkout against an older commit (default 961377e, before
-issue 19), and training from the cache against the detector in the loop.
+the speed-ups), and training from the cache against the detector in the loop.
 
 Set-up (once, reused from ``--workdir``): a small synthetic set (``genvis.data.synth``, the
 quickstart's 96x128 frames), a randomly initialised frame detector of

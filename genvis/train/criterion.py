@@ -19,7 +19,7 @@ then:
 
 Weights (2, 5, 5, 0.5) are applied here; keys of aux layers get a ``_d{layer}`` suffix.
 
-Computation (issue 19): one clip is handled for all decoder layers, sequences and videos at
+Computation (batched): one clip is handled for all decoder layers, sequences and videos at
 once -- videos of one geometry (mask-feature and target sizes) are stacked, their matching
 costs built in one batched computation (:func:`~genvis.train.matcher.batched_matching_cost`;
 only for videos whose assignment reads them: under UVLA, those with an instance new in the

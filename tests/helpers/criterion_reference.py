@@ -1,6 +1,6 @@
 """The per-video criterion of 961377e, kept as the reference of the batched one.
 
-Same computation as ``genvis.train.criterion.SetCriterion`` before issue 19 (matching
+Same computation as ``genvis.train.criterion.SetCriterion`` before it was batched (matching
 cost built per video and decoder layer, points sampled per video, losses summed in Python
 loops), except that the points can be given (:class:`~genvis.train.criterion.FixedPoints`)
 so that both implementations see the same points. Test helper, not used by genvis.
