@@ -18,7 +18,7 @@ As the official toolkit computes it (davisvideochallenge/davis2017-evaluation,
   predicted tracks of a sequence are painted into one id map, at most 20 by descending
   score (the higher score drawn on top where they overlap), missing proposals count as
   empty; proposals are matched to the objects by the Hungarian method
-  (``scipy.optimize.linear_sum_assignment``) maximising (mean J + mean F) / 2.
+  (:func:`genvis.utils.matching.hungarian`) maximising (mean J + mean F) / 2.
 * Overall: means of the per-object statistics over all objects of all sequences;
   J&F = (J mean + F mean) / 2. Reported in percent.
 
@@ -35,12 +35,12 @@ from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 
 from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
+from genvis.utils.matching import hungarian
 
 MAX_PROPOSALS = 20
 BOUND_TH = 0.008
@@ -153,7 +153,7 @@ def sequence_jf(gt_masks: np.ndarray, id_map: np.ndarray, n_proposals: int) -> t
             j[k, i] = region_similarity(gt_masks[i], pred)
             f[k, i] = contour_accuracy(gt_b[i], pb)
     score = (j.mean(2) + f.mean(2)) / 2
-    rows, cols = linear_sum_assignment(-score)
+    rows, cols = hungarian(-score)
     out_j, out_f = np.zeros((n_obj, t_len)), np.zeros((n_obj, t_len))
     out_j[cols] = j[rows, cols]
     out_f[cols] = f[rows, cols]
