@@ -346,8 +346,11 @@ def test_failed_extraction_leaves_no_store_behind(split, tmp_path, capsys):
     first.write_bytes(good)
     capsys.readouterr()
     huge = _ann_with(ann, tmp_path / "huge.json", video_id=2, height=10 ** 9, width=10 ** 9)
-    with pytest.raises(InputError, match="frame size 20x28 differs from the 1000000000x1000000000"):
-        extract(load_vis_json(huge), frames, det, tmp_path / "h.zarr", progress=False)
+    with pytest.raises(InputError, match="frame size 1000000000x1000000000 is too large"):
+        load_vis_json(huge)                               # refused before anything is allocated
+    big = _ann_with(ann, tmp_path / "big.json", video_id=2, height=10 ** 4, width=10 ** 4)
+    with pytest.raises(InputError, match="frame size 20x28 differs from the 10000x10000"):
+        extract(load_vis_json(big), frames, det, tmp_path / "h.zarr", progress=False)
     assert not (tmp_path / "h.zarr").exists()
     # a store that already held videos stays, with them
     extract(load_vis_json(ann).subset([2]), frames, det, tmp_path / "kept.zarr", progress=False)
