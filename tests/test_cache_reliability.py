@@ -345,8 +345,12 @@ def test_failed_extraction_leaves_no_store_behind(split, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
     first.write_bytes(good)
     capsys.readouterr()
-    huge = _ann_with(ann, tmp_path / "huge.json", video_id=2, height=10 ** 9, width=10 ** 9)
-    with pytest.raises(InputError, match="frame size 20x28 differs from the 1000000000x1000000000"):
+    absurd = _ann_with(ann, tmp_path / "absurd.json", video_id=2, height=10 ** 9, width=10 ** 9)
+    assert main(["extract", "--annotations", str(absurd), "--image-root", str(frames), "--detector",
+                 str(root / "det.pt"), "--out", str(tmp_path / "a.zarr"), "--no-progress"]) == 2
+    assert "absurd.json: video 2" in capsys.readouterr().err and not (tmp_path / "a.zarr").exists()
+    huge = _ann_with(ann, tmp_path / "huge.json", video_id=2, height=40000, width=40000)
+    with pytest.raises(InputError, match="frame size 20x28 differs from the 40000x40000"):
         extract(load_vis_json(huge), frames, det, tmp_path / "h.zarr", progress=False)
     assert not (tmp_path / "h.zarr").exists()
     # a store that already held videos stays, with them
