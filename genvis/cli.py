@@ -32,6 +32,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("infer", "infer", "stage two: clip-by-clip inference from the cache, YouTube-VIS results json"),
     ("demo", "demo", "run detector + GenVIS on a video file or frame folder, write results and overlay"),
     ("report", "report", "write ablation tables (markdown, CSV) and plots from metrics files"),
+    ("seed-table", "seed_table", "mean ± std over training seeds of rows of metrics files (markdown, CSV)"),
     ("visualize", "visualize", "draw a results json's tracks beside the ground truth of some videos (PNG, mp4)"),
 ]
 

@@ -173,6 +173,53 @@ class CacheReader:
             out[field] = torch.from_numpy(data.astype(np.float32))
         return out
 
+    def read_frames(
+        self,
+        video_id: int,
+        frames: Sequence[int],
+        fields: Sequence[str] = ("frame_queries", "mask_features"),
+        layers: slice | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The given frames of a video (in order, repeats allowed) as float32 tensors; only
+        the chunks of those frames are read (a sparse training sample never loads the frames
+        between its picks).
+
+        Args:
+            frames: frame indices, each ``0 <= f < length``.
+            fields, layers: as for :meth:`read_clip`.
+
+        Returns:
+            dict field -> float32 CPU tensor with ``len(frames)`` entries on the frame axis.
+
+        Raises:
+            InputError: unknown video id; a frame out of range; NaN in the cached features.
+        """
+        frames = [int(f) for f in frames]
+        length = self.length(video_id)
+        if not frames or min(frames) < 0 or max(frames) >= length:
+            raise InputError(self.path, f"frames {frames} are out of range for video {video_id} "
+                             f"with {length} frames")
+        lo, hi = min(frames), max(frames) + 1
+        if frames == list(range(lo, hi)):
+            return self.read_clip(video_id, lo, hi, fields, layers)
+        unique = sorted(set(frames))
+        where = {f: i for i, f in enumerate(unique)}
+        index = torch.tensor([where[f] for f in frames])
+        picks = np.asarray(unique)
+        out = {}
+        for field in fields:
+            arr = self._array(video_id, field)
+            if field == "frame_queries" and layers is not None:
+                data = arr.get_orthogonal_selection((picks, layers))
+            else:
+                data = arr.get_orthogonal_selection((picks,))
+            data = np.asarray(data)
+            if np.isnan(data).any():
+                raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
+                                 f"(frames {unique}); re-extract this video")
+            out[field] = torch.from_numpy(data.astype(np.float32))[index]
+        return out
+
     def iter_clips(
         self,
         video_id: int,

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "YAML, no DET.pt (architecture from its keys, input size from --dataset / "
                         "the class count or --min-size/--max-size)")
     parser.add_argument("--detector", default=None, help="frame detector DET.pt (instead of --checkpoint)")
-    parser.add_argument("--model", default=None, help="stage-two MODEL.pt or official GenVIS .pth "
+    parser.add_argument("--model", default=None, help="stage-two MODEL.pt (GenVIS or IDOL) or official GenVIS .pth "
                         "(instead of --checkpoint, or to replace its video modules)")
     add_official_size_arguments(parser)
     parser.add_argument("--out-dir", required=True, help="writes results.json and overlay.mp4 here")

@@ -19,12 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-f-eval", type=int, default=None,
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
-    parser.add_argument("--association", choices=ASSOCIATIONS, default=None,
+    parser.add_argument("--association", choices=ASSOCIATIONS + ("idol",), default=None,
                         help="inter-clip association (default: experiment): propagate = GenVIS "
                         "(instance queries carried clip to clip with the memory); minvis = fresh "
                         "queries per clip matched by prototype cosine similarity (MinVIS); oracle = "
                         "fresh queries per clip linked to the ground truth of --annotations (a "
-                        "diagnostic: estimates the most any association could make of these clips)")
+                        "diagnostic: estimates the most any association could make of these clips); "
+                        "idol = frame-by-frame IDOL association (needs an IDOL MODEL.pt)")
+    parser.add_argument("--idol-matching", choices=("embeddings", "multi_cue"), default=None,
+                        help="IDOL models only: override idol.matching of the experiment")
+    parser.add_argument("--idol-temporal", choices=("on", "off"), default=None,
+                        help="IDOL models only: override idol.temporal (temporally weighted memory)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
     parser.add_argument("--allow-other-detector", action="store_true",
                         help="run even if the cache was not written by the detector (weights, "
@@ -52,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
     apply_threads(args)
     check_device(args)
+    from genvis.model.idol_head import is_idol_model
+
+    if args.association == "idol" or is_idol_model(args.model):  # IDOL: genvis.infer.idol
+        from genvis.infer.idol import infer_command
+
+        return infer_command(args)
     model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
     settings = resolve_inference(meta.get("experiment"), args.n_f_eval, args.top_k, args.association,
                                  source=str(args.model))

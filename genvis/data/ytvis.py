@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import orjson
+
 from genvis.data import masks as mask_ops
 from genvis.errors import InputError
 from genvis.utils.io import atomic_write_json
@@ -224,7 +226,11 @@ def read_json_file(path: str | os.PathLike) -> Any:
         raise InputError(path, "is a directory, expected a json file")
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            data = f.read()
+        try:  # orjson: ~5x faster than json on the large results files; the same objects
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:  # NaN literals, bad UTF-8, syntax: json decides (and words the error)
+            return json.loads(data)
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:

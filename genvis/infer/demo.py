@@ -49,7 +49,8 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
         detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``), or a
             FrameDetector already built (e.g. from an official checkpoint).
         model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``, or an already
-            loaded ``(GenVIS, meta)`` pair (meta as :func:`genvis.model.checkpoint.load_any_model`).
+            loaded ``(GenVIS, meta)`` pair (meta as :func:`genvis.model.checkpoint.load_any_model`); an
+            IDOL MODEL.pt runs :func:`genvis.infer.idol.run_idol_demo` instead (``n_f_eval`` unused).
         out_dir: output folder (created).
         n_f_eval: N_f^eval. top_k: predictions kept. None: the model's experiment's, or for
             official weights the paper's online setting (:func:`genvis.settings.resolve_inference`).
@@ -82,6 +83,13 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
     from genvis.model.checkpoint import check_model_provenance, load_any_model
     from genvis.settings import resolve_inference
 
+    from genvis.model.idol_head import is_idol_model
+
+    if isinstance(model_path, (str, os.PathLike)) and is_idol_model(model_path):  # IDOL association, frame by frame (genvis.infer.idol)
+        from genvis.infer.idol import run_idol_demo
+
+        return run_idol_demo(video, detector_path, model_path, out_dir, top_k, score_threshold, max_frames,
+                             device, progress)
     video = Path(video)
     if not video.exists():
         raise InputError(video, "video file or frame folder not found")

@@ -184,6 +184,17 @@ def split_annotations(dataset, split):
     return existing_path(s.get("annotations"), f"{key}.annotations", "the split's annotation json", "file")
 
 
+def is_davis_split(dataset, split):
+    """True when the split is imported from a DAVIS folder, or held out of / augmented from one."""
+    s = split_cfg(dataset, split)
+    if "davis" in s:
+        return True
+    for kind in ("holdout", "augment"):
+        if kind in s and s[kind]["of"] != split:
+            return is_davis_split(dataset, s[kind]["of"])
+    return False
+
+
 def split_image_root(dataset, split):
     """Folder the split's ``file_names`` are relative to."""
     s = split_cfg(dataset, split)
