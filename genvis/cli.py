@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``genvis`` CLI. Returns the process exit code (0 on success, 2 on bad input)."""
+    """Run the ``genvis`` CLI. Returns the process exit code (0 on success, 2 on bad input).
+
+    Run as the program (``argv`` None), the process also ends when its parent process dies
+    (Linux, :func:`genvis.utils.process.die_with_parent`), so a hard-killed workflow leaves
+    no orphan jobs.
+    """
+    if argv is None:
+        from genvis.utils.process import die_with_parent
+
+        die_with_parent()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     names = {name: module for name, module, _ in COMMANDS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
                              check_device)
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idol-temporal", choices=("on", "off"), default=None,
                         help="IDOL models only: override idol.temporal (temporally weighted memory)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
+    parser.add_argument("--allow-other-detector", action="store_true",
+                        help="run even if the cache was not written by the detector (weights, "
+                        "resolution) the model was trained on; by default that is refused")
     parser.add_argument("--no-resume", action="store_true",
                         help="do not keep finished videos in .OUT.parts/ for a rerun to skip "
                         "(by default an interrupted run resumes where it stopped, if the model, "
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.infer.inference import write_inference
-    from genvis.model.checkpoint import load_any_model
+    from genvis.model.checkpoint import check_model_provenance, load_any_model
     from genvis.settings import resolve_inference
     from genvis.utils.io import sha256_file
 
@@ -65,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     n_f, top_k, association = settings.n_f_eval, settings.top_k, settings.association
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
+    for diff in check_model_provenance(args.model, meta, reader.provenance, args.cache,
+                                       args.allow_other_detector):
+        print(f"genvis infer: warning: cache differs from the model's training cache: {diff}",
+              file=sys.stderr)
     model.to(args.device)
     run_key = {  # what the results depend on: finished videos of an equal key are kept on a rerun
         "model_sha256": sha256_file(args.model), "annotations_sha256": sha256_file(args.annotations),
