@@ -286,14 +286,16 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int
 
 def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
                       progress: bool = False, occlusion: dict[int, float] | None = None,
-                      workers: int = 1) -> dict[int, dict[tuple[int, int], tuple]]:
+                      workers: int = 1, client: Any | None = None) -> dict[int, dict[tuple[int, int], tuple]]:
     """The per-video half of the protocol: each video's detections matched to its ground truth.
 
     Videos are independent until the precision/recall accumulation, so a video bootstrap
     (:mod:`genvis.evaluate.compare`) matches once and re-accumulates resampled video lists.
 
     Args: as :func:`evaluate_arrays`; ``workers`` > 1 splits the videos between that many
-        processes (forked, POSIX only, from 32 videos on; the numbers do not change).
+        processes (forked, POSIX only, from 32 videos on; the numbers do not change);
+        ``client``: a :class:`distributed.Client` to run chunks of videos as dask tasks
+        instead (``genvis evaluate --scheduler``; the numbers do not change either).
 
     Returns:
         video id -> {(category id, area-range index): (scores float64 [D], matched gt ids
@@ -314,6 +316,8 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     ranges = [("area", lo, hi) for lo, hi in p.area_ranges] + [("occ", lo, hi) for lo, hi in p.occlusion_ranges]
     vids = sorted(gt.video_ids)
     job = (gt, results, occlusion, p, ranges)
+    if client is not None:
+        return _evaluate_on_cluster(vids, job, client, progress)
     if workers > 1 and len(vids) >= 32 and "fork" in mp.get_all_start_methods():
         return _evaluate_forked(vids, job, workers, progress)
     return _evaluate_videos(vids, job, progress)
@@ -344,6 +348,28 @@ def _evaluate_forked(vids: list[int], job: tuple, workers: int, progress: bool) 
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
+    return dict(sorted(out.items()))
+
+
+def _evaluate_on_cluster(vids: list[int], job: tuple, client: Any, progress: bool,
+                         chunk: int = 16) -> dict:
+    """:func:`_evaluate_videos` as dask tasks of ``chunk`` videos each; the job (ground truth,
+    results, settings) is sent to every worker once. A task's error is raised here."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    shared = client.scatter(job, broadcast=True)
+    futures = [client.submit(_evaluate_videos, vids[i:i + chunk], shared, False, pure=False)
+               for i in range(0, len(vids), chunk)]
+    out: dict = {}
+    try:
+        with tqdm(total=len(vids), desc="evaluate", unit="video", disable=not progress) as bar:
+            for fut in as_completed(futures):
+                part = fut.result()
+                out.update(part)
+                bar.update(len(part))
+    finally:
+        client.cancel(futures)
     return dict(sorted(out.items()))
 
 
@@ -474,7 +500,8 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
 
 def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
                     params: EvalParams | None = None, progress: bool = False,
-                    occlusion: dict[int, float] | None = None, workers: int = 1) -> EvalArrays:
+                    occlusion: dict[int, float] | None = None, workers: int = 1,
+                    client: Any | None = None) -> EvalArrays:
     """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
 
     Args:
@@ -486,11 +513,12 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
         occlusion: annotation id -> mBOR for ``params.occlusion_ranges`` (default: computed
             by :func:`genvis.evaluate.occlusion.instance_mbor`).
         workers: processes for the per-video matching (see :func:`video_evaluations`).
+        client: a dask client to run the per-video matching on (see :func:`video_evaluations`).
 
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
-    per_video = video_evaluations(gt, results, params, progress, occlusion, workers)
+    per_video = video_evaluations(gt, results, params, progress, occlusion, workers, client)
     return accumulate([per_video[v] for v in sorted(per_video)], sorted(c.id for c in gt.categories), params)
 
 
@@ -538,7 +566,7 @@ def _mean_defined(a: np.ndarray) -> float:
 
 def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
              progress: bool = False, occlusion: bool = True, boundary: bool = False,
-             workers: int = 1) -> dict:
+             workers: int = 1, client: Any | None = None) -> dict:
     """Score results against ground truth by the YouTube-VIS protocol.
 
     Args:
@@ -551,6 +579,8 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         boundary: also Tube-Boundary AP (VMT; :mod:`genvis.evaluate.boundary`), a second
             pass with the min(mask, boundary) video IoU.
         workers: processes for the per-video matching (forked; from 32 videos on).
+        client: a :class:`distributed.Client`: the per-video matching as dask tasks instead
+            (``genvis evaluate --scheduler``).
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
@@ -573,7 +603,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     p = params or EvalParams()
     if occlusion and not p.occlusion_ranges:
         p = dataclasses.replace(p, occlusion_ranges=tuple((lo, hi) for _, lo, hi in OCCLUSION_LEVELS))
-    arr = evaluate_arrays(gt, results, p, progress, workers=workers)
+    arr = evaluate_arrays(gt, results, p, progress, workers=workers, client=client)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
     if p.occlusion_ranges:
         n_a, m = len(p.area_ranges), len(p.max_dets) - 1
@@ -592,7 +622,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     out["per_category_AP"] = per_cat
     if boundary:
         pb = dataclasses.replace(p, occlusion_ranges=(), iou_type="boundary")
-        barr = evaluate_arrays(gt, results, pb, progress, workers=workers)
+        barr = evaluate_arrays(gt, results, pb, progress, workers=workers, client=client)
         out.update({k: _pct(v) for k, v in zip(BOUNDARY_KEYS, barr.stats[[0, 1, 2, 6, 7]])})
         out["boundary_dilation_ratio"] = pb.boundary_dilation_ratio
     out["num_videos"] = len(gt.videos)
