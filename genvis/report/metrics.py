@@ -19,6 +19,12 @@ from genvis.errors import InputError
 PAPER_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "AR1", "AR10")
 #: Every scalar metric ``genvis evaluate`` writes, in display order.
 ALL_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
+#: AP / AR per OVIS occlusion level (ground-truth mBOR), written by every ``genvis evaluate``.
+OCCLUSION_METRICS: tuple[str, ...] = ("APso", "APmo", "APho", "ARso", "ARmo", "ARho")
+#: Tube-Boundary AP (VMT), written by ``genvis evaluate --iou boundary``.
+BOUNDARY_METRICS: tuple[str, ...] = ("AP_B", "AP_B50", "AP_B75", "AR_B1", "AR_B10")
+#: DAVIS 2017 J&F, written by ``genvis evaluate --protocol davis``.
+DAVIS_METRICS: tuple[str, ...] = ("J&F", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay")
 
 
 def load_metrics(path: str | os.PathLike) -> dict[str, Any]:

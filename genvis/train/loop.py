@@ -433,6 +433,13 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
     out = Path(out)
     apply_training_overrides(cfg, iterations, seed)
     tc = cfg.train
+    if getattr(cfg, "idol", None) is not None:  # IDOL embedding head (genvis.train.idol_train)
+        if init_model is not None:
+            raise ConfigError("--init-model", "not supported for IDOL experiments")
+        from genvis.train.idol_train import train_idol
+
+        return train_idol(cfg, cache, dataset, out, resume=resume, targets=targets, progress=progress,
+                          init_heads=init_heads, device=device)
     device = resolve_device(device)
     check_covers(cache, dataset)
     if not dataset.videos:

@@ -1,0 +1,140 @@
+"""Seed-replicated results table: rows of methods, each scored by several metrics.json files.
+
+Used by ``genvis seed-table`` (the workflow's ``idol_table1`` target, IDOL supplement Table 1
+analogue): per row and metric the mean and the sample standard deviation over the row's
+files (one per training seed), in markdown and CSV, each headed by the command that
+reproduces it.
+
+Columns: the fixed video metrics ``AP, AP50, AP75, AR1, AR10`` of ``genvis evaluate``, then every
+other numeric metric whose (dot-joined, for nested dicts) key names an association or
+occlusion measure -- it contains ``HOTA``, ``AssA``, ``DetA``, ``IDF1`` or ``occlu`` (case
+ignored) -- in the order first seen. Such keys are written when present in any row's files; a
+row whose files lack one shows an empty cell. ``per_category_AP`` and the per-frame diagnosis
+are never columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from genvis.errors import InputError
+
+FIXED = ("AP", "AP50", "AP75", "AR1", "AR10")
+OPTIONAL_MARKERS = ("hota", "assa", "deta", "idf1", "occlu")
+SKIP = ("per_category_AP", "per_frame")
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a metrics dict as {dot.joined.key: float} (booleans and None skipped)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if not prefix and k in SKIP:
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
+            out[key] = float(v)
+    return out
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, float]:
+    """Flattened numeric metrics of one metrics.json. Raises InputError if unreadable or not an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read metrics json: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "metrics json must be an object")
+    return flatten(data)
+
+
+def columns(rows: Sequence[Sequence[dict[str, float]]]) -> list[str]:
+    """The fixed metrics, then the optional association / occlusion keys present anywhere."""
+    cols = list(FIXED)
+    for files in rows:
+        for m in files:
+            for k in m:
+                if k not in cols and any(marker in k.lower() for marker in OPTIONAL_MARKERS):
+                    cols.append(k)
+    return cols
+
+
+def summarise(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation; 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def build(rows: Sequence[tuple[str, Sequence[str | os.PathLike]]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Summaries of labelled rows of metrics files.
+
+    Args:
+        rows: [(label, [metrics.json, ...])], one file per seed.
+
+    Returns:
+        (metric columns, [{"label", "seeds": n, metric: (mean, std) or None}]).
+
+    Raises:
+        InputError: a row without files; an unreadable file; a fixed metric missing from a file.
+    """
+    if not rows:
+        raise InputError("--row", "no rows given")
+    loaded = []
+    for label, files in rows:
+        if not files:
+            raise InputError("--row", f"row {label!r} has no metrics files")
+        ms = [read_metrics(f) for f in files]
+        for f, m in zip(files, ms):
+            missing = [k for k in FIXED if k not in m]
+            if missing:
+                raise InputError(f, f"missing metric(s) {missing}")
+        loaded.append(ms)
+    cols = columns(loaded)
+    out = []
+    for (label, _), ms in zip(rows, loaded):
+        row: dict[str, Any] = {"label": label, "seeds": len(ms)}
+        for c in cols:
+            vals = [m[c] for m in ms if c in m]
+            row[c] = summarise(vals) if len(vals) == len(ms) else None
+        out.append(row)
+    return cols, out
+
+
+def to_markdown(cols: list[str], rows: list[dict[str, Any]], title: str, command: str | None) -> str:
+    """Markdown: title, the reproducing command, a table of ``mean ± std`` (n seeds)."""
+    lines = [f"# {title}", ""]
+    if command:
+        lines += ["Reproduce with:", "", "```", command, "```", ""]
+    lines.append("Mean ± standard deviation over training seeds (video metrics in percent).")
+    lines.append("")
+    lines.append("| Method | seeds | " + " | ".join(cols) + " |")
+    lines.append("|---|---:|" + "---:|" * len(cols))
+    for r in rows:
+        cells = ["" if r[c] is None else f"{r[c][0]:.2f} ± {r[c][1]:.2f}" for c in cols]
+        lines.append(f"| {r['label']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(cols: list[str], rows: list[dict[str, Any]], command: str | None) -> str:
+    """CSV: a ``# command`` line, then method, seeds, and <metric>_mean / <metric>_std columns."""
+    buf = io.StringIO()
+    if command:
+        buf.write(f"# reproduce: {command}\n")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", "seeds"] + [f"{c}_{s}" for c in cols for s in ("mean", "std")])
+    for r in rows:
+        cells = []
+        for c in cols:
+            cells += ["", ""] if r[c] is None else [f"{r[c][0]:.4f}", f"{r[c][1]:.4f}"]
+        w.writerow([r["label"], r["seeds"]] + cells)
+    return buf.getvalue()
