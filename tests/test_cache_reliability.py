@@ -196,6 +196,8 @@ def test_flipped_byte_in_frame_queries_is_refused_by_train_and_infer(trained, tm
     with pytest.raises(InputError, match=r"damaged.zarr: damaged chunk in cached frame_queries of video 1 "
                                          r"\(frames 3..3\)"):
         reader.read_clip(1, 3, 4)
+    with pytest.raises(InputError, match=r"damaged chunk in cached frame_queries of video 1 \(frames \[1, 3\]\)"):
+        reader.read_frames(1, [1, 3, 3])                                     # a sparse training sample
     assert reader.read_clip(2, 0, 7)["frame_queries"].shape == (7, 2, 4, 32)   # the other video reads
 
 
