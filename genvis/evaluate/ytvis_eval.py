@@ -301,7 +301,9 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int
             _Inst(a.id, 0.0, int(a.iscrowd), _mean_nonzero(a.areas), rles, areas, occ))
     dts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
     mine = [(k, r) for k, r in enumerate(results) if keep is None or r.video_id in keep]
-    for (k, r), areas in zip(mine, _per_frame_areas([r.segmentations for _, r in mine])):
+    known = [r.areas if r.areas is not None and len(r.areas) == len(r.segmentations) else None for _, r in mine]
+    computed = iter(_per_frame_areas([r.segmentations for (_, r), a in zip(mine, known) if a is None]))
+    for (k, r), areas in zip(mine, [next(computed) if a is None else a for a in known]):
         nz = areas[areas > 0]  # official avg_area: mean of the truthy (non-zero) areas
         dts[r.video_id, r.category_id].append(
             _Inst(k + 1, float(r.score), 0, float(nz.mean()) if nz.size else 0.0, list(r.segmentations), areas))
