@@ -216,9 +216,12 @@ def _check_counts_chunk(b: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np
     counts[firsts] = x[firsts] & 0xFFFFFFFF
     totals = np.zeros(r, np.int64)                      # exact: the pixels pycocotools walks
     totals[has] = np.add.reduceat(counts, firsts)
-    areas = np.zeros(r, np.int64)                       # foreground: runs at odd places (0-based)
-    place = np.arange(counts.size) - np.repeat(first, ntok)   # index of each number inside its RLE
-    areas[has] = np.add.reduceat(counts * (place & 1), firsts)
+    # foreground: the runs at odd places inside each RLE, i.e. at odd global indices when the
+    # RLE starts at an even one, else the total minus those
+    counts[0::2] = 0
+    odd_sum = np.add.reduceat(counts, firsts)
+    areas = np.zeros(r, np.int64)
+    areas[has] = np.where(firsts & 1, totals[has] - odd_sum, odd_sum)
     for value, flag in ((3, too_long), (2, unterminated), (1, bad_char)):
         code[flag] = value   # the most basic problem wins
     return code, totals, areas
