@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="processes for the per-video matching (default: 2 where 2 CPUs are available, "
                         "else 1; used from 32 videos on; the numbers do not depend on it)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running dask scheduler (tcp://host:8786): the per-video matching "
+                        "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers is then "
+                        "not used")
     parser.add_argument("--protocol", choices=("ytvis", "davis"), default="ytvis",
                         help="'davis' adds DAVIS 2017 J&F (unsupervised flow: the top-20 tracks painted into "
                         "one id map, matched to the objects by the Hungarian method; genvis.evaluate.davis_jf) "
@@ -82,8 +86,15 @@ def _run(args: argparse.Namespace) -> int:
     workers = _default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
-    metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
-                       workers=workers)
+    if args.scheduler:
+        from genvis.cluster import cluster_client
+
+        with cluster_client(scheduler=args.scheduler) as client:
+            metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
+                               client=client)
+    else:
+        metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
+                           workers=workers)
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS

@@ -150,15 +150,39 @@ def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int,
     d_rles, g_rles = [d.rles for d in dts], [g.rles for g in gts]
     # one pycocotools call per frame for every wanted pair present on it (other pairs of the
     # same instances are computed too and dropped: a call costs far more than the
-    # bounding-box test that rejects most of them inside it)
-    for t in np.flatnonzero(on_d.any(0) & on_g.any(0)).tolist():
-        di, gi = np.flatnonzero(on_d[:, t]), np.flatnonzero(on_g[:, t])
-        iou = np.asarray(mask_utils.iou([d_rles[i][t] for i in di.tolist()], [g_rles[j][t] for j in gi.tolist()],
-                                        [0] * len(gi)), dtype=np.float64).reshape(len(di), len(gi))
-        if (iou < 0).any():
-            raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {t}")
-        s = area_d[di, t][:, None] + area_g[gi, t][None, :]
-        inter[di[:, None], gi[None, :]] += np.rint(iou * s / (1.0 + iou))
+    # bounding-box test that rejects most of them inside it). The loop does nothing else:
+    # who takes part on which frame comes from two nonzero() calls, and the intersections
+    # are recovered and summed in one vectorised pass after it.
+    t_d, i_d = np.nonzero(on_d.T)  # (frame, instance), sorted by frame
+    t_g, i_g = np.nonzero(on_g.T)
+    frames = np.intersect1d(t_d, t_g)
+    if frames.size:
+        lo_d, hi_d = np.searchsorted(t_d, frames, "left").tolist(), np.searchsorted(t_d, frames, "right").tolist()
+        lo_g, hi_g = np.searchsorted(t_g, frames, "left").tolist(), np.searchsorted(t_g, frames, "right").tolist()
+        il_d, il_g = i_d.tolist(), i_g.tolist()
+        ious = []
+        iou_fn = mask_utils.iou
+        for k, t in enumerate(frames.tolist()):
+            di, gi = il_d[lo_d[k]:hi_d[k]], il_g[lo_g[k]:hi_g[k]]
+            ious.append(np.asarray(iou_fn([d_rles[i][t] for i in di], [g_rles[j][t] for j in gi],
+                                          [0] * len(gi)), dtype=np.float64).ravel())
+        n_d = np.asarray(hi_d) - np.asarray(lo_d)
+        n_g = np.asarray(hi_g) - np.asarray(lo_g)
+        per = n_d * n_g  # pairs per frame, row-major (detection, then ground truth)
+        iou = np.concatenate(ious)
+        if iou.size != int(per.sum()) or (iou < 0).any():
+            bad = int(frames[0]) if iou.size != int(per.sum()) else int(np.repeat(frames, per)[np.argmax(iou < 0)])
+            raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {bad}")
+        # position of each pair inside its frame's block -> (detection, ground truth) indices
+        start = np.cumsum(per) - per
+        local = np.arange(iou.size) - np.repeat(start, per)
+        ng_rep = np.repeat(n_g, per)
+        rows = i_d[np.repeat(np.asarray(lo_d), per) + local // ng_rep]
+        cols = i_g[np.repeat(np.asarray(lo_g), per) + local % ng_rep]
+        tts = np.repeat(frames, per)
+        s = area_d[rows, tts] + area_g[cols, tts]
+        inter = np.bincount(rows * ng + cols, weights=np.rint(iou * s / (1.0 + iou)),
+                            minlength=nd * ng).reshape(nd, ng)
     union = area_d.sum(1)[:, None] + area_g.sum(1)[None, :] - inter
     ok = want & (union > 0)
     out[ok] = inter[ok] / union[ok]
@@ -277,7 +301,9 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int
             _Inst(a.id, 0.0, int(a.iscrowd), _mean_nonzero(a.areas), rles, areas, occ))
     dts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
     mine = [(k, r) for k, r in enumerate(results) if keep is None or r.video_id in keep]
-    for (k, r), areas in zip(mine, _per_frame_areas([r.segmentations for _, r in mine])):
+    known = [r.areas if r.areas is not None and len(r.areas) == len(r.segmentations) else None for _, r in mine]
+    computed = iter(_per_frame_areas([r.segmentations for (_, r), a in zip(mine, known) if a is None]))
+    for (k, r), areas in zip(mine, [next(computed) if a is None else a for a in known]):
         nz = areas[areas > 0]  # official avg_area: mean of the truthy (non-zero) areas
         dts[r.video_id, r.category_id].append(
             _Inst(k + 1, float(r.score), 0, float(nz.mean()) if nz.size else 0.0, list(r.segmentations), areas))
@@ -286,14 +312,16 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int
 
 def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
                       progress: bool = False, occlusion: dict[int, float] | None = None,
-                      workers: int = 1) -> dict[int, dict[tuple[int, int], tuple]]:
+                      workers: int = 1, client: Any | None = None) -> dict[int, dict[tuple[int, int], tuple]]:
     """The per-video half of the protocol: each video's detections matched to its ground truth.
 
     Videos are independent until the precision/recall accumulation, so a video bootstrap
     (:mod:`genvis.evaluate.compare`) matches once and re-accumulates resampled video lists.
 
     Args: as :func:`evaluate_arrays`; ``workers`` > 1 splits the videos between that many
-        processes (forked, POSIX only, from 32 videos on; the numbers do not change).
+        processes (forked, POSIX only, from 32 videos on; the numbers do not change);
+        ``client``: a :class:`distributed.Client` to run chunks of videos as dask tasks
+        instead (``genvis evaluate --scheduler``; the numbers do not change either).
 
     Returns:
         video id -> {(category id, area-range index): (scores float64 [D], matched gt ids
@@ -314,6 +342,8 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     ranges = [("area", lo, hi) for lo, hi in p.area_ranges] + [("occ", lo, hi) for lo, hi in p.occlusion_ranges]
     vids = sorted(gt.video_ids)
     job = (gt, results, occlusion, p, ranges)
+    if client is not None:
+        return _evaluate_on_cluster(vids, job, client, progress)
     if workers > 1 and len(vids) >= 32 and "fork" in mp.get_all_start_methods():
         return _evaluate_forked(vids, job, workers, progress)
     return _evaluate_videos(vids, job, progress)
@@ -344,6 +374,28 @@ def _evaluate_forked(vids: list[int], job: tuple, workers: int, progress: bool) 
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
+    return dict(sorted(out.items()))
+
+
+def _evaluate_on_cluster(vids: list[int], job: tuple, client: Any, progress: bool,
+                         chunk: int = 16) -> dict:
+    """:func:`_evaluate_videos` as dask tasks of ``chunk`` videos each; the job (ground truth,
+    results, settings) is sent to every worker once. A task's error is raised here."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    shared = client.scatter(job, broadcast=True)
+    futures = [client.submit(_evaluate_videos, vids[i:i + chunk], shared, False, pure=False)
+               for i in range(0, len(vids), chunk)]
+    out: dict = {}
+    try:
+        with tqdm(total=len(vids), desc="evaluate", unit="video", disable=not progress) as bar:
+            for fut in as_completed(futures):
+                part = fut.result()
+                out.update(part)
+                bar.update(len(part))
+    finally:
+        client.cancel(futures)
     return dict(sorted(out.items()))
 
 
@@ -474,7 +526,8 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
 
 def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
                     params: EvalParams | None = None, progress: bool = False,
-                    occlusion: dict[int, float] | None = None, workers: int = 1) -> EvalArrays:
+                    occlusion: dict[int, float] | None = None, workers: int = 1,
+                    client: Any | None = None) -> EvalArrays:
     """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
 
     Args:
@@ -486,11 +539,12 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
         occlusion: annotation id -> mBOR for ``params.occlusion_ranges`` (default: computed
             by :func:`genvis.evaluate.occlusion.instance_mbor`).
         workers: processes for the per-video matching (see :func:`video_evaluations`).
+        client: a dask client to run the per-video matching on (see :func:`video_evaluations`).
 
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
-    per_video = video_evaluations(gt, results, params, progress, occlusion, workers)
+    per_video = video_evaluations(gt, results, params, progress, occlusion, workers, client)
     return accumulate([per_video[v] for v in sorted(per_video)], sorted(c.id for c in gt.categories), params)
 
 
@@ -538,7 +592,7 @@ def _mean_defined(a: np.ndarray) -> float:
 
 def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
              progress: bool = False, occlusion: bool = True, boundary: bool = False,
-             workers: int = 1) -> dict:
+             workers: int = 1, client: Any | None = None) -> dict:
     """Score results against ground truth by the YouTube-VIS protocol.
 
     Args:
@@ -551,6 +605,8 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         boundary: also Tube-Boundary AP (VMT; :mod:`genvis.evaluate.boundary`), a second
             pass with the min(mask, boundary) video IoU.
         workers: processes for the per-video matching (forked; from 32 videos on).
+        client: a :class:`distributed.Client`: the per-video matching as dask tasks instead
+            (``genvis evaluate --scheduler``).
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
@@ -573,7 +629,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     p = params or EvalParams()
     if occlusion and not p.occlusion_ranges:
         p = dataclasses.replace(p, occlusion_ranges=tuple((lo, hi) for _, lo, hi in OCCLUSION_LEVELS))
-    arr = evaluate_arrays(gt, results, p, progress, workers=workers)
+    arr = evaluate_arrays(gt, results, p, progress, workers=workers, client=client)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
     if p.occlusion_ranges:
         n_a, m = len(p.area_ranges), len(p.max_dets) - 1
@@ -592,7 +648,7 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     out["per_category_AP"] = per_cat
     if boundary:
         pb = dataclasses.replace(p, occlusion_ranges=(), iou_type="boundary")
-        barr = evaluate_arrays(gt, results, pb, progress, workers=workers)
+        barr = evaluate_arrays(gt, results, pb, progress, workers=workers, client=client)
         out.update({k: _pct(v) for k, v in zip(BOUNDARY_KEYS, barr.stats[[0, 1, 2, 6, 7]])})
         out["boundary_dilation_ratio"] = pb.boundary_dilation_ratio
     out["num_videos"] = len(gt.videos)
