@@ -1,7 +1,9 @@
 """`genvis evaluate`: score a YouTube-VIS results json against ground truth (video AP / AR).
 
 Writes ``metrics.json`` (AP, AP50, AP75, APs, APm, APl, AR1, AR10 in percent, null where
-undefined, plus per-category AP) atomically and prints a table.
+undefined, plus per-category AP; HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW, class-averaged
+as TrackEval's YouTube-VIS evaluation, with the full class- and detection-averaged results under
+``association``) atomically and prints tables.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     results = read_results(args.results, gt)
     frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     metrics = evaluate(gt, results, progress=len(gt.videos) >= 50)
+    metrics.update(_association(gt, results))
     if frames is not None:
         from genvis.evaluate.frame_ap import FRAME_KEYS, frame_mask_ap
 
@@ -48,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     metrics["results"] = str(args.results)
     atomic_write_json(args.out, metrics, indent=1)
     print(format_table(metrics))
+    from genvis.evaluate.hota import format_assoc_table
+
+    print("\nassociation (TrackEval's HOTA / IDF1; every prediction counts, whatever its score):")
+    print(format_assoc_table(metrics))
     if frames is not None:
         pf = metrics["per_frame"]
         fmt = {k: "-" if pf[k] is None else f"{pf[k]:.2f}" for k in FRAME_KEYS}
@@ -57,6 +64,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(gt.videos)} videos, {len(results)} predicted instances, "
           f"{time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
+
+
+def _association(gt, results) -> dict:
+    """metrics.json entries of :mod:`genvis.evaluate.hota`: the class-averaged HOTA, DetA, AssA,
+    LocA, IDF1, IDSW at top level and the whole result under ``association``."""
+    from genvis.evaluate.hota import ASSOC_KEYS, association_metrics
+
+    assoc = association_metrics(gt, results)
+    return {**{k: assoc["class_averaged"][k] for k in ASSOC_KEYS}, "association": assoc}
 
 
 def _frame_range(text: str) -> tuple[int, int | None]:
