@@ -4,7 +4,7 @@
 
 import json
 
-from genvis.report.metrics import ALL_METRICS, PAPER_METRICS
+from genvis.report.metrics import ALL_METRICS, ASSOC_METRICS, PAPER_METRICS
 
 
 def summary_spec(dataset):
@@ -21,9 +21,10 @@ def summary_spec(dataset):
         "title": f"{dataset}: video instance segmentation, local scoring",
         "tables": [{
             "name": "results",
-            "title": f"{dataset}: video AP / AR (percent) per experiment, detector {d['detector']}",
+            "title": f"{dataset}: video AP / AR and HOTA / DetA / AssA / IDF1 (percent) per experiment, "
+                     f"detector {d['detector']}",
             "label_columns": ["experiment", "split"],
-            "metrics": list(ALL_METRICS),
+            "metrics": list(ALL_METRICS) + list(ASSOC_METRICS),
             "rows": rows,
         }],
     }
@@ -43,7 +44,7 @@ def ablations_spec(dataset):
             "name": "table4",
             "title": "Table 4: inter-clip association (CL, UVLA) and memory (IPM)",
             "label_columns": ["experiment", "N_v", "CL", "UVLA", "IPM"],
-            "metrics": list(PAPER_METRICS),
+            "metrics": list(PAPER_METRICS) + list(ASSOC_METRICS),
             "rows": [{"labels": {k: r[k] for k in ("experiment", "N_v", "CL", "UVLA", "IPM")},
                       "metrics": metrics_path(dataset, r["experiment"], split)} for r in a["table4"]],
         })
@@ -52,7 +53,7 @@ def ablations_spec(dataset):
             "name": "table5",
             "title": "Table 5: memory decoding in IPM",
             "label_columns": ["experiment", "decoding"],
-            "metrics": list(PAPER_METRICS),
+            "metrics": list(PAPER_METRICS) + list(ASSOC_METRICS),
             "rows": [{"labels": {"experiment": r["experiment"], "decoding": r["decoding"]},
                       "metrics": metrics_path(dataset, r["experiment"], split)} for r in a["table5"]],
         })
@@ -61,7 +62,7 @@ def ablations_spec(dataset):
             "name": "table6",
             "title": "Table 6: clip length N_f (N_f^train = N_f^eval)",
             "label_columns": ["experiment", "N_f"],
-            "metrics": list(PAPER_METRICS),
+            "metrics": list(PAPER_METRICS) + list(ASSOC_METRICS),
             "rows": [{"labels": {"experiment": r["experiment"], "N_f": r["N_f"]},
                       "metrics": metrics_path(dataset, r["experiment"], split, r["N_f"])} for r in a["table6"]],
         })
