@@ -161,3 +161,21 @@ def test_evaluate_command_writes_association_metrics(tmp_path, tiny_vis_json, ca
     assert m["AssA"] == m["association"]["class_averaged"]["AssA"]
     printed = capsys.readouterr().out
     assert "HOTA" in printed and "det-averaged" in printed
+
+
+def test_packed_scores_equal_combine():
+    from genvis.evaluate.hota import pack, packed_scores
+
+    a, b = two_walkers()
+    p1 = np.concatenate([a[:5], b[5:]])
+    gt = make_gt({1: (10, 40, 40), 2: (10, 40, 40)}, [(1, 1, a, 0), (1, 1, b, 0), (2, 2, b, 0)],
+                 cats=((1, "x"), (2, "y"), (3, "z")))
+    b_early = np.concatenate([b[:7], np.zeros_like(b[7:])])
+    per = video_counts(gt, [track(1, 1, 0.9, p1), track(1, 1, 0.5, b_early), track(2, 2, 0.4, a),
+                            track(2, 3, 0.3, b)])
+    draw = [per[1], per[2], per[2]]
+    ref = combine(draw, [1, 2, 3])["class_averaged"]
+    got = packed_scores(pack(draw, [1, 2, 3]).sum(0))
+    for k in ("HOTA", "DetA", "AssA", "IDF1"):
+        assert got[k] == pytest.approx(ref[k], abs=1e-5), k  # combine rounds to 1e-6
+    assert 0 < got["AssA"] < 100 and 0 < got["HOTA"] < 100

@@ -295,6 +295,50 @@ def combine(per_video: Sequence[dict[int, Counts]], category_ids: Sequence[int])
     return {"class_averaged": cls_av, "det_averaged": _summary(tot, tot, tot["IDSW"]), "per_category": cat_out}
 
 
+_N_A = len(ALPHAS)
+_INT_FIELDS = ("idtp", "idfn", "idfp", "clr_tp", "clr_fn", "clr_fp", "idsw")
+_ARR_FIELDS = ("tp", "fn", "fp", "ass", "ass_re", "ass_pr", "loc")
+
+
+def pack(per_video: Sequence[dict[int, Counts]], category_ids: Sequence[int]) -> np.ndarray:
+    """Per-video counts as one array, for fast re-combination (video bootstrap).
+
+    Returns:
+        float64 ``[V, K, 7 * 19 + 7]``: per video (in the given order) and category, the
+        per-alpha arrays tp, fn, fp, ass, ass_re, ass_pr, loc, then idtp, idfn, idfp,
+        clr_tp, clr_fn, clr_fp, idsw; zeros where the category has no sequence.
+    """
+    out = np.zeros((len(per_video), len(category_ids), len(_ARR_FIELDS) * _N_A + len(_INT_FIELDS)))
+    for vi, v in enumerate(per_video):
+        for ki, cid in enumerate(category_ids):
+            c = v.get(cid)
+            if c is not None:
+                out[vi, ki] = np.concatenate([*(getattr(c, f) for f in _ARR_FIELDS),
+                                              [getattr(c, f) for f in _INT_FIELDS]])
+    return out
+
+
+def packed_scores(summed: np.ndarray) -> dict[str, float]:
+    """Class-averaged HOTA, DetA, AssA, IDF1 (percent; NaN without a non-empty category) of
+    packed counts summed over videos (``[K, F]``, e.g. ``weights @ pack(...)`` for a bootstrap
+    draw); the same numbers as :func:`combine`'s ``class_averaged``."""
+    k = summed.shape[0]
+    arr = summed[:, : len(_ARR_FIELDS) * _N_A].reshape(k, len(_ARR_FIELDS), _N_A)
+    tp, fn, fp, ass = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+    det_a = tp / np.maximum(1, tp + fn + fp)
+    ass_a = ass / np.maximum(1, tp)
+    used = ((tp + fn + fp) > _EPS).any(1)
+    ints = summed[:, len(_ARR_FIELDS) * _N_A:]
+    idtp, idfn, idfp = ints[:, 0], ints[:, 1], ints[:, 2]
+    id_used = (idtp + idfn + idfp) > 0
+    idf1 = idtp / np.maximum(1.0, idtp + 0.5 * idfp + 0.5 * idfn)
+    nan = float("nan")
+    return {"HOTA": 100.0 * float(np.sqrt(det_a * ass_a)[used].mean(0).mean()) if used.any() else nan,
+            "DetA": 100.0 * float(det_a[used].mean(0).mean()) if used.any() else nan,
+            "AssA": 100.0 * float(ass_a[used].mean(0).mean()) if used.any() else nan,
+            "IDF1": 100.0 * float(idf1[id_used].mean()) if id_used.any() else nan}
+
+
 def _present(seg: Any) -> bool:
     """TrackEval's test: a frame holds a detection when its segmentation is truthy."""
     return bool(seg)
