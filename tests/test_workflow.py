@@ -217,6 +217,38 @@ def test_compare_trains_every_seed_and_fine_tunes_from_the_same_seed(tmp_path):
     assert f"--a {' '.join(a)} --b " in line and f"--plot reports/comparisons/{name}.png" in line
 
 
+def test_table4_long_dry_run_trains_every_row_per_seed_at_10k(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    t = cfg["table4_long"]
+    proc = run_snakemake(tmp_path, "-n", "-p", "table4_long", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    experiments = {r["experiment"] for r in t["rows"]} | {t["control"]["a"], t["control"]["b"]}
+    assert counts["train_seed"] == counts["infer_seed"] == len(experiments) * len(t["seeds"])
+    n_comparisons = len(t["rows"]) - 1 + 1   # every row but the baseline, and the control
+    assert counts["compare_seeds"] == counts["diagnose_comparison"] == n_comparisons
+    assert counts["table4_long_report"] == 1 and "compare" not in counts
+    lines = proc.stdout.splitlines()
+    for e in experiments:
+        line = next(x for x in lines if f"--out runs/synth/{e}/seeds/s4/model.pt" in x)
+        assert "--iterations 10000 " in line and "--seed 4 " in line
+    ft = next(x for x in lines if f"--out runs/synth/{t['control']['a']}/seeds/s2/model.pt" in x)
+    assert f"--init-model runs/synth/{t['baseline']}/seeds/s2/model.pt" in ft
+    line = next(x for x in lines if "--out reports/comparisons/t4l_cl_nv2.json" in x)
+    assert f"--b runs/synth/{t['baseline']}/seeds/s0/valid/results.json" in line
+    assert "genvis report --seed-table reports/table4_long.spec.json --out-dir reports/table4_long" in proc.stdout
+    # the table's comparisons are not part of the compare target
+    proc = run_snakemake(tmp_path, "-n", "compare", config=cfg)
+    assert proc.returncode == 0 and "t4l_" not in proc.stdout
+
+
+def test_table4_long_without_block_names_the_key(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    del cfg["table4_long"]
+    proc = run_snakemake(tmp_path, "-n", "table4_long", config=cfg)
+    assert proc.returncode != 0 and "needs a 'table4_long' block" in proc.stderr + proc.stdout
+
+
 def test_gpu_overlay_trains_longer_on_cuda(tmp_path):
     """config/overlays/gpu_compare.yaml merges over the config: 10,000 iterations, cuda."""
     overlay = REPO / "config" / "overlays" / "gpu_compare.yaml"
