@@ -7,6 +7,8 @@ top-k) as RLE only (no JPEGs), then times:
 
 * ``evaluate()`` on in-memory records (the protocol itself),
 * the whole ``genvis evaluate`` command (json loading, validation, evaluation, writing),
+* ``association_metrics()`` (HOTA / AssA / IDF1 / IDSW, :mod:`genvis.evaluate.hota`) on the
+  same records,
 * the video-IoU step against a naive per-pair, per-frame ``merge``/``area`` loop (the
   official code's form) on the first videos, as a speed-up ratio.
 
@@ -179,6 +181,14 @@ def main() -> None:
     print(f"evaluate(): {t_eval:.2f} s wall ({c_eval:.2f} s CPU), {args.videos / t_eval:.1f} videos/s, "
           f"{frames / t_eval:.0f} frames/s; AP {metrics['AP']:.2f} AP50 {metrics['AP50']:.2f} AR10 {metrics['AR10']:.2f}")
 
+    from genvis.evaluate.hota import association_metrics
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    assoc = association_metrics(gt, results)["class_averaged"]
+    t_assoc, c_assoc = time.perf_counter() - t0, time.process_time() - c0
+    print(f"association_metrics(): {t_assoc:.2f} s wall ({c_assoc:.2f} s CPU), {args.videos / t_assoc:.1f} videos/s; "
+          f"HOTA {assoc['HOTA']:.2f} DetA {assoc['DetA']:.2f} AssA {assoc['AssA']:.2f} IDF1 {assoc['IDF1']:.2f}")
+
     with tempfile.TemporaryDirectory() as tmp:
         gp, rp, mp = Path(tmp, "gt.json"), Path(tmp, "res.json"), Path(tmp, "metrics.json")
         gp.write_text(json.dumps(gt_json))
@@ -198,7 +208,7 @@ def main() -> None:
     print(f"video IoU on {n_naive} videos: ours {ours * 1e3:.1f} ms, naive per-frame merge loop "
           f"{naive * 1e3:.1f} ms ({naive / max(ours, 1e-9):.1f}x faster), max |diff| {diff:.2e}")
     print(f"SUMMARY bench_evaluate: {args.videos} videos, {len(res_json)} predictions, "
-          f"evaluate {args.videos / t_eval:.1f} videos/s, CLI {args.videos / t_cli:.1f} videos/s, "
+          f"evaluate {args.videos / t_eval:.1f} videos/s, HOTA {args.videos / t_assoc:.1f} videos/s, CLI {args.videos / t_cli:.1f} videos/s, "
           f"IoU {naive / max(ours, 1e-9):.1f}x vs naive, device=cpu")
 
 
