@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("compare", "compare", "method A vs B over training seeds: seed-mean video AP, paired video bootstrap"),
     ("diagnose", "diagnose", "the same methods under several inter-clip associations: video and frame AP"),
     ("train-detector", "train_detector", "train the Mask2Former frame detector on a dataset's frames"),
+    ("detector-ap", "detector_ap", "frame-level mask AP of a trained frame detector on a split"),
     ("import-checkpoint", "import_checkpoint", "convert an official Mask2Former/VITA/GenVIS detector checkpoint"),
     ("extract", "extract", "stage one: run the frozen detector and write the Zarr feature cache"),
     ("train", "train", "stage two: train the GenVIS video modules from the cache"),

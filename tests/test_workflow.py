@@ -147,7 +147,8 @@ def test_quickstart_and_ablations_dry_run(tmp_path):
     default_points = set(cfg["datasets"]["synth"]["experiments"])
     default_points |= {r["experiment"] for t in ("table4", "table5") for r in a[t]}
     assert counts == {
-        "synth": 1, "detector": 1, "extract": 2, "train": len(experiments),
+        "synth": 1, "detector": 1, "detector_ap": len(cfg["datasets"]["synth"]["eval_splits"]),
+        "extract": 2, "train": len(experiments),
         "infer": len(default_points), "infer_n_f_eval": len(nf_points),
         "evaluate": len(default_points) + len(nf_points),
         "report_spec": 2, "report": 2, "quickstart": 1, "ablations": 1,
@@ -446,10 +447,15 @@ def test_tiny_workflow_end_to_end(tiny_run):
     assert [r["experiment"] for r in rows] == experiments
     for row in rows:
         metrics = json.loads((workdir / "runs" / "synth" / row["experiment"] / "valid" / "metrics.json").read_text())
-        for key in ("AP", "AP50", "AP75", "AR1", "AR10"):
+        for key in ("AP", "AP50", "AP75", "AR1", "AR10", "HOTA", "DetA", "AssA", "IDF1"):
             assert 0.0 <= metrics[key] <= 100.0
             assert float(row[key]) == pytest.approx(metrics[key], abs=1e-4)
         assert metrics["AP50"] >= metrics["AP75"]
+    detector = cfg["datasets"]["synth"]["detector"]
+    det_rows = list(csv.DictReader((report / "detector.csv").read_text().splitlines()))
+    frame_ap = json.loads((workdir / "detectors" / "synth" / f"{detector}.valid.frame_ap.json").read_text())
+    assert [r["split"] for r in det_rows] == ["valid"] and 0 <= frame_ap["AP"] <= 100
+    assert float(det_rows[0]["AP"]) == pytest.approx(frame_ap["AP"], abs=1e-4)
     for e in experiments:
         assert (workdir / "runs" / "synth" / e / "model.pt").stat().st_size > 0
     ablations = workdir / "reports" / "synth" / "ablations"

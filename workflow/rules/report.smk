@@ -17,6 +17,19 @@ def summary_spec(dataset):
     ]
     if not rows:
         raise ConfigError(f"datasets.{dataset}.eval_splits", "no eval_splits: nothing to report")
+    tables = []
+    if d.get("detector_ap_frames") is not None:
+        n = int(d["detector_ap_frames"])
+        tables.append({
+            "name": "detector",
+            "title": f"{dataset}: frame detector {d['detector']}, frame mask AP (percent, identities ignored; "
+                     + ("all frames" if n == 0 else f"{n} evenly spaced frames per video") + ")",
+            "label_columns": ["detector", "split"],
+            "metrics": ["AP", "AP50", "AP75"],
+            "rows": [{"labels": {"detector": d["detector"], "split": s},
+                      "metrics": f"detectors/{dataset}/{d['detector']}.{s}.frame_ap.json"}
+                     for s in d.get("eval_splits", [])],
+        })
     return {
         "title": f"{dataset}: video instance segmentation, local scoring",
         "tables": [{
@@ -26,7 +39,7 @@ def summary_spec(dataset):
             "label_columns": ["experiment", "split"],
             "metrics": list(ALL_METRICS) + list(ASSOC_METRICS),
             "rows": rows,
-        }],
+        }] + tables,
     }
 
 
