@@ -20,7 +20,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("import-davis", "import_davis", "convert a DAVIS-layout dataset to YouTube-VIS json"),
     ("split", "split", "split a VIS json by video into train and held-out parts (local scoring)"),
     ("augment", "augment", "write randomly flipped and cropped views of a training split (before stage one)"),
-    ("evaluate", "evaluate", "score YouTube-VIS results json against ground truth (video AP/AR)"),
+    ("evaluate", "evaluate", "score YouTube-VIS results json against ground truth (video AP/AR, HOTA/AssA/IDF1)"),
     ("compare", "compare", "method A vs B over training seeds: seed-mean video AP, paired video bootstrap"),
     ("diagnose", "diagnose", "the same methods under several inter-clip associations: video and frame AP"),
     ("train-detector", "train_detector", "train the Mask2Former frame detector on a dataset's frames"),
