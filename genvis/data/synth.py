@@ -31,7 +31,8 @@ Two styles (``SynthConfig.style``):
   across crossings, occlusions and exits needs temporal context. The look-alike pair, the
   crossings, the occluder bar, leaving / re-entering and late appearance are as in
   ``"shared"``, with more of them (look-alike pair in 90% of the videos, a second
-  look-alike pair in 50%).
+  look-alike pair in 50%; 85% of the instances outside a pair and 40% of those in one
+  leave the frame mid-video and come back).
 
 Output (:func:`write_synth_dataset`): ``DIR/frames/<video>/<00000>.jpg``,
 ``DIR/train.json`` and ``DIR/valid.json`` (OVIS format, both with ground truth,
@@ -295,7 +296,10 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
     # Leave and re-enter: the bounce box reaches far beyond one edge and the instance is at
     # that far point mid-video, so it is out of view for several frames and comes back.
     for k, s in enumerate(specs):
-        if k in paired or length < 16 or rng.random() >= 0.6:
+        if distinct:  # more exits: every instance may leave, a crossing partner less often
+            if length < 16 or rng.random() >= (0.4 if k in paired else 0.85):
+                continue
+        elif k in paired or length < 16 or rng.random() >= 0.6:
             continue
         axis = int(rng.integers(2))
         extent = (w, h)[axis]
