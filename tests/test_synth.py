@@ -88,6 +88,8 @@ def test_stresses_genvis_cares_about(stress_set):
         idx = np.flatnonzero(_present(a))
         return int(np.diff(idx).max()) - 1 if len(idx) > 1 else 0
     assert sum(longest_gap(a) >= 3 for a in anns) >= 3
+    if style == "distinct":  # more exits than the shared style (11 of 49 instances there)
+        assert sum(longest_gap(a) >= 5 for a in anns) >= 0.3 * len(anns)
     # instances first appearing mid-video
     assert sum(int(np.flatnonzero(_present(a))[0]) >= 5 for a in anns) >= 2
     # crossings with occlusion: two instances' boxes overlap heavily on some frame
