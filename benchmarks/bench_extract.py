@@ -12,6 +12,13 @@ The last printed line is a one-line summary. Examples::
     python benchmarks/bench_extract.py                               # tiny detector, 96x128
     python benchmarks/bench_extract.py --config config/detectors/davis_lite0.yaml --height 240 --width 427
     python benchmarks/bench_extract.py --detector DET.pt --height 480 --width 854 --device cuda
+    python benchmarks/bench_extract.py --videos 8 --workers 1 2     # + dask workers (genvis.cluster)
+
+With ``--workers N [N ...]`` it also runs the extraction as dask tasks on a local cluster of
+N worker processes (one torch thread each; ``genvis extract --workers N``) and prints, for
+each N, the frames/s of the run (the cluster already up and every worker's detector loaded),
+the start-up cost (cluster start + detector load on every worker) and the speed-up over
+N = the first value given.
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--keep", default=None, help="keep the store at this path instead of a temp dir")
+    parser.add_argument("--workers", type=int, nargs="*", default=[],
+                        help="also time dask extraction with these numbers of local worker processes")
     args = parser.parse_args(argv)
 
     import torch
@@ -113,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         disk = dir_bytes(store / layout.VIDEOS_GROUP)
         chunk_bytes = {f: sum(dir_bytes(store / layout.VIDEOS_GROUP / str(v) / f) for v in reader.video_ids)
                        for f in layout.FIELDS}
+        cluster_rows = time_workers(args, det, split, tmp) if args.workers else []
     frames = stats.frames
     raw = sum(per_frame.values())
     print(f"device: {args.device} ({torch.get_num_threads()} CPU threads), detector: {cfg.name} "
@@ -134,7 +144,37 @@ def main(argv: list[str] | None = None) -> int:
           f"{frames / stats.total_s:.2f} frames/s, detector {100 * stats.forward_s / total:.0f}% / "
           f"write {100 * stats.write_s / total:.0f}% / read {100 * stats.read_s / total:.0f}%, "
           f"{disk / frames / 1024:.1f} KiB/frame on disk (raw {raw / 1024:.1f} KiB, {raw * frames / disk:.2f}x)")
+    for n, fps, start_s in cluster_rows:
+        print(f"dask {n} worker(s) x 1 thread: {fps:.2f} frames/s, start-up {start_s:.1f}s "
+              f"(cluster start + detector load on every worker), "
+              f"{fps / cluster_rows[0][1]:.2f}x the {cluster_rows[0][0]}-worker rate")
     return 0
+
+
+def time_workers(args, det, split, tmp: Path) -> list[tuple[int, float, float]]:
+    """Extraction as dask tasks: (workers, frames/s of the run, start-up seconds) per count.
+
+    Start-up = local cluster start + loading the detector on every worker (measured by
+    registering the worker plugin once); the run itself loads it again, as a
+    ``genvis extract --workers N`` run does once, so its frames/s include one load per worker.
+    """
+    import time
+
+    from genvis.cluster import _DetectorPlugin, cluster_client, extract_on_cluster
+
+    det_path = tmp / "det.pt"
+    det.save(det_path)
+    rows = []
+    for n in args.workers:
+        t0 = time.perf_counter()
+        with cluster_client(workers=n, threads_per_worker=1) as client:
+            client.register_plugin(_DetectorPlugin(str(det_path), str(split), args.device, 1))
+            start_s = time.perf_counter() - t0
+            stats = extract_on_cluster(client, split, tmp / "frames", det_path, tmp / f"w{n}.zarr",
+                                       batch_size=args.batch_size, min_size=args.min_size,
+                                       max_size=args.max_size, device=args.device, progress=False)
+        rows.append((n, stats.frames / stats.total_s, start_s))
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Peak resident memory of inference against video length (50, 200, 800 frames by default).
 
-Goal (DESIGN.md "Performance budgets"): memory does not grow with the video length -- the
+Goal: memory does not grow with the video length -- the
 800-frame peak within 1.2x of the 50-frame peak. Each (path, length) runs in a fresh
 subprocess so peaks cannot mask each other; the child reports ``ru_maxrss`` (peak RSS of
 the whole process: Python, torch, the model and the inference) and its RSS just before
@@ -16,7 +16,8 @@ by default) with one randomly initialised GenVIS model of the experiment's sizes
   they were held). The features are random but spatially smooth (non-negative
   like the detector's ReLU output, so masks and their RLEs have realistic sizes; per-pixel
   noise would give worst-case RLEs): memory does not otherwise depend on their values.
-* end to end: ``../shared/data/videos/vtest.avi`` (768x576) decoded with PyAV as a video
+* end to end: the optional real data's ``videos/vtest.avi`` (``../shared/data`` beside the
+  repository by default, ``--shared-data``; 768x576) decoded with PyAV as a video
   file, its frames repeated / truncated to each length, through ``DetectorClipSource``
   (randomly initialised synth-tiny detector at its 96x128 input, outputs spilled to float16
   files for pass 2, so the detector runs once per frame), then stage two. An 800-frame video

@@ -76,7 +76,8 @@ def main() -> None:
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.model.genvis import GenVIS
     from genvis.train.criterion import SetCriterion
-    from genvis.train.loop import build_optimizer, probe_sizes, sample_losses
+    from genvis.clip_source import probe_sizes
+    from genvis.train.loop import build_optimizer, sample_losses
     from genvis.train.sampler import ClipSampler
     from genvis.train.targets import DatasetTargets
 

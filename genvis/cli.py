@@ -8,11 +8,13 @@ sub-command runs, so ``genvis --help`` stays fast (no torch import).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
 
 from genvis import __version__
-from genvis.errors import GenvisError
+from genvis.errors import GenvisError, InputWarning
 
 # (sub-command, module under genvis.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
@@ -63,11 +65,41 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"genvis {name}", description=help_text)
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
-    try:
-        return int(module.run(args) or 0)
-    except GenvisError as exc:
-        print(f"genvis {name}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(name, warnings.showwarning)
+        try:
+            from genvis.commands import check_output_paths
+
+            check_output_paths(args)
+            return int(module.run(args) or 0)
+        except GenvisError as exc:
+            _error(name, str(exc))
+            return 2
+        except OSError as exc:
+            # the operating system refused (read-only or full disk, permission): one line
+            # naming the path, as for bad input; nothing is half-written (atomic writes)
+            where = exc.filename if exc.filename is not None else ""
+            _error(name, f"{where}{': ' if where else ''}{exc.strerror or exc}")
+            return 2
+
+
+def _error(name: str, message: str) -> None:
+    """Print one error line (a message with line breaks is joined on one line)."""
+    print(f"genvis {name}: error: " + " ".join(message.split()), file=sys.stderr)
+
+
+def _one_line_warnings(name: str, default):
+    """A ``warnings.showwarning`` that prints :class:`InputWarning` as one line
+    ``genvis NAME: warning: ...`` and leaves other warnings to ``default``."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            with contextlib.suppress(OSError):
+                print(f"genvis {name}: warning: " + " ".join(str(message).split()), file=file or sys.stderr)
+            return
+        default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 if __name__ == "__main__":  # pragma: no cover

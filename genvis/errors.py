@@ -31,3 +31,18 @@ class InputError(GenvisError, ValueError):
 
 class ConfigError(InputError):
     """A configuration value is missing or invalid; ``source`` names the config key."""
+
+
+class InputWarning(UserWarning):
+    """An input that genvis accepts but that is probably not what the user meant (e.g.
+    duplicate results); scored as the official tools would. The CLI prints it on one line.
+
+    Args:
+        source: the file path or the name of the input.
+        problem: what is odd about it and how it is treated, in words.
+    """
+
+    def __init__(self, source: str | PathLike | None, problem: str):
+        self.source = None if source is None else str(source)
+        self.problem = problem
+        super().__init__(problem if source is None else f"{source}: {problem}")

@@ -1,6 +1,9 @@
 """Shared pytest fixtures (small, fast, useful to every part).
 
-- ``shared_data``: Path of ``../shared/data`` (real DAVIS frames, vtest.avi); skips if absent.
+- ``shared_data``: the optional real data (DAVIS 2016 240p frames and masks, vtest.avi) in
+  ``../shared/data`` beside the repository; tests using it are skipped when it is absent.
+- ``shared_fixtures``: Path of ``../shared/fixtures`` (outputs of the official implementation);
+  skips if absent.
 - ``tiny_vis_dict`` / ``tiny_vis_json``: a tiny YouTube-VIS ground truth (3 videos of 4-6
   frames at 24x32, 2 categories, an instance absent in some frames, one first appearing
   mid-video), as a dict / written to ``tmp_path / "tiny_vis.json"``. No frames on disk.
@@ -17,14 +20,24 @@ import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` from the repo root; the test is skipped when it is not there."""
+    """The optional real data folder (``../shared/data``); the test is skipped when it is not there."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """``../shared/fixtures`` from the repo root (official outputs to compare with); the test is
+    skipped when it is not there."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"official-output fixtures not found at {SHARED_FIXTURES} (read-only, not in the repo)")
+    return SHARED_FIXTURES
 
 
 def make_tiny_vis_dict(seed: int = 0) -> dict:

@@ -13,6 +13,7 @@ import torch
 from genvis.cache import layout
 from genvis.cache.reader import CacheReader
 from genvis.cache.writer import CacheWriter
+from genvis.clip_source import ClipSource, check_covers
 from genvis.errors import InputError
 
 L, Q, C, K, H, W = 3, 5, 8, 4, 6, 10
@@ -110,11 +111,19 @@ def test_clear_errors(store, tmp_path):
         r.read_clip(7, 5, 12)
     with pytest.raises(InputError, match="does not exist"):
         CacheReader(tmp_path / "nope.zarr")
-    with pytest.raises(InputError, match="video ids|not in the cache: 5, 99"):
-        r.check_covers(SimpleNamespace(videos=[SimpleNamespace(id=3, length=4),
-                                               SimpleNamespace(id=5, length=2),
-                                               SimpleNamespace(id=99, length=2)], path="x.json"))
-    r.check_covers(SimpleNamespace(videos=[SimpleNamespace(id=3, length=4)], path="x.json"))
+
+
+def test_cache_is_a_clip_source_and_coverage_is_checked(store):
+    path, _ = store
+    r = CacheReader(path)
+    assert isinstance(r, ClipSource)
+    with pytest.raises(InputError, match=r"2 video\(s\) of x.json are missing: 5, 99"):
+        check_covers(r, SimpleNamespace(videos=[SimpleNamespace(id=3, length=4),
+                                                SimpleNamespace(id=5, length=2),
+                                                SimpleNamespace(id=99, length=2)], path="x.json"))
+    with pytest.raises(InputError, match="video 3 has 4 frames but the annotation file lists 5"):
+        check_covers(r, SimpleNamespace(videos=[SimpleNamespace(id=3, length=5)], path="x.json"))
+    check_covers(r, SimpleNamespace(videos=[SimpleNamespace(id=3, length=4)], path="x.json"))
 
 
 def test_nan_in_cache_is_reported_with_video_id(store):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from genvis.detector.checkpoint import import_official_checkpoint, read_official_checkpoint
+from genvis.detector.official_import import (import_official_checkpoint, import_official_weights,
+                                            read_official_checkpoint)
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
 from genvis.errors import InputError
@@ -54,6 +55,8 @@ INVERSE = [
      lambda m: f"backbone.layers.{m[1]}.blocks.{m[2]}.mlp.{m[3]}.{m[4]}"),
     (B + r"swin\.encoder\.layers\.(\d)\.downsample\.(reduction|norm)\.(\w+)",
      lambda m: f"backbone.layers.{m[1]}.downsample.{m[2]}.{m[3]}"),
+    (B + r"swin\.encoder\.layers\.(\d)\.blocks\.(\d)\.attention\.relative_position_bias\.relative_position_index",
+     lambda m: f"backbone.layers.{m[1]}.blocks.{m[2]}.attn.relative_position_index"),
     (B + r"hidden_states_norms\.stage(\d)\.(\w+)", lambda m: f"backbone.norm{int(m[1]) - 1}.{m[2]}"),
     (P + r"input_projections\.(\d)\.(\d)\.(\w+)", lambda m: f"sem_seg_head.pixel_decoder.input_proj.{m[1]}.{m[2]}.{m[3]}"),
     (P + r"level_embed", lambda m: "sem_seg_head.pixel_decoder.transformer.level_embed"),
@@ -107,6 +110,9 @@ def to_official(det: FrameDetector) -> dict[str, np.ndarray]:
                 name = fn(m)
                 if isinstance(name, tuple):
                     parts.setdefault(name[0], {})[name[1]] = v.numpy()
+                elif name.endswith("relative_position_index"):  # official: int64 [ws*ws, ws*ws]
+                    n = int(round(v.numel() ** 0.5))
+                    out[name] = v.numpy().reshape(n, n).copy()
                 else:
                     out[name] = v.numpy().copy()
                 break
@@ -166,15 +172,61 @@ def test_vita_pth_import_swin_with_extra_modules(tmp_path):
     src = randomized(SWIN, 1)
     official = {k: torch.from_numpy(v) for k, v in to_official(src).items()}
     assert "backbone.layers.0.blocks.0.attn.qkv.weight" in official
-    n_heads = 1
-    official["backbone.layers.0.blocks.0.attn.relative_position_index"] = torch.zeros(16, 16, dtype=torch.long)
+    assert official["backbone.layers.2.blocks.1.attn.relative_position_index"].shape == (16, 16)
     official["vita_module.query_feat.weight"] = torch.zeros(7, 32)  # video module: not detector
     official["criterion.empty_weight"] = torch.ones(4)
     path = tmp_path / "vita_swin.pth"
     torch.save({"model": official, "iteration": 5}, path)
     det, report = import_official_checkpoint(path, SWIN)
-    assert report["ignored_non_detector"] == 2 and report["derived_buffers"] == n_heads
+    assert report["ignored_non_detector"] == 2
+    assert report["position_index"] == 5 and report["nonstandard_position_index"] == 0  # 1+1+2+1 blocks
     _check_same(src, det)
+
+
+def test_swin_stored_position_index_is_used_as_the_official_code_does(tmp_path):
+    """The official Swin keeps relative_position_index as a persistent buffer: a checkpoint's
+    table is loaded (floats cast to int64 by truncation, as load_state_dict's copy_ does) and
+    used as stored; the detector file keeps it. Without the tables the standard one is used."""
+    src = randomized(SWIN, 2)
+    official = to_official(src)
+    key = "backbone.layers.1.blocks.0.attn.relative_position_index"
+    table = official[key]
+    odd = np.flip(table, axis=1).astype(np.float32) + 0.75       # another valid table, as floats
+    official[key] = odd
+    det, report = import_official_weights(official, SWIN)
+    assert report["position_index"] == 5 and report["nonstandard_position_index"] == 1
+    target = B + "swin.encoder.layers.1.blocks.0.attention.relative_position_bias.relative_position_index"
+    expected = torch.from_numpy(np.flip(table, axis=1).copy()).reshape(-1)
+    assert torch.equal(det.state_dict()[target], expected)
+    ref = randomized(SWIN, 2)
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert not torch.allclose(det(x).frame_queries, ref(x).frame_queries)
+        ref.state_dict()[target].copy_(expected)
+        assert torch.equal(det(x).frame_queries, ref(x).frame_queries)
+    det.save(tmp_path / "det.pt")
+    assert torch.equal(FrameDetector.load(tmp_path / "det.pt").state_dict()[target], expected)
+    # a checkpoint without the tables (the buffer is derived): the standard ones
+    plain = {k: v for k, v in to_official(src).items() if not k.endswith("relative_position_index")}
+    det, report = import_official_weights(plain, SWIN)
+    assert report["position_index"] == 0
+    _check_same(src, det)
+    bad = dict(official, **{key: np.full((16, 16), 49)})
+    with pytest.raises(InputError, match=r"relative_position_index: .* must lie in \[0, 49\)"):
+        import_official_weights(bad, SWIN)
+    with pytest.raises(InputError, match="does not fit the configured window"):
+        import_official_weights(dict(official, **{key: np.zeros((9, 9))}), SWIN)
+
+
+def test_swin_detector_files_without_position_index_still_load(tmp_path):
+    """Detector files written before the index was saved load with the standard index."""
+    src = randomized(SWIN, 3)
+    src.save(tmp_path / "det.pt")
+    payload = torch.load(tmp_path / "det.pt", weights_only=True)
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items()
+                             if not k.endswith("relative_position_index")}
+    torch.save(payload, tmp_path / "old.pt")
+    _check_same(src, FrameDetector.load(tmp_path / "old.pt"))
 
 
 def test_cli_import_checkpoint(resnet_det, tmp_path, capsys):
@@ -253,3 +305,100 @@ def test_corrupt_and_mismatched_checkpoints(resnet_det, tmp_path):
         import_official_checkpoint(epath, RESNET)
     with pytest.raises(InputError, match="official checkpoints use ResNet or Swin"):
         import_official_checkpoint(good, DetectorConfig(**{**RESNET.to_dict(), "backbone": "efficientnet_lite0"}))
+
+
+def _official_swin_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, depths, heads, window: int,
+                           no_shift_at_small_maps: bool = False) -> list[torch.Tensor]:
+    """Independent statement of the official detection Swin's forward (Swin Transformer for
+    detection as used by Mask2Former / VITA / GenVIS), on official parameter names: pad to the
+    patch size, conv + LayerNorm; per block LayerNorm, zero-pad to window multiples, cyclic
+    shift by window // 2 in odd blocks with -100 masks between the shift regions of the
+    padded map, windowed attention with the stored relative position index, un-shift, crop,
+    residual, MLP; per stage the output norm, then 2x2 patch merging (odd sizes padded).
+    ``no_shift_at_small_maps`` drops the shift where min(H, W) <= window (what a Swin that
+    clamps its window to the resolution does): a negative control."""
+    F = torch.nn.functional
+
+    def ln(t, p):
+        return F.layer_norm(t, t.shape[-1:], sd[p + ".weight"], sd[p + ".bias"])
+
+    def lin(t, p, bias=True):
+        return F.linear(t, sd[p + ".weight"], sd[p + ".bias"] if bias else None)
+
+    h_in, w_in = x.shape[-2:]
+    x = F.pad(x, (0, (-w_in) % 4, 0, (-h_in) % 4))
+    x = F.conv2d(x, sd["backbone.patch_embed.proj.weight"], sd["backbone.patch_embed.proj.bias"], stride=4)
+    b, c, h, w = x.shape
+    x = ln(x.flatten(2).transpose(1, 2), "backbone.patch_embed.norm")
+    outs = []
+    for i, depth in enumerate(depths):
+        nh = heads[i]
+        for j in range(depth):
+            p = f"backbone.layers.{i}.blocks.{j}."
+            shift = window // 2 if j % 2 else 0
+            if no_shift_at_small_maps and min(h, w) <= window:
+                shift = 0
+            y = ln(x, p + "norm1").view(b, h, w, c)
+            y = F.pad(y, (0, 0, 0, (-w) % window, 0, (-h) % window))
+            hp, wp = y.shape[1:3]
+            if shift:
+                y = torch.roll(y, (-shift, -shift), (1, 2))
+
+            def windows(t):
+                t = t.view(t.shape[0], hp // window, window, wp // window, window, t.shape[-1])
+                return t.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, t.shape[-1])
+
+            win = windows(y)
+            n = window * window
+            qkv = lin(win, p + "attn.qkv").reshape(-1, n, 3, nh, c // nh).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0] * (c // nh) ** -0.5, qkv[1], qkv[2]
+            index = sd[p + "attn.relative_position_index"].reshape(-1).long()
+            bias = sd[p + "attn.relative_position_bias_table"][index].view(n, n, nh).permute(2, 0, 1)
+            attn = q @ k.transpose(-2, -1) + bias
+            if shift:
+                hr = (torch.arange(hp) >= hp - window).long() + (torch.arange(hp) >= hp - shift).long()
+                wr = (torch.arange(wp) >= wp - window).long() + (torch.arange(wp) >= wp - shift).long()
+                region = windows((hr[:, None] * 3 + wr[None, :]).view(1, hp, wp, 1).float())[..., 0]
+                mask = (region[:, None, :] != region[:, :, None]).float() * -100.0   # nW, n, n
+                attn = (attn.view(b, -1, nh, n, n) + mask[None, :, None]).view(-1, nh, n, n)
+            out = (attn.softmax(-1) @ v).transpose(1, 2).reshape(-1, n, c)
+            out = lin(out, p + "attn.proj").view(b, hp // window, wp // window, window, window, c)
+            out = out.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+            if shift:
+                out = torch.roll(out, (shift, shift), (1, 2))
+            x = x + out[:, :h, :w].reshape(b, h * w, c)
+            x = x + lin(F.gelu(lin(ln(x, p + "norm2"), p + "mlp.fc1")), p + "mlp.fc2")
+        outs.append(ln(x, f"backbone.norm{i}").view(b, h, w, c).permute(0, 3, 1, 2))
+        if i < len(depths) - 1:
+            p = f"backbone.layers.{i}.downsample."
+            y = F.pad(x.view(b, h, w, c), (0, 0, 0, w % 2, 0, h % 2))
+            y = torch.cat([y[:, 0::2, 0::2], y[:, 1::2, 0::2], y[:, 0::2, 1::2], y[:, 1::2, 1::2]], -1)
+            x = lin(ln(y.reshape(b, -1, 4 * c), p + "norm"), p + "reduction", bias=False)
+            h, w, c = (h + 1) // 2, (w + 1) // 2, 2 * c
+    return outs
+
+
+def test_swin_backbone_equals_the_official_swin_at_stage_sizes_below_the_window():
+    """Window 4 on a 66 x 98 input: stage maps 17x25, 9x13, 5x7, 3x4 -- patch padding, odd
+    patch merging, window padding, and shifted windows (with masks) on maps no larger than
+    the window (stage 4), where a Swin that clamps its window drops the shift."""
+    depths, heads = [2, 2, 2, 2], [1, 2, 2, 4]
+    cfg = DetectorConfig(backbone="swin", backbone_options=dict(embed_dim=16, depths=depths, num_heads=heads,
+                                                                window_size=4), **HEAD)
+    det = randomized(cfg, 5)
+    official = to_official(det)
+    # a non-standard stored index in one shifted block: the official code uses it as stored
+    key = "backbone.layers.3.blocks.1.attn.relative_position_index"
+    official[key] = np.flip(official[key], axis=0).copy()
+    det, report = import_official_weights(official, cfg)
+    assert report["nonstandard_position_index"] == 1
+    sd = {k: torch.from_numpy(v) for k, v in official.items()}
+    x = torch.randn(2, 3, 66, 98, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        ours = det.m2f.model.pixel_level_module.encoder(x).feature_maps
+        ref = _official_swin_forward(sd, x, depths, heads, 4)
+        clamped = _official_swin_forward(sd, x, depths, heads, 4, no_shift_at_small_maps=True)
+    assert [tuple(f.shape[-2:]) for f in ours] == [(17, 25), (9, 13), (5, 7), (3, 4)]
+    for a, r in zip(ours, ref):
+        assert (a - r).abs().max().item() < 1e-4
+    assert (ours[3] - clamped[3]).abs().max().item() > 1e-2    # the control differs: the test can fail

@@ -12,6 +12,7 @@ from genvis.cache.reader import CacheReader
 from genvis.data.ytvis import load_vis_json
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
+from genvis.clip_source import ClipSource
 from genvis.errors import InputError
 from genvis.infer.detector_source import DetectorClipSource
 from genvis.infer.inference import run_inference
@@ -54,6 +55,10 @@ def test_clips_match_the_extracted_cache(setup):
         torch.testing.assert_close(got[f], want[f], atol=2e-2, rtol=1e-2)  # cache is float16
     last = src.read_clip(vid, 0, 2, fields=("frame_queries",), layers=slice(-1, None))
     assert last["frame_queries"].shape[1] == 1
+    assert isinstance(src, ClipSource)
+    clips = list(src.iter_clips(vid, 2, ("frame_queries",), layers=slice(-1, None)))
+    assert [(s, e) for s, e, _ in clips] == [(s, min(s + 2, n)) for s in range(0, n, 2)]
+    torch.testing.assert_close(clips[0][2]["frame_queries"], last["frame_queries"])
     with pytest.raises(InputError, match="out of range"):
         src.read_clip(vid, 0, n + 1)
     with pytest.raises(InputError, match="not in the clip source"):

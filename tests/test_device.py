@@ -7,13 +7,13 @@ machines the device checks and the CPU path are tested.
 import pytest
 import torch
 
-from genvis.checkpoints import load_model
+from genvis.model.checkpoint import load_model
 from genvis.cli import main
 from genvis.errors import InputError
 from genvis.infer.inference import run_inference
 from genvis.train.config import ExperimentConfig
 from genvis.train.loop import train
-from genvis.train.toy import make_toy_problem
+from tests.helpers.toy import make_toy_problem
 from genvis.utils.device import resolve_device
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

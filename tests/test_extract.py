@@ -19,6 +19,7 @@ from PIL import Image
 from genvis.cache import layout
 from genvis.cache.extract import extract, parse_shard, shard_video_ids
 from genvis.cache.reader import CacheReader
+from genvis.clip_source import check_covers
 from genvis.data.ytvis import load_vis_json
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
@@ -81,7 +82,7 @@ def test_extract_writes_every_frame(setup, tmp_path):
     assert stats.videos_written == 4 and stats.frames == sum(LENGTHS.values())
     r = CacheReader(tmp_path / "c.zarr")
     assert r.video_ids == [2, 4, 6, 9]
-    r.check_covers(ds)
+    check_covers(r, ds)
     a = r.video_attrs(9)
     assert a["original_size"] == [20, 28] and a["resized_size"] == [32, 45] and a["padded_size"] == [32, 64]
     assert a["file_names"][3] == "v9/003.png"

@@ -8,13 +8,14 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.nn import functional as F
 
-from genvis.checkpoints import load_model
+from genvis.clip_source import ClipSource
+from genvis.model.checkpoint import load_model
 from genvis.errors import ConfigError, InputError
 from genvis.infer.inference import infer_video, run_inference, select_topk, write_inference
 from genvis.infer.minvis import associate
 from genvis.train.config import ExperimentConfig
 from genvis.train.loop import train
-from genvis.train.toy import make_toy_problem
+from tests.helpers.toy import make_toy_problem
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -90,11 +91,12 @@ def test_streamed_masks_and_scores_match_whole_video_computation(models, toy):
 
 
 def test_write_inference_streams_the_same_results_and_leaves_nothing_on_error(models, toy, tmp_path):
-    from genvis.train.clip_source import InMemoryClipSource
+    from tests.helpers.clip_source import InMemoryClipSource
 
     src, ds = toy
     model = models["semi_online"]
     out = tmp_path / "res.json"
+    assert isinstance(src, ClipSource)
     count = write_inference(model, src, ds, 2, out, top_k=4, progress=False)
     expected = run_inference(model, src, ds, 2, top_k=4, progress=False)
     assert count == len(expected) == 8
@@ -112,7 +114,7 @@ def test_write_inference_streams_the_same_results_and_leaves_nothing_on_error(mo
 
 
 def test_interrupted_inference_resumes_without_redoing_finished_videos(models, toy, tmp_path):
-    from genvis.train.clip_source import InMemoryClipSource
+    from tests.helpers.clip_source import InMemoryClipSource
 
     class Counting(InMemoryClipSource):
         def __init__(self, videos):
@@ -240,7 +242,7 @@ def test_cli_train_and_infer_through_a_zarr_cache(tmp_path, toy):
     assert (tmp_path / "res2.json").read_bytes() == res.read_bytes() and not parts.exists()
     # --association overrides the experiment's: the same results as run_inference with minvis
     from genvis.cache.reader import CacheReader
-    from genvis.checkpoints import load_model
+    from genvis.model.checkpoint import load_model
     res_mv = tmp_path / "res_minvis.json"
     assert main(["infer", "--cache", str(store), "--annotations", str(ann), "--model", str(model),
                  "--out", str(res_mv), "--n-f-eval", "4", "--top-k", "3", "--association", "minvis",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genvis.checkpoints import save_model
+from genvis.model.checkpoint import save_model
 from genvis.cli import main
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector

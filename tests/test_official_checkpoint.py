@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from genvis.checkpoints import load_official_genvis, to_official_state_dict
+from genvis.model.checkpoint import load_official_genvis, to_official_state_dict
 from genvis.errors import ConfigError, InputError
 from genvis.model.config import GenVISConfig
 from genvis.model.genvis import GenVIS
@@ -141,7 +141,7 @@ def test_outputs_match_an_independent_statement_of_the_official_forward(n_f):
 
 
 def test_heads_initialised_from_the_frame_detector(tmp_path):
-    from genvis.checkpoints import init_heads_from_detector
+    from genvis.model.checkpoint import init_heads_from_detector
     from genvis.detector.config import DetectorConfig
     from genvis.detector.model import FrameDetector
 

@@ -8,13 +8,14 @@ import torch
 
 from genvis.errors import ConfigError, InputError
 from genvis.model.genvis import GenVIS
-from genvis.train.clip_source import InMemoryClipSource
+from tests.helpers.clip_source import InMemoryClipSource
 from genvis.train.config import ExperimentConfig
 from genvis.train.criterion import SetCriterion
-from genvis.train.loop import probe_sizes, sample_losses, train
+from genvis.clip_source import probe_sizes
+from genvis.train.loop import sample_losses, train
 from genvis.train.sampler import ClipSampler
 from genvis.train.targets import DatasetTargets
-from genvis.train.toy import make_toy_problem
+from tests.helpers.toy import make_toy_problem
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,12 +6,12 @@ import warnings
 import pytest
 import torch
 
-from genvis.checkpoints import load_model
+from genvis.model.checkpoint import load_model
 from genvis.errors import ConfigError, InputError
-from genvis.train.clip_source import InMemoryClipSource
+from tests.helpers.clip_source import InMemoryClipSource
 from genvis.train.config import ExperimentConfig, load_experiment
 from genvis.train.loop import train
-from genvis.train.toy import make_toy_problem
+from tests.helpers.toy import make_toy_problem
 from genvis.train.uvla import AssignmentError
 
 

@@ -475,7 +475,7 @@ def test_tiny_workflow_end_to_end(tiny_run):
 def test_tiny_compare_matches_per_seed_evaluation(tiny_run):
     """The compare target: per-seed AP equal to evaluating each seeded results file, seed 0
     trained by --seed equal to the yaml's seed 0, seed 1 a different model."""
-    from genvis.checkpoints import load_model
+    from genvis.model.checkpoint import load_model
     from genvis.data.results import read_results
     from genvis.data.ytvis import load_vis_json
     from genvis.evaluate.ytvis_eval import evaluate
@@ -574,3 +574,24 @@ def test_detector_change_reruns_detector_and_extraction(tiny_run):
     assert counts.get("train") == len(cfg["datasets"]["synth"]["experiments"])
     assert "synth" not in counts
 
+
+
+def test_dask_options_reach_the_extract_and_infer_jobs(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    cfg["resources"]["extract_workers"] = 2
+    proc = run_snakemake(tmp_path, "-n", "-p", "runs/synth/minvis_nv1/valid/metrics.json", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    extract = [x for x in proc.stdout.splitlines() if "genvis extract " in x]
+    assert extract and all(" --threads 1 --workers 2 " in x for x in extract)
+    infer = next(x for x in proc.stdout.splitlines() if "genvis infer " in x)
+    assert "--workers" not in infer and "--scheduler" not in infer
+    cfg["dask_scheduler"] = "tcp://127.0.0.1:8786"
+    proc = run_snakemake(tmp_path, "-n", "-p", "runs/synth/minvis_nv1/valid/metrics.json", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    for tool in ("genvis extract ", "genvis infer "):
+        line = next(x for x in lines if tool in x)
+        assert " --scheduler tcp://127.0.0.1:8786 " in line and "--workers" not in line
+    cfg["resources"]["extract_workers"] = 0
+    proc = run_snakemake(tmp_path, "-n", "runs/synth/minvis_nv1/valid/metrics.json", config=cfg)
+    assert proc.returncode != 0 and "extract_workers" in proc.stdout + proc.stderr

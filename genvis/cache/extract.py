@@ -76,12 +76,22 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard_video_ids(video_ids: Sequence[int], index: int, count: int) -> list[int]:
-    """The video ids of shard ``index`` of ``count``: every count-th id in sorted order."""
+    """The video ids (list[int]) of shard ``index`` of ``count``: every count-th id in sorted
+    order, so ``count`` shards partition the ids."""
     return sorted(int(v) for v in video_ids)[index::count]
 
 
 def cache_provenance(detector: FrameDetector, min_size: int, max_size: int) -> dict:
-    """Provenance of a cache written by ``detector`` at the given resolution (pixels)."""
+    """Provenance of a cache written by ``detector`` at the given resolution.
+
+    Args:
+        detector: the frame detector (its fingerprint hashes weights and config).
+        min_size, max_size: input resolution in pixels (shortest side, longest-side cap).
+
+    Returns:
+        dict of JSON scalars (:func:`genvis.cache.layout.make_provenance` plus ``backbone``,
+        ``num_queries`` Q_f, ``hidden_dim`` C, ``num_classes`` K).
+    """
     cfg = detector.cfg
     return layout.make_provenance(
         detector.fingerprint(), cfg.name, min_size, max_size, cfg.keep_layers,

@@ -1,6 +1,6 @@
 """Layout of the stage-one feature cache (one Zarr 3 store per dataset split and detector).
 
-The contract (DESIGN.md "Cache contract", docs/ARCHITECTURE.md "Stage one: cache")::
+The contract (docs/ARCHITECTURE.md "Stage one: cache")::
 
     STORE.zarr/                    root group; attrs: provenance, layout_version
       videos/                      group
@@ -55,12 +55,13 @@ CLEVEL = 3
 
 
 def video_key(video_id: int) -> str:
-    """Name of a video's group under ``videos/`` (the decimal video id)."""
+    """Name of a video's group under ``videos/``: the decimal video id (``7`` -> ``"7"``)."""
     return str(int(video_id))
 
 
 def compressors() -> tuple[Any, ...]:
-    """Zarr 3 codecs compressing one chunk: Blosc zstd with byte shuffle (fp16 -> typesize 2)."""
+    """Zarr 3 codecs compressing one chunk (one frame of one float16 array): Blosc zstd at
+    :data:`CLEVEL` with byte shuffle (typesize 2 for float16)."""
     from zarr.codecs import BloscCodec
 
     return (BloscCodec(cname="zstd", clevel=CLEVEL, shuffle="shuffle", typesize=2),)
@@ -85,7 +86,15 @@ class FrameShapes:
     feature_size: tuple[int, int]
 
     def shape(self, field: str) -> tuple[int, ...]:
-        """Per-frame shape of ``field`` (one of :data:`FIELDS`)."""
+        """Per-frame shape of ``field`` (one of :data:`FIELDS`); stored as :data:`CACHE_DTYPE` (float16).
+
+        Returns:
+            ``frame_queries`` (L, Q_f, C), ``mask_features`` (C, h, w), ``class_logits``
+            (Q_f, K+1), ``mask_embeddings`` (Q_f, C).
+
+        Raises:
+            KeyError: an unknown field.
+        """
         h, w = self.feature_size
         return {
             "frame_queries": (self.num_layers, self.num_queries, self.hidden_dim),

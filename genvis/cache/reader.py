@@ -3,7 +3,8 @@
 Reads the store written by :class:`genvis.cache.writer.CacheWriter` (layout in
 :mod:`genvis.cache.layout`). Only the chunks of the requested frames are read (one frame per
 chunk), so a clip never loads the whole video. Only complete videos (renamed into
-``videos/`` with ``complete=True``) are visible.
+``videos/`` with ``complete=True``) are visible. A :class:`genvis.clip_source.ClipSource`;
+its coverage of an annotation file is :func:`genvis.clip_source.check_covers`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class CacheReader:
 
     # ------------------------------------------------------------------ discovery
     def refresh(self) -> None:
-        """Re-list the complete videos (e.g. while an extraction is still running)."""
+        """Re-list the complete videos (e.g. while an extraction is still running) and re-read
+        L, Q_f, C, K from the first one's ``frame_queries`` [T, L, Q_f, C] and ``class_logits``
+        [T, Q_f, K+1]."""
         videos_dir = self.path / layout.VIDEOS_GROUP
         ids = []
         if videos_dir.is_dir():
@@ -101,31 +104,15 @@ class CacheReader:
         return self._arrays[key]
 
     def length(self, video_id: int) -> int:
-        """T, the number of cached frames of ``video_id``."""
+        """T (int), the number of cached frames of ``video_id``. InputError for an unknown or
+        incomplete video."""
         return int(self._group(video_id).attrs["length"])
 
     def video_attrs(self, video_id: int) -> dict[str, Any]:
-        """The video group's attrs: video_id, length, file_names, original/resized/padded_size."""
+        """The video group's attrs (JSON values): ``video_id`` and ``length`` (int),
+        ``file_names`` (list[str]), ``original_size`` / ``resized_size`` / ``padded_size``
+        ([H, W] in pixels; the mask-feature grid is padded / 4). InputError for an unknown video."""
         return dict(self._group(video_id).attrs)
-
-    def check_covers(self, dataset) -> None:
-        """Raise InputError naming the dataset's video ids missing from the cache.
-
-        Args:
-            dataset: a ``VISDataset`` (anything with ``.videos`` of records with ``.id``).
-        """
-        have = set(self._ids)
-        missing = [v.id for v in dataset.videos if v.id not in have]
-        if missing:
-            shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-            src = getattr(dataset, "path", None)
-            raise InputError(self.path, f"{len(missing)} video(s) of {src or 'the dataset'} are "
-                             f"not in the cache: {shown}")
-        for v in dataset.videos:
-            length = getattr(v, "length", None)
-            if length is not None and self.length(v.id) != length:
-                raise InputError(self.path, f"video {v.id} has {self.length(v.id)} cached frames "
-                                 f"but the dataset lists {length}")
 
     # ------------------------------------------------------------------ reading
     def read_clip(
@@ -181,7 +168,10 @@ class CacheReader:
     ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
         """Non-overlapping clips of ``n_f`` frames (the last may be shorter), read ahead.
 
-        Yields ``(start, stop, clip)`` with ``clip`` as from :meth:`read_clip`. Up to
+        Yields ``(start, stop, clip)``: ints with ``stop - start <= n_f``, and ``clip`` as from
+        :meth:`read_clip` (field -> float32 CPU tensor ``[stop - start, ...]``, e.g.
+        ``frame_queries`` [t, L, Q_f, C] or [t, 1, Q_f, C] with ``layers=slice(-1, None)``,
+        ``mask_features`` [t, C, h, w]). Up to
         ``prefetch`` further clips are read by a background thread while the caller works
         on the current one (0 disables read-ahead).
 

@@ -33,6 +33,9 @@ def _is_store(path: Path) -> bool:
 def read_store_attrs(path: Path) -> dict[str, Any]:
     """Root attributes of the store at ``path`` (parsed from its ``zarr.json``).
 
+    Returns:
+        dict of JSON values (``provenance``: dict of JSON scalars, ``layout_version``: int).
+
     Raises:
         InputError: the store is missing or its root metadata is unreadable.
     """
@@ -116,7 +119,7 @@ class CacheWriter:
 
     # ------------------------------------------------------------------ queries
     def completed_video_ids(self) -> set[int]:
-        """Ids of the videos fully written in the store."""
+        """Ids (int) of the videos fully written in the store (renamed into ``videos/``)."""
         done = set()
         if not self._videos.is_dir():
             return done
@@ -148,7 +151,8 @@ class CacheWriter:
         Args:
             video_id: the dataset's video id.
             length: T, number of frames.
-            shapes: per-frame array shapes.
+            shapes: per-frame array shapes; the arrays are created float16
+                ``[T, *shapes.shape(field)]``, one frame per chunk.
             attrs: JSON attrs of the video group (file_names, original_size, resized_size,
                 padded_size, ...); ``video_id`` and ``length`` are added.
 
@@ -170,7 +174,16 @@ class CacheWriter:
         """Write a whole video at once from in-memory arrays (see :class:`VideoWriter`).
 
         Args:
-            arrays: every field of :data:`layout.FIELDS`, frame axis first (any float dtype).
+            video_id: the dataset's video id.
+            arrays: every field of :data:`layout.FIELDS`, frame axis first, any float dtype
+                (stored float16): ``frame_queries`` [T, L, Q_f, C], ``mask_features``
+                [T, C, h, w], ``class_logits`` [T, Q_f, K+1], ``mask_embeddings`` [T, Q_f, C].
+            attrs: JSON attrs of the video group (see :meth:`video`).
+            num_classes: K (default: ``class_logits.shape[2] - 1``).
+
+        Raises:
+            ValueError: a field is missing or has another shape. InputError: as :meth:`video`
+                and :meth:`VideoWriter.write`.
         """
         missing = [f for f in layout.FIELDS if f not in arrays]
         if missing:
@@ -239,7 +252,10 @@ class VideoWriter:
         Args:
             start: first frame index.
             arrays: field -> array or tensor ``[n, *frame_shape]`` (float; cast to float16,
-                finite values beyond the fp16 range saturate at +-65504).
+                finite values beyond the fp16 range saturate at +-65504); frame shapes as
+                :meth:`genvis.cache.layout.FrameShapes.shape`: ``frame_queries`` [n, L, Q_f, C],
+                ``mask_features`` [n, C, h, w], ``class_logits`` [n, Q_f, K+1],
+                ``mask_embeddings`` [n, Q_f, C]; the same n for every field.
 
         Raises:
             ValueError: wrong field set, shape, or a frame range outside the video.

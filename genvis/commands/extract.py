@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
+from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
+                             check_device)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-size", type=int, default=None, help="longest-side cap in pixels (default: detector config)")
     add_device_argument(parser, "the detector")
     add_threads_argument(parser)
+    add_cluster_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -26,9 +28,19 @@ def run(args: argparse.Namespace) -> int:
     from genvis.data.ytvis import load_vis_json
     from genvis.detector.model import FrameDetector
 
+    from genvis.cluster import cluster_client, extract_on_cluster, wants_cluster
+
     shard = parse_shard(args.shard)
     apply_threads(args)
     check_device(args)
+    if wants_cluster(args.workers, args.scheduler):   # videos as tasks on a dask cluster
+        with cluster_client(args.workers, args.scheduler, threads_per_worker=args.threads or 1) as client:
+            stats = extract_on_cluster(client, args.annotations, args.image_root, args.detector, args.out,
+                                       batch_size=args.batch_size, shard=shard, min_size=args.min_size,
+                                       max_size=args.max_size, device=args.device, threads=args.threads or 1,
+                                       progress=not args.no_progress)
+        print(stats.summary())
+        return 0
     dataset = load_vis_json(args.annotations)
     detector = FrameDetector.load(args.detector)
     stats = extract(dataset, args.image_root, detector, args.out, batch_size=args.batch_size,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from genvis.commands import add_device_argument, add_threads_argument, apply_threads, check_device
+from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
+                             check_device)
+from genvis.infer.config import ASSOCIATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-f-eval", type=int, default=None,
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
-    parser.add_argument("--association", choices=("propagate", "minvis", "oracle"), default=None,
+    parser.add_argument("--association", choices=ASSOCIATIONS, default=None,
                         help="inter-clip association (default: experiment): propagate = GenVIS "
                         "(instance queries carried clip to clip with the memory); minvis = fresh "
                         "queries per clip matched by prototype cosine similarity (MinVIS); oracle = "
@@ -29,43 +31,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "annotations, cache and settings are unchanged)")
     add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
+    add_cluster_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
     from genvis.cache.reader import CacheReader
-    from genvis.checkpoints import load_any_model
+    from genvis.cluster import cluster_client, infer_on_cluster, wants_cluster
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import ConfigError
     from genvis.infer.inference import write_inference
-    from genvis.train.config import ExperimentConfig
+    from genvis.model.checkpoint import load_any_model
+    from genvis.settings import resolve_inference
     from genvis.utils.io import sha256_file
 
     apply_threads(args)
     check_device(args)
     model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
-    if meta.get("experiment"):
-        exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{args.model}: experiment")
-    else:  # official weights: paper inference settings, N_f^eval from the command line (default 1)
-        exp = ExperimentConfig()
-        exp.train.n_f = 1
-    n_f = args.n_f_eval if args.n_f_eval is not None else exp.n_f_eval
-    if n_f < 1:
-        raise ConfigError("--n-f-eval", f"must be >= 1, got {n_f}")
-    top_k = args.top_k if args.top_k is not None else exp.inference.top_k
-    if top_k < 1:
-        raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
+    settings = resolve_inference(meta.get("experiment"), args.n_f_eval, args.top_k, args.association,
+                                 source=str(args.model))
+    n_f, top_k, association = settings.n_f_eval, settings.top_k, settings.association
     dataset = load_vis_json(args.annotations)
-    association = args.association or exp.inference.association
     reader = CacheReader(args.cache)
     model.to(args.device)
-    resume_key = None if args.no_resume else {
+    run_key = {  # what the results depend on: finished videos of an equal key are kept on a rerun
         "model_sha256": sha256_file(args.model), "annotations_sha256": sha256_file(args.annotations),
         "cache_provenance": reader.provenance, "n_f_eval": n_f, "top_k": top_k, "association": association}
-    count = write_inference(model, reader, dataset, n_f, args.out, top_k, association,
-                            progress=not args.no_progress, resume_key=resume_key)
+    if wants_cluster(args.workers, args.scheduler):   # videos as tasks on a dask cluster
+        with cluster_client(args.workers, args.scheduler, threads_per_worker=args.threads or 1) as client:
+            count = infer_on_cluster(client, args.model, args.cache, args.annotations, args.out, n_f, top_k,
+                                     association, run_key, device=args.device, threads=args.threads or 1,
+                                     progress=not args.no_progress, fresh=args.no_resume)
+    else:
+        count = write_inference(model, reader, dataset, n_f, args.out, top_k, association,
+                                progress=not args.no_progress, resume_key=None if args.no_resume else run_key)
     if args.zip:
         write_results_zip(args.out, args.zip)
     print(f"wrote {args.out} ({count} predictions, {len(dataset.videos)} videos, N_f^eval={n_f}, "

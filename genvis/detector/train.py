@@ -280,10 +280,9 @@ def _resume_state(spath: Path, det: FrameDetector, opt: torch.optim.Optimizer, g
     continue from. Raises InputError: no state file, corrupt, or written with another config."""
     if not spath.is_file():
         raise InputError(spath, "no training state to resume from")
-    try:
-        st = torch.load(spath, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(spath, f"corrupt training state: {exc}") from exc
+    from genvis.utils.torch_io import load_weights_only
+
+    st = load_weights_only(spath, "training state (delete it to start afresh)")
     if st.get("config") != cfg.to_dict() or st.get("train_config") != asdict(tcfg):
         raise InputError(spath, "training state was written with another config; "
                          "delete it or train without --resume")

@@ -37,7 +37,7 @@ def _fps(path: Path, default: float = 6.0) -> float:
         return default
 
 
-def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_path: str | os.PathLike,
+def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
              out_dir: str | os.PathLike, n_f_eval: int | None = None, top_k: int | None = None,
              score_threshold: float = 0.3, max_frames: int | None = None, device: str = "cpu",
              progress: bool = True) -> dict[str, Any]:
@@ -45,11 +45,13 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
 
     Args:
         video: a video file or a folder of frames.
-        detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``).
-        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``.
+        detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``), or a
+            FrameDetector already built (e.g. from an official checkpoint).
+        model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``, or an already
+            loaded ``(GenVIS, meta)`` pair (meta as :func:`genvis.model.checkpoint.load_any_model`).
         out_dir: output folder (created).
-        n_f_eval: N_f^eval (default: the experiment's). top_k: predictions kept (default:
-            the experiment's).
+        n_f_eval: N_f^eval. top_k: predictions kept. None: the model's experiment's, or for
+            official weights the paper's online setting (:func:`genvis.settings.resolve_inference`).
         score_threshold: instances drawn in the overlay need this class score.
         max_frames: only the first frames of the video.
         device: where the detector and the video modules run (``cpu``, ``cuda``, ``cuda:N``).
@@ -63,30 +65,31 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     """
     from tqdm import tqdm
 
-    from genvis.checkpoints import load_any_model
     from genvis.data.frames import open_frames
     from genvis.data.results import ResultsWriter, VideoResult
     from genvis.detector.model import FrameDetector
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.infer.inference import clip_predictions, select_topk, video_masks
-    from genvis.train.config import ExperimentConfig
+    from genvis.model.checkpoint import load_any_model
+    from genvis.settings import resolve_inference
 
     video = Path(video)
     if not video.exists():
         raise InputError(video, "video file or frame folder not found")
     out_dir = Path(out_dir)
-    detector = FrameDetector.load(detector_path)
-    model, meta = load_any_model(model_path)
+    detector = detector_path if isinstance(detector_path, FrameDetector) else FrameDetector.load(detector_path)
+    model, meta = model_path if isinstance(model_path, tuple) else load_any_model(model_path)
+    if isinstance(detector_path, FrameDetector):
+        detector_path = detector.cfg.name
+    if isinstance(model_path, tuple):
+        model_path = "the official video modules"
     dc = detector.cfg
     if model.cfg.hidden_dim != dc.hidden_dim or model.cfg.num_frame_queries != dc.num_queries:
         raise ConfigError(str(model_path), f"model expects C={model.cfg.hidden_dim}, "
                           f"Q_f={model.cfg.num_frame_queries} but the detector {detector_path} gives "
                           f"C={dc.hidden_dim}, Q_f={dc.num_queries}")
-    exp = ExperimentConfig.from_dict(meta["experiment"]) if meta.get("experiment") else ExperimentConfig()
-    n_f = int(n_f_eval or (exp.n_f_eval if meta.get("experiment") else 1))
-    k = int(top_k or exp.inference.top_k)
-    if n_f < 1 or k < 1:
-        raise ConfigError("--n-f-eval/--top-k", "must be >= 1")
+    settings = resolve_inference(meta.get("experiment"), n_f_eval, top_k, source=str(model_path))
+    n_f, k = settings.n_f_eval, settings.top_k
     categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"}
                                             for i in range(model.cfg.num_classes)]
     model.to(device).eval()
@@ -95,8 +98,7 @@ def run_demo(video: str | os.PathLike, detector_path: str | os.PathLike, model_p
     with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True,
                                        device=device) as source, torch.no_grad():
         t = source.length(1)
-        assoc = exp.inference.association if meta.get("experiment") else "propagate"
-        logits, embeds = clip_predictions(model, source, 1, n_f, assoc)
+        logits, embeds = clip_predictions(model, source, 1, n_f, settings.association)
         scores, queries, labels = (x.cpu() for x in select_topk(logits, k))
         drawn: dict[int, int] = {}   # query -> index in the top-k list (best class of that query)
         for j, (q, s) in enumerate(zip(queries.tolist(), scores.tolist())):

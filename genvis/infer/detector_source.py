@@ -1,8 +1,8 @@
 """A clip source that runs the frozen frame detector on the frames (no cache in between).
 
-:class:`DetectorClipSource` offers the CacheReader clip interface (``read_clip``,
-``length``, ``video_ids``, ``video_attrs``, plus ``provenance``, ``num_layers``,
-``num_queries``, ``hidden_dim``, ``num_classes``), so stage two -- the training loop
+:class:`DetectorClipSource` is a :class:`genvis.clip_source.ClipSource` (like the cache
+reader it also has ``provenance``, ``num_layers``, ``num_queries``, ``hidden_dim``,
+``num_classes``), so stage two -- the training loop
 (:func:`genvis.train.loop.train`, :func:`genvis.train.loop.sample_losses`) and inference
 (:func:`genvis.infer.inference.run_inference` / ``infer_video``) -- can read its clips
 straight from frames. Each ``read_clip`` reads the frames, preprocesses them exactly as
@@ -36,16 +36,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from genvis.cache import layout
+from genvis.clip_source import DEFAULT_FIELDS, consecutive_clips
 from genvis.detector.model import FrameDetector
-from genvis.utils.device import resolve_device
 from genvis.detector.preprocess import ImageSizes, padded_size, preprocess_frames, resized_size
 from genvis.errors import InputError
+from genvis.utils.device import resolve_device
 
 
 class _FolderFrames:
@@ -273,6 +274,12 @@ class DetectorClipSource:
         if "frame_queries" in data and layers is not None:
             data["frame_queries"] = data["frame_queries"][:, layers]
         return data
+
+    def iter_clips(self, video_id: int, n_f: int, fields: Sequence[str] = DEFAULT_FIELDS, *,
+                   layers: slice | None = None) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        """``(start, stop, clip)`` for consecutive clips of ``n_f`` frames (the last may be
+        shorter), each as from :meth:`read_clip`; ValueError for ``n_f < 1``."""
+        return consecutive_clips(self, video_id, n_f, fields, layers)
 
     # ------------------------------------------------------------------ spilling
     def _spill_path(self, video_id: int, field: str) -> Path:

@@ -16,44 +16,36 @@ so peak memory does not grow with the video length.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+import os
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from genvis.errors import InputError
+from genvis.clip_source import ClipSource, check_covers, check_finite, probe_sizes, source_name
+from genvis.errors import ConfigError, InputError
+from genvis.infer.config import ASSOCIATIONS
 from genvis.infer.minvis import associate
 from genvis.model.genvis import GenVIS
 
-ASSOCIATIONS = ("propagate", "minvis", "oracle")
+if TYPE_CHECKING:
+    from genvis.data.results import ResultsParts, VideoResult
+    from genvis.data.ytvis import VideoRecord, VISDataset
+    from genvis.infer.spool import SegmentationSpool
 
-
-def _clips(source: Any, video_id: int, n_f: int, fields: Sequence[str],
-           layers: slice | None = None) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
-    if hasattr(source, "iter_clips"):
-        yield from source.iter_clips(video_id, n_f, fields=fields, layers=layers)
-        return
-    n = source.length(video_id)
-    for s in range(0, n, n_f):
-        e = min(s + n_f, n)
-        yield s, e, source.read_clip(video_id, s, e, fields=fields, layers=layers)
-
-
-def _finite(source: Any, video_id: int, name: str, x: torch.Tensor, s: int, e: int) -> None:
-    if not torch.isfinite(x).all():
-        raise InputError(str(getattr(source, "path", "clip source")),
-                         f"non-finite values (NaN/Inf) in {name} of video {video_id}, frames {s}..{e - 1}")
+#: ``(start, stop, hard bool [k, t, H, W])`` called with each clip's masks (the demo's overlay)
+OnClip = Callable[[int, int, torch.Tensor], None]
 
 
 @torch.no_grad()
-def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
-                     association: str = "propagate", dataset: Any | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def clip_predictions(model: GenVIS, source: ClipSource, video_id: int, n_f: int,
+                     association: str = "propagate", dataset: VISDataset | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pass 1: per-clip class logits and mask embeddings of one video.
 
     Args:
         model: GenVIS (eval mode is set by the caller).
-        source: clip source (CacheReader interface).
+        source: the clip source (:class:`genvis.clip_source.ClipSource`).
         n_f: N_f^eval (>= 1).
         association: "propagate" (GenVIS), "minvis" (fresh queries per clip, Hungarian on
             prototype cosine similarity) or "oracle" (fresh queries per clip linked to the
@@ -84,9 +76,9 @@ def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
         oracle = OracleLinker(dataset, video_id, model.cfg.num_queries)
         fields = ("frame_queries", "mask_features")
     sizes = None
-    for s, e, clip in _clips(source, video_id, n_f, fields, layers=slice(-1, None)):
+    for s, e, clip in source.iter_clips(video_id, n_f, fields, layers=slice(-1, None)):
         fq = clip["frame_queries"][:, -1]   # [t, Q_f, C]
-        _finite(source, video_id, "frame_queries", fq, s, e)
+        check_finite(source, video_id, "frame_queries", fq, s, e)
         fq = fq.to(device)
         if association != "propagate":
             state = model.initial_state(1)
@@ -99,7 +91,7 @@ def clip_predictions(model: GenVIS, source: Any, video_id: int, n_f: int,
             previous = pr
         elif association == "oracle":
             raw = clip["mask_features"]
-            _finite(source, video_id, "mask_features", raw, s, e)
+            check_finite(source, video_id, "mask_features", raw, s, e)
             if sizes is None:
                 sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
             _, hard = clip_masks(model, me, raw, sizes)
@@ -129,15 +121,15 @@ def select_topk(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.T
     return scores, torch.div(flat, k_cls, rounding_mode="floor"), flat % k_cls
 
 
-def _sizes(source: Any, video_id: int, dataset: Any | None, grid: tuple[int, int]) -> tuple:
-    attrs = dict(source.video_attrs(video_id)) if hasattr(source, "video_attrs") else {}
+def _sizes(source: ClipSource, video_id: int, dataset: VISDataset | None, grid: tuple[int, int]) -> tuple:
+    attrs = source.video_attrs(video_id)
     if dataset is not None:
         v = dataset.video(video_id)
         original = (v.height, v.width)
     else:
         original = tuple(attrs.get("original_size", (4 * grid[0], 4 * grid[1])))
     if "original_size" in attrs and tuple(attrs["original_size"]) != tuple(original):
-        raise InputError(str(getattr(source, "path", "clip source")),
+        raise InputError(source_name(source),
                          f"video {video_id}: cached original size {tuple(attrs['original_size'])} "
                          f"differs from the annotation file's {tuple(original)}")
     padded = tuple(attrs.get("padded_size", (4 * grid[0], 4 * grid[1])))
@@ -169,8 +161,9 @@ def clip_masks(model: GenVIS, mask_embed: torch.Tensor, raw: torch.Tensor,
 
 
 @torch.no_grad()
-def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed: torch.Tensor,
-                queries: torch.Tensor, dataset: Any | None = None, on_clip=None):
+def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask_embed: torch.Tensor,
+                queries: torch.Tensor, dataset: VISDataset | None = None,
+                on_clip: OnClip | None = None) -> tuple[SegmentationSpool, torch.Tensor]:
     """Pass 2: stream mask features clip by clip and encode the selected queries' masks.
 
     The RLEs go to a :class:`~genvis.infer.spool.SegmentationSpool` (temporary files) as
@@ -198,9 +191,9 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
     denominator = torch.zeros(k, device=device)
     sizes = None
     try:
-        for i, (s, e, clip) in enumerate(_clips(source, video_id, n_f, ("mask_features",))):
+        for i, (s, e, clip) in enumerate(source.iter_clips(video_id, n_f, ("mask_features",))):
             raw = clip["mask_features"]
-            _finite(source, video_id, "mask_features", raw, s, e)
+            check_finite(source, video_id, "mask_features", raw, s, e)
             if sizes is None:
                 sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
             if k == 0:
@@ -222,8 +215,9 @@ def video_masks(model: GenVIS, source: Any, video_id: int, n_f: int, mask_embed:
     return spool, (numerator / (denominator + 1e-6)).cpu()
 
 
-def _predict(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int, dataset: Any | None,
-             association: str, on_clip=None) -> tuple[list[int], list[int], list[float], Any]:
+def _predict(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int, top_k: int,
+             dataset: VISDataset | None, association: str, on_clip: OnClip | None = None,
+             ) -> tuple[list[int], list[int], list[float], SegmentationSpool]:
     """Both passes over one video: (query indices, class indices, final scores, RLE spool)."""
     logits, embeds = clip_predictions(model, source, video_id, int(n_f_eval), association, dataset)
     scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
@@ -241,8 +235,8 @@ def _eval_mode(model: GenVIS) -> Iterator[None]:
         model.train(was_training)
 
 
-def _video_results(model: GenVIS, reader: Any, dataset: Any, video: Any, n_f_eval: int, top_k: int,
-                   association: str) -> Iterator[Any]:
+def _video_results(model: GenVIS, reader: ClipSource, dataset: VISDataset, video: VideoRecord, n_f_eval: int,
+                   top_k: int, association: str) -> Iterator[VideoResult]:
     """One video's predictions (VideoResult with lazy spool-backed segmentations)."""
     from genvis.data.results import VideoResult
 
@@ -252,8 +246,8 @@ def _video_results(model: GenVIS, reader: Any, dataset: Any, video: Any, n_f_eva
             yield VideoResult(video.id, dataset.category_id(c), sc, spool.read(j))
 
 
-def iter_results(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k: int = 20,
-                 association: str = "propagate", progress: bool = True) -> Iterator[Any]:
+def iter_results(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int, top_k: int = 20,
+                 association: str = "propagate", progress: bool = True) -> Iterator[VideoResult]:
     """Inference over every video of ``dataset``, one prediction at a time.
 
     Checks the inputs first (see :func:`run_inference`), then yields
@@ -261,14 +255,15 @@ def iter_results(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k:
     over the video's spool: consume it before asking for the next result (the spool of a
     video is deleted when the generator moves on to the next video).
     """
-    _check_inputs(model, reader, dataset, n_f_eval)
+    check_inputs(model, reader, dataset, n_f_eval)
     with _eval_mode(model):
         for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
             yield from _video_results(model, reader, dataset, v, n_f_eval, top_k, association)
 
 
-def infer_video(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k: int,
-                dataset: Any | None = None, association: str = "propagate", on_clip=None) -> list[dict]:
+def infer_video(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int, top_k: int,
+                dataset: VISDataset | None = None, association: str = "propagate",
+                on_clip: OnClip | None = None) -> list[dict]:
     """Predictions of one video, in memory: list of {query, label (0..K-1), score, segmentations}."""
     queries, labels, final, spool = _predict(model, source, video_id, n_f_eval, top_k, dataset, association,
                                              on_clip)
@@ -278,15 +273,20 @@ def infer_video(model: GenVIS, source: Any, video_id: int, n_f_eval: int, top_k:
             for q, c, sc, sg in zip(queries, labels, final, segs)]
 
 
-def _check_inputs(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int) -> None:
-    from genvis.errors import ConfigError
-    from genvis.train.loop import check_source_covers, probe_sizes
+def check_inputs(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int) -> None:
+    """Refuse a model, clip source and split that do not fit together (before any video).
 
+    Raises:
+        ValueError: n_f_eval < 1.
+        InputError: videos of ``dataset`` missing from ``reader``; class counts differ.
+        ConfigError: the model's hidden size / frame queries / mask-feature channels differ
+            from the cached features'.
+    """
     if int(n_f_eval) < 1:
         raise ValueError(f"N_f^eval must be >= 1, got {n_f_eval}")
-    check_source_covers(reader, dataset)
+    check_covers(reader, dataset)
     if model.cfg.num_classes != dataset.num_classes:
-        raise InputError(getattr(dataset, "path", None), f"the model has {model.cfg.num_classes} "
+        raise InputError(dataset.path, f"the model has {model.cfg.num_classes} "
                          f"classes but the annotation file {dataset.num_classes}")
     if dataset.videos:
         sizes = probe_sizes(reader, dataset.videos[0].id)
@@ -294,13 +294,13 @@ def _check_inputs(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int) -> No
                 "mask_feature_dim": model.cfg.mask_feature_dim}
         bad = {k: (v, sizes[k]) for k, v in mine.items() if sizes[k] != v}
         if bad:
-            raise ConfigError(str(getattr(reader, "path", "clip source")),
+            raise ConfigError(source_name(reader),
                               "the model does not fit these features: " + ", ".join(
                                   f"{k} model={a} features={b}" for k, (a, b) in bad.items()))
 
 
-def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k: int = 20,
-                  association: str = "propagate", progress: bool = True) -> list:
+def run_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int, top_k: int = 20,
+                  association: str = "propagate", progress: bool = True) -> list[VideoResult]:
     """Inference over every video of ``dataset``, all results in memory.
 
     For long videos or many videos prefer :func:`write_inference`, which streams the
@@ -308,8 +308,8 @@ def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k
 
     Args:
         model: trained GenVIS.
-        reader: CacheReader or any clip source (``read_clip``, ``length``, ``video_ids``,
-            ``video_attrs``; ``iter_clips`` used when present).
+        reader: the clip source (:class:`genvis.clip_source.ClipSource`: the cache, the
+            detector in the loop, ...).
         dataset: the split (VISDataset); gives video ids, original sizes, category ids.
         n_f_eval: N_f^eval >= 1. top_k: predictions per video.
         association: "propagate", "minvis" or "oracle" (:func:`clip_predictions`).
@@ -328,7 +328,8 @@ def run_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, top_k
             for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress)]
 
 
-def write_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, out: Any, top_k: int = 20,
+def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int,
+                    out: str | os.PathLike, top_k: int = 20,
                     association: str = "propagate", progress: bool = True,
                     resume_key: dict | None = None) -> int:
     """Inference over every video of ``dataset``, streamed into the results json ``out``.
@@ -355,7 +356,7 @@ def write_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, out
             for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress):
                 w.add(r)
         return w.count
-    _check_inputs(model, reader, dataset, n_f_eval)
+    check_inputs(model, reader, dataset, n_f_eval)
     parts = ResultsParts(out, resume_key)
     ids = [v.id for v in dataset.videos]
     done = parts.finished(ids)
@@ -366,7 +367,22 @@ def write_inference(model: GenVIS, reader: Any, dataset: Any, n_f_eval: int, out
     with _eval_mode(model):
         todo = [v for v in dataset.videos if v.id not in done]
         for v in tqdm(todo, desc="infer", unit="video", disable=not progress, initial=len(done), total=len(ids)):
-            with parts.writer(v.id) as w:
-                for r in _video_results(model, reader, dataset, v, n_f_eval, top_k, association):
-                    w.add(r)
+            write_video_part(model, reader, dataset, v, n_f_eval, top_k, association, parts)
     return parts.join(ids)
+
+
+def write_video_part(model: GenVIS, reader: ClipSource, dataset: VISDataset, video: VideoRecord, n_f_eval: int,
+                     top_k: int, association: str, parts: ResultsParts) -> int:
+    """One video's predictions into its part file of ``parts``
+    (:class:`genvis.data.results.ResultsParts`), whole or not at all.
+
+    The model must be in eval mode and the inputs checked (:func:`check_inputs`); used by
+    :func:`write_inference` and by the tasks of :mod:`genvis.cluster`.
+
+    Returns:
+        the number of predictions of the video.
+    """
+    with parts.writer(video.id) as w:
+        for r in _video_results(model, reader, dataset, video, n_f_eval, top_k, association):
+            w.add(r)
+    return w.count

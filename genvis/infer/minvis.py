@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from genvis.train.matcher import hungarian
+from genvis.utils.matching import hungarian
 
 
 def associate(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ from genvis.data.masks import encode_masks, to_rle
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
 from genvis.evaluate.ytvis_eval import video_ious
-from genvis.train.matcher import hungarian
+from genvis.utils.matching import hungarian
 
 
 class OracleLinker:

@@ -1,7 +1,7 @@
 """GenVISConfig: the sizes and switches of the stage-two video modules.
 
 Defaults follow the official GenVIS / VITA configuration (``MODEL.VITA.*`` in the public
-code; DESIGN.md "Facts"): hidden 256, 8 heads, FFN 2048, 6 encoder layers with global
+code): hidden 256, 8 heads, FFN 2048, 6 encoder layers with global
 attention (window 0), 3 decoder layers, N_q = 100 instance queries, a 3-layer mask-embedding
 MLP and a K+1-way class head.
 """

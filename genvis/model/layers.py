@@ -4,7 +4,7 @@ Post-norm (default) or pre-norm residual blocks as in VITA / Mask2Former: self-a
 cross-attention, FFN, and a small MLP. Tensors are batch-first: ``[B, S, C]``. Parameter
 names (``self_attn``, ``multihead_attn``, ``linear1``, ``linear2``, ``norm``, ``layers``)
 mirror the official modules so official weights map one to one
-(:mod:`genvis.checkpoints`). Dropout is 0 as in the official configuration.
+(:mod:`genvis.model.checkpoint`). Dropout is 0 as in the official configuration.
 """
 
 from __future__ import annotations

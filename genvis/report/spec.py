@@ -165,18 +165,6 @@ class ReportSpec:
     tables: list[TableSpec] = field(default_factory=list)
     figures: list[FigureSpec] = field(default_factory=list)
 
-    def metrics_files(self) -> list[Path]:
-        """Every metrics file the report reads, in order of first use, without repeats."""
-        seen: dict[Path, None] = {}
-        for t in self.tables:
-            for r in t.rows:
-                seen.setdefault(r.metrics)
-        for f in self.figures:
-            for s in f.series:
-                for _, p in s.points:
-                    seen.setdefault(p)
-        return list(seen)
-
 
 def parse_spec(data: Any, source: str | os.PathLike = "report spec",
                base_dir: str | os.PathLike | None = None) -> ReportSpec:

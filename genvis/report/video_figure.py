@@ -64,10 +64,9 @@ def video_tracks(dataset: Any, results: Sequence[Any], video_id: int, score_thre
     Raises:
         InputError: ``video_id`` is not in ``dataset``.
     """
-    from scipy.optimize import linear_sum_assignment
-
     from genvis.data import masks as mask_ops
     from genvis.evaluate.ytvis_eval import track_ious
+    from genvis.utils.matching import hungarian
 
     try:
         video = dataset.video(video_id)
@@ -81,7 +80,7 @@ def video_tracks(dataset: Any, results: Sequence[Any], video_id: int, score_thre
     ious = track_ious([list(r.segmentations) for r in preds], gt_rles, video.length)
     match: dict[int, int] = {}
     if ious.size:
-        for i, j in zip(*linear_sum_assignment(-ious)):
+        for i, j in zip(*hungarian(-ious)):
             if ious[i, j] > 0:
                 match[int(i)] = int(j)
     gt_tracks = [Track(f"instance {a.id} ({dataset.category_name(a.category_id)})", PALETTE[j % len(PALETTE)], rles)

@@ -7,7 +7,7 @@ An experiment YAML (``config/experiments/*.yaml``) has up to four top-level keys
     model: {...}                   # GenVISConfig fields; num_classes, hidden_dim,
                                    # num_frame_queries, mask_feature_dim come from the cache
     train: {...}                   # TrainConfig fields
-    inference: {...}               # InferenceConfig fields
+    inference: {...}               # InferenceConfig fields (genvis.infer.config)
 
 Unknown keys are refused (ConfigError naming the file and key), so a typo never silently
 falls back to a default.
@@ -21,22 +21,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from genvis.errors import ConfigError, InputError
+from genvis.infer.config import InferenceConfig
 from genvis.model.config import GenVISConfig
+from genvis.utils.checks import check_float, check_int
 
 ASSIGNMENTS = ("uvla", "cl", "per_clip")
-ASSOCIATIONS = ("propagate", "minvis")
 #: model fields that are read from the cache / dataset, never from the YAML
 DERIVED_MODEL_FIELDS = ("num_classes", "hidden_dim", "num_frame_queries", "mask_feature_dim")
-
-
-def _check_int(source: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(source, f"must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_float(source: str, value: Any, minimum: float = 0.0) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(source, f"must be a number >= {minimum}, got {value!r}")
 
 
 @dataclass
@@ -107,19 +98,19 @@ class TrainConfig:
         """Check every field; return self. Raises ConfigError naming ``source.field``."""
         for name in ("n_v", "n_f", "batch_videos", "iterations", "num_points", "detector_layers",
                      "checkpoint_every"):
-            _check_int(f"{source}.{name}", getattr(self, name), 1)
-        _check_int(f"{source}.warmup_iters", self.warmup_iters, 0)
-        _check_int(f"{source}.seed", self.seed, 0)
+            check_int(f"{source}.{name}", getattr(self, name), 1)
+        check_int(f"{source}.warmup_iters", self.warmup_iters, 0)
+        check_int(f"{source}.seed", self.seed, 0)
         for name in ("lr", "weight_decay", "decay_gamma", "clip_grad_norm", "class_weight",
                      "mask_weight", "dice_weight", "no_object_weight", "sim_weight"):
-            _check_float(f"{source}.{name}", getattr(self, name))
-        _check_float(f"{source}.oversample_ratio", self.oversample_ratio, 1.0)
+            check_float(f"{source}.{name}", getattr(self, name))
+        check_float(f"{source}.oversample_ratio", self.oversample_ratio, 1.0)
         if not 0.0 <= float(self.importance_sample_ratio) <= 1.0:
             raise ConfigError(f"{source}.importance_sample_ratio", "must be in [0, 1]")
         if not isinstance(self.decay_steps, list):
             raise ConfigError(f"{source}.decay_steps", "must be a list of iterations")
         for s in self.decay_steps:
-            _check_int(f"{source}.decay_steps", s, 1)
+            check_int(f"{source}.decay_steps", s, 1)
         if self.assignment not in ASSIGNMENTS:
             raise ConfigError(f"{source}.assignment", f"must be one of {ASSIGNMENTS}, got {self.assignment!r}")
         if not isinstance(self.carry_state, bool):
@@ -128,37 +119,10 @@ class TrainConfig:
             raise ConfigError(f"{source}.carry_state", "carrying the state across iterations needs "
                               f"assignment: uvla (got {self.assignment!r})")
         if self.frame_range is not None:
-            _check_int(f"{source}.frame_range", self.frame_range, 1)
+            check_int(f"{source}.frame_range", self.frame_range, 1)
             if self.carry_state:
                 raise ConfigError(f"{source}.frame_range", "sparse sampling cannot be combined with "
                                   "carry_state (which plays each video's consecutive frames)")
-        return self
-
-
-@dataclass
-class InferenceConfig:
-    """Inference settings.
-
-    Attributes:
-        n_f_eval: N_f^eval, frames per clip at test time (None: the training N_f).
-        top_k: predictions kept per video, top-k over (query, class) (OVIS: 20).
-        association: "propagate" (GenVIS: queries propagated clip to clip) or "minvis"
-            (each clip decoded from fresh queries, clips associated by cosine similarity of
-            instance prototypes + Hungarian; the N_v = 1 baseline of Table 4).
-    """
-
-    n_f_eval: int | None = None
-    top_k: int = 20
-    association: str = "propagate"
-
-    def validate(self, source: str = "inference") -> "InferenceConfig":
-        """Check every field; return self. Raises ConfigError."""
-        if self.n_f_eval is not None:
-            _check_int(f"{source}.n_f_eval", self.n_f_eval, 1)
-        _check_int(f"{source}.top_k", self.top_k, 1)
-        if self.association not in ASSOCIATIONS:
-            raise ConfigError(f"{source}.association",
-                              f"must be one of {ASSOCIATIONS}, got {self.association!r}")
         return self
 
 

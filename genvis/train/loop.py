@@ -26,9 +26,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from genvis.checkpoints import save_model
+from genvis.model.checkpoint import save_model
+from genvis.clip_source import ClipSource, check_covers, check_finite, probe_sizes, source_name
 from genvis.errors import ConfigError, InputError
 from genvis.model.genvis import GenVIS
+from genvis.settings import apply_training_overrides
 from genvis.train.config import ExperimentConfig
 from genvis.train.carry import CarrySampler, SlotState, batch_state, split_state
 from genvis.train.criterion import ClipTargets, SetCriterion
@@ -46,41 +48,6 @@ def side_paths(out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     return {"losses": out.parent / f"{out.stem}.losses.csv",
             "resume": out.parent / f"{out.stem}.resume.pt"}
-
-
-def source_name(source: Any) -> str:
-    """A name for a clip source in error messages (the cache path when there is one)."""
-    return str(getattr(source, "path", None) or type(source).__name__)
-
-
-def check_source_covers(source: Any, dataset: Any) -> None:
-    """Raise InputError naming the dataset videos the clip source lacks, or whose length differs."""
-    have = set(int(v) for v in source.video_ids)
-    missing = [v.id for v in dataset.videos if v.id not in have]
-    if missing:
-        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-        raise InputError(source_name(source), f"{len(missing)} video(s) of "
-                         f"{getattr(dataset, 'path', None) or 'the annotation file'} are missing: {shown}")
-    for v in dataset.videos:
-        n = source.length(v.id)
-        if n != v.length:
-            raise InputError(source_name(source), f"video {v.id} has {n} frames but the annotation "
-                             f"file lists {v.length}")
-
-
-def check_finite(name: str, video_id: int, tensor: torch.Tensor, start: int, stop: int, source: Any) -> None:
-    """InputError naming the video if ``tensor`` holds NaN or infinity."""
-    if not torch.isfinite(tensor).all():
-        raise InputError(source_name(source), f"non-finite values (NaN/Inf) in {name} of video "
-                         f"{video_id}, frames {start}..{stop - 1}")
-
-
-def probe_sizes(source: Any, video_id: int) -> dict[str, int]:
-    """Sizes of a clip source from one frame: L, Q_f, C (frame queries), C_m (mask features)."""
-    clip = source.read_clip(video_id, 0, 1, fields=("frame_queries", "mask_features"))
-    _, layers, q_f, c = clip["frame_queries"].shape
-    return {"layers": layers, "num_frame_queries": q_f, "hidden_dim": c,
-            "mask_feature_dim": clip["mask_features"].shape[1]}
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -114,7 +81,7 @@ def _csv_text(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: Any,
+def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: ClipSource,
                   targets: Callable[[int], VideoTargets], batch: list[Sample], layers: int,
                   generator: torch.Generator, carried: list[SlotState | None] | None = None,
                   ) -> tuple[torch.Tensor, dict[str, float], list[SlotState] | None]:
@@ -141,8 +108,8 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
                                 layers=slice(-layers, None))
         index = [f - lo for f in frames]
         fq, mf = clip["frame_queries"][index], clip["mask_features"][index]
-        check_finite("frame_queries", vid, fq, lo, hi, source)
-        check_finite("mask_features", vid, mf, lo, hi, source)
+        check_finite(source, vid, "frame_queries", fq, lo, hi)
+        check_finite(source, vid, "mask_features", mf, lo, hi)
         fqs.append(fq.to(device))
         projected.append(model.project_mask_features(mf.to(device)))
         tgts.append(targets(vid).select(frames, keep_all=carried is not None).to(device))
@@ -175,7 +142,7 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     return total, dict(parts), split_state(state, assignments, batch, layers)
 
 
-def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
+def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.PathLike, resume: bool = False,
           iterations: int | None = None, targets: Callable[[int], VideoTargets] | None = None,
           progress: bool = True, init_heads: str | os.PathLike | None = None,
           init_model: str | os.PathLike | None = None, device: str | torch.device = "cpu",
@@ -184,8 +151,8 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
 
     Args:
         cfg: the experiment (validated).
-        cache: a :class:`~genvis.cache.reader.CacheReader` or any object with ``read_clip``,
-            ``length``, ``video_ids``, ``video_attrs``.
+        cache: the clip source (:class:`genvis.clip_source.ClipSource`: the cache reader,
+            the detector in the loop, tensors in memory).
         dataset: the annotated training split (``VISDataset``); its videos are sampled.
         out: MODEL.pt path.
         resume: continue from ``<stem>.resume.pt`` if it exists (same experiment required).
@@ -196,10 +163,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         progress: show a tqdm bar.
         init_heads: a frame detector file (DET.pt) whose class head, mask-embedding MLP and
             mask projection initialise the model's heads
-            (:func:`genvis.checkpoints.init_heads_from_detector`).
+            (:func:`genvis.model.checkpoint.init_heads_from_detector`).
         init_model: a trained stage-two MODEL.pt (e.g. the N_v = 1 VITA-style model) whose
             weights initialise every parameter of the same name and shape -- the paper's
-            fine-tuning protocol (:func:`genvis.checkpoints.init_from_model`); applied after
+            fine-tuning protocol (:func:`genvis.model.checkpoint.init_from_model`); applied after
             ``init_heads``.
         device: torch device of the model and the loss computation (``cpu``, ``cuda``,
             ``cuda:1``). Clips are read on the CPU and moved; the sampling and point RNGs
@@ -219,21 +186,10 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
         AssignmentError: more instances than instance queries.
     """
     out = Path(out)
+    apply_training_overrides(cfg, iterations, seed)
     tc = cfg.train
-    if iterations is not None:
-        if iterations < 1:
-            raise ConfigError("--iterations", f"must be >= 1, got {iterations}")
-        if int(iterations) != tc.iterations:
-            # keep the schedule's shape (paper: OVIS decays at 100k of 140k iterations)
-            tc.decay_steps = [max(1, round(step * int(iterations) / tc.iterations)) for step in tc.decay_steps]
-        tc.iterations = int(iterations)
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError("--seed", f"must be an integer >= 0, got {seed!r}")
-        tc.seed = seed
-    cfg.validate()
     device = resolve_device(device)
-    check_source_covers(cache, dataset)
+    check_covers(cache, dataset)
     if not dataset.videos:
         raise InputError(getattr(dataset, "path", None), "the annotation file has no videos")
     targets = targets or DatasetTargets(dataset, cache)
@@ -248,11 +204,11 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     torch.manual_seed(tc.seed)
     model = GenVIS(mcfg)
     if init_heads is not None:
-        from genvis.checkpoints import init_heads_from_detector
+        from genvis.model.checkpoint import init_heads_from_detector
 
         init_heads_from_detector(model, init_heads)
     if init_model is not None:
-        from genvis.checkpoints import init_from_model
+        from genvis.model.checkpoint import init_from_model
 
         _, fresh = init_from_model(model, init_model)
         if fresh:
@@ -268,7 +224,9 @@ def train(cfg: ExperimentConfig, cache: Any, dataset: Any, out: str | os.PathLik
     start = 0
     experiment = cfg.to_dict()
     if resume and paths["resume"].is_file():
-        state = torch.load(paths["resume"], map_location="cpu", weights_only=True)
+        from genvis.utils.torch_io import load_weights_only
+
+        state = load_weights_only(paths["resume"], "resume checkpoint (delete it to start afresh)")
         saved = dict(state["experiment"])
         mine = dict(experiment)
         saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}

@@ -3,14 +3,12 @@
 cost[q, k] = w_class * (-p_q(c_k)) + w_mask * BCE(m_q, y_k) + w_dice * Dice(m_q, y_k), with
 the mask terms evaluated on ``num_points`` uniformly drawn points shared by all frames of
 the clip, all predictions and all targets (official ``GenvisHungarianMatcher``).
-Hungarian matching uses scipy's ``linear_sum_assignment``.
+The assignment itself is :func:`genvis.utils.matching.hungarian`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch.nn import functional as F
 
 from genvis.train.points import point_sample
@@ -84,9 +82,3 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
     cost = cost.cpu()
     return cost[0] if single else cost
 
-
-def hungarian(cost: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost one-to-one assignment (scipy). Returns (row indices, column indices)."""
-    c = cost.detach().cpu().numpy() if isinstance(cost, torch.Tensor) else np.asarray(cost)
-    rows, cols = linear_sum_assignment(c)
-    return rows, cols

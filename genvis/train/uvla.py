@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from genvis.errors import GenvisError
-from genvis.train.matcher import hungarian
+from genvis.utils.matching import hungarian
 
 
 class AssignmentError(GenvisError, ValueError):

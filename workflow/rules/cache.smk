@@ -26,10 +26,12 @@ rule extract:
         size=_size_args,
     log:
         "logs/{dataset}/extract/{split}/{detector}.log",
-    threads: THREADS
+    threads: THREADS * EXTRACT_WORKERS
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis extract --annotations {input.annotations} --image-root {params.image_root}"
+        # --threads: torch threads per process (each dask worker gets as many)
+        "OMP_NUM_THREADS=" + str(THREADS) + " MKL_NUM_THREADS=" + str(THREADS) + " genvis extract"
+        " --annotations {input.annotations} --image-root {params.image_root}"
         " --detector {input.detector} --out {output}{params.size}"
-        " --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+        " --device " + DEVICE + " --threads " + str(THREADS) + EXTRACT_CLUSTER_ARG + " --no-progress > {log} 2>&1"

@@ -8,12 +8,19 @@ import os
 from pathlib import Path
 
 from genvis.errors import ConfigError
+from genvis.settings import cli_flags, workflow_overrides
 
 REPO = Path(workflow.basedir)
 
 THREADS = config["resources"]["threads"]
 STAGE_TWO_THREADS = config["resources"]["stage_two_threads"]
 GPUS = config["resources"]["gpu"]
+# dask scale-out (genvis.cluster): a running scheduler for extract and infer jobs, or local
+# worker processes for each extract job (each with THREADS torch threads).
+DASK_SCHEDULER = config.get("dask_scheduler")
+EXTRACT_WORKERS = 1 if DASK_SCHEDULER else config["resources"].get("extract_workers", 1)
+SCHEDULER_ARG = f" --scheduler {DASK_SCHEDULER}" if DASK_SCHEDULER else ""
+EXTRACT_CLUSTER_ARG = SCHEDULER_ARG or (f" --workers {EXTRACT_WORKERS}" if EXTRACT_WORKERS > 1 else "")
 # torch reads these at import: keep each job to the threads it declared (shared machines).
 THREAD_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
 
@@ -260,8 +267,12 @@ def detector_source(dataset, detector):
     """('train', split) or ('checkpoint', path) for a detector, checking what it needs."""
     det = detector_cfg(dataset, detector)
     key = f"datasets.{dataset}.detectors.{detector}"
-    repo_file(det["config"], f"{key}.config", "detector config")
+    if det.get("config") is not None:
+        repo_file(det["config"], f"{key}.config", "detector config")
     if "train" in det and det["train"] is not None:
+        if det.get("config") is None:
+            raise ConfigError(f"{key}.config", "not set: a detector trained here needs its yaml "
+                              "(only an official checkpoint's architecture can be inferred)")
         split = det["train"]["split"]
         split_annotations(dataset, split)
         return "train", split

@@ -2,11 +2,18 @@
 # (genvis train-detector) or imported from an official checkpoint (genvis import-checkpoint).
 
 
+#: workflow dataset -> the dataset whose official test size an inferred detector config uses
+#: (YouTube-VIS 2022 is evaluated with the 2021 models)
+OFFICIAL_DATASETS = {"ovis": "ovis", "ytvis19": "ytvis19", "ytvis21": "ytvis21", "ytvis22": "ytvis21"}
+
+
 def _detector_inputs(wildcards):
     det = detector_cfg(wildcards.dataset, wildcards.detector)
     key = f"datasets.{wildcards.dataset}.detectors.{wildcards.detector}"
     kind, source = detector_source(wildcards.dataset, wildcards.detector)
-    inputs = {"config": repo_file(det["config"], f"{key}.config", "detector config")}
+    inputs = {}
+    if det.get("config") is not None:  # null: import-checkpoint infers it from the checkpoint
+        inputs["config"] = repo_file(det["config"], f"{key}.config", "detector config")
     if kind == "train":
         inputs["annotations"] = split_annotations(wildcards.dataset, source)
     else:
@@ -21,7 +28,10 @@ def _detector_kind(wildcards):
 def _detector_files(wildcards, input, output):
     """Input/output paths of train-detector or import-checkpoint."""
     if "checkpoint" in input.keys():
-        return f"--checkpoint {input.checkpoint} --config {input.config} --out {output}"
+        config = f" --config {input.config}" if "config" in input.keys() else ""
+        if not config and wildcards.dataset in OFFICIAL_DATASETS:  # the official test size
+            config = f" --dataset {OFFICIAL_DATASETS[wildcards.dataset]}"
+        return f"--checkpoint {input.checkpoint}{config} --out {output}"
     return f"--annotations {input.annotations} --config {input.config} --out {output}"
 
 

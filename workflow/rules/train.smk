@@ -52,10 +52,9 @@ def _train_inputs(wildcards):
 def _train_args(wildcards):
     # A function of the wildcards only: Snakemake records such params and re-runs the job
     # when they change (params computed from input/output are not tracked).
-    d = dataset_cfg(wildcards.dataset)
     # the dataset's train_iterations (e.g. the GPU overlay's) over the experiment entry's
-    iterations = d.get("train_iterations") or experiment_cfg(wildcards.experiment).get("iterations")
-    args = f" --iterations {int(iterations)}" if iterations else ""
+    overrides = workflow_overrides(experiment_cfg(wildcards.experiment), dataset_cfg(wildcards.dataset))
+    args = cli_flags(iterations=overrides["iterations"])
     detector, base_model = _train_init(wildcards)
     if detector:
         args += f" --init-heads {detector}"
@@ -72,7 +71,8 @@ TRAIN_SHELL = (
 )
 INFER_SHELL = (
     THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
-    " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+    " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads}" + SCHEDULER_ARG
+    + " --no-progress > {log} 2>&1"
 )
 
 
@@ -118,9 +118,31 @@ def _infer_inputs(wildcards):
     }
 
 
+#: predictions per video of the official evaluation (TEST.DETECTIONS_PER_IMAGE of the
+#: official GenVIS configs: OVIS 20, YouTube-VIS 2019/2021 10), used with official models
+OFFICIAL_TOP_K = {"ovis": 20, "ytvis19": 10, "ytvis21": 10, "ytvis22": 10}
+
+
+def _official_settings(dataset, experiment):
+    """Inference settings of an official model: N_f^eval = the experiment yaml's N_f^eval,
+    else its N_f (the official LEN_CLIP_WINDOW: 1 online, 3 semi-online), and the official
+    top-k of known datasets."""
+    import yaml
+
+    path = repo_file(experiment_cfg(experiment)["config"], f"experiments.{experiment}.config", "experiment config")
+    exp = yaml.safe_load(Path(path).read_text()) or {}
+    n_f = ((exp.get("inference") or {}).get("n_f_eval") or (exp.get("train") or {}).get("n_f") or 1)
+    return cli_flags(n_f_eval=int(n_f), top_k=OFFICIAL_TOP_K.get(dataset))
+
+
 def _default_n_f_eval(wildcards):
-    n = experiment_cfg(wildcards.experiment).get("n_f_eval")
-    return f" --n-f-eval {int(n)}" if n else ""
+    """--n-f-eval of experiments.<name>.n_f_eval, if set (genvis.settings resolves the rest);
+    an official model (datasets.<d>.official_models) gets the official settings instead."""
+    n_f_eval = workflow_overrides(experiment_cfg(wildcards.experiment))["n_f_eval"]
+    official = dataset_cfg(wildcards.dataset).get("official_models", {}) or {}
+    if n_f_eval is None and "seed" not in wildcards.keys() and official.get(wildcards.experiment):
+        return _official_settings(wildcards.dataset, wildcards.experiment)
+    return cli_flags(n_f_eval=n_f_eval)
 
 
 rule infer:
@@ -165,7 +187,7 @@ rule infer_seed_association:
     output:
         "runs/{dataset}/{experiment}/seeds/s{seed}/{split}/{association}/results.json",
     params:
-        args=lambda wc: _default_n_f_eval(wc) + f" --association {wc.association}",
+        args=lambda wc: _default_n_f_eval(wc) + cli_flags(association=wc.association),
     wildcard_constraints:
         association="propagate|minvis|oracle",
     log:

@@ -26,6 +26,7 @@ from genvis.errors import ConfigError, InputError
 from genvis.model.config import GenVISConfig
 from genvis.model.genvis import GenVIS
 from genvis.utils.io import atomic_path
+from genvis.utils.torch_io import load_weights_only
 
 FORMAT = "genvis-stage2"
 OFFICIAL_PREFIX = "vita_module."
@@ -124,10 +125,7 @@ def load_official_genvis(path_or_state_dict: str | os.PathLike | Mapping[str, An
         path = Path(path_or_state_dict)
         if not path.is_file():
             raise InputError(path, "checkpoint not found")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise InputError(path, f"cannot read checkpoint: {exc}") from None
+        ckpt = load_weights_only(path, "checkpoint")
     if "model" in ckpt and isinstance(ckpt["model"], Mapping):
         ckpt = ckpt["model"]
     sd = {k[len(OFFICIAL_PREFIX):]: v for k, v in ckpt.items() if k.startswith(OFFICIAL_PREFIX)}
@@ -199,10 +197,7 @@ def load_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "model file not found; run `genvis train` first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"cannot read model file: {exc}") from None
+    payload = load_weights_only(path, "model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(path, f"not a genvis stage-two model (format tag {FORMAT!r} missing)")
     cfg = GenVISConfig.from_dict(payload["model_config"], source=f"{path}: model_config")
@@ -225,10 +220,7 @@ def load_any_model(path: str | os.PathLike) -> tuple[GenVIS, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "model file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(path, f"cannot read model file: {exc}") from None
+    payload = load_weights_only(path, "model file")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         return load_model(path)
     if isinstance(payload, Mapping):

@@ -24,7 +24,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ import torch
 from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
 from genvis.errors import InputError
+from genvis.utils.torch_io import exception_line, torch_load_problem
 
 DETECTOR_PREFIXES = ("backbone.", "sem_seg_head.")
 
@@ -99,10 +100,9 @@ def read_official_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            raise InputError(path, f"refused or corrupt: {str(exc).splitlines()[0]} (loaded with "
-                             f"weights_only=True; code in checkpoints is never run)") from exc
-        except (RuntimeError, EOFError, ValueError, OSError) as exc:
-            raise InputError(path, f"truncated or corrupt checkpoint: {str(exc).splitlines()[0]}") from exc
+            raise InputError(path, f"refused or corrupt checkpoint: {torch_load_problem(exc)}") from None
+        except (RuntimeError, EOFError, ValueError, OSError, KeyError) as exc:
+            raise InputError(path, f"truncated or corrupt checkpoint ({exception_line(exc)})") from None
     else:
         raise InputError(path, f"unknown checkpoint type {suffix!r}; expected .pkl (detectron2) or .pth")
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
@@ -198,8 +198,44 @@ _SWIN_RULES: list[Rule] = [
     _rule(r"backbone\.layers\.(?P<i>\d+)\.downsample\.norm\.(?P<p>weight|bias)", _SW + "encoder.layers.{i}.downsample.norm.{p}"),
     _rule(r"backbone\.norm(?P<norm>[0-3])\.(?P<p>weight|bias)", BACKBONE + "hidden_states_norms.stage{stage1}.{p}"),
 ]
-#: official keys that are derived buffers (recomputed by the model), accepted and dropped
-_SWIN_DERIVED = re.compile(r"backbone\.layers\.\d+\.blocks\.\d+\.attn\.relative_position_index$")
+#: the official Swin blocks' persistent relative position index buffers (int64 [ws*ws, ws*ws])
+_SWIN_INDEX = re.compile(r"backbone\.layers\.(?P<i>\d+)\.blocks\.(?P<j>\d+)\.attn\.relative_position_index$")
+_SWIN_INDEX_TARGET = _SWB + "attention.relative_position_bias.relative_position_index"
+
+
+def official_position_index(arr: np.ndarray, table_rows: int, key: str,
+                            source: str | os.PathLike) -> torch.Tensor:
+    """An official checkpoint's Swin relative position index as the official code uses it.
+
+    The official block's ``relative_position_index`` is a persistent int64 buffer, so
+    ``load_state_dict`` copies the stored values into it with ``Tensor.copy_``, which casts
+    floating values to int64 by truncation toward zero; the table is then used as stored.
+
+    Args:
+        arr: the stored buffer, ``[ws*ws, ws*ws]`` (any numeric dtype).
+        table_rows: rows of the block's relative position bias table, ``(2 ws - 1)**2``.
+        key, source: for error messages.
+
+    Returns:
+        int64 tensor ``[ws**4]`` (flat, the layout of the genvis buffer).
+
+    Raises:
+        InputError: not square, non-finite values, or an entry outside the bias table
+            (the official code would fail with an index error).
+    """
+    a = np.asarray(arr)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise InputError(source, f"{key}: expected a square [ws*ws, ws*ws] index, got shape {a.shape}")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise InputError(source, f"{key}: non-finite values in the relative position index")
+        a = np.trunc(a)
+    index = torch.from_numpy(np.ascontiguousarray(a).astype(np.int64)).reshape(-1)
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= table_rows):
+        raise InputError(source, f"{key}: relative position index entries must lie in [0, {table_rows}) "
+                         f"(the rows of relative_position_bias_table), got [{int(index.min())}, "
+                         f"{int(index.max())}]")
+    return index
 
 _PD = "sem_seg_head.pixel_decoder."
 _PDE = _PD + r"transformer\.encoder\.layers\.(?P<i>\d+)\."
@@ -236,9 +272,11 @@ _HEAD_RULES: list[Rule] = [
           TRANSFORMER + "decoder.mask_predictor.mask_embedder.{k}.0.{p}"),
 ]
 
-#: model entries no official checkpoint carries: buffers recomputed or unused by the detector
+#: model entries no official checkpoint needs to carry: buffers recomputed or unused by the
+#: detector (a Swin checkpoint without its position index tables gets the standard ones)
 _NOT_IN_CHECKPOINTS = re.compile(
-    r".*num_batches_tracked$|m2f\.criterion\..*|" + re.escape(BACKBONE) + r"swin\.layernorm\.(weight|bias)$")
+    r".*num_batches_tracked$|m2f\.criterion\..*|" + re.escape(BACKBONE) + r"swin\.layernorm\.(weight|bias)$"
+    r"|.*\.relative_position_bias\.relative_position_index$")
 
 
 def _rules_for(cfg: DetectorConfig) -> list[Rule]:
@@ -258,25 +296,48 @@ def convert_official_state(official: dict[str, np.ndarray], cfg: DetectorConfig,
         cfg: the detector config they must fit.
         source: name used in error messages.
 
+    Swin: the stored relative position index tables are used as stored (see
+    :func:`official_position_index`), as the official code does; ``position_index`` counts
+    them and ``nonstandard_position_index`` those that differ from the standard Swin table
+    (0 for a checkpoint written by the official training code).
+
     Returns:
-        ``(state_dict, report)``: the FrameDetector weights (float32 tensors) and counts
-        ``{"mapped": ..., "ignored_non_detector": ..., "derived_buffers": ...}``.
+        ``(state_dict, report)``: the FrameDetector weights (float32 tensors; int64 position
+        index tables) and counts ``{"mapped", "ignored_non_detector", "position_index",
+        "nonstandard_position_index"}``.
 
     Raises:
         InputError: detector keys no rule maps (listed); model weights not supplied by the
             checkpoint (listed); shape mismatches, with the class count (K+1 rows of
             ``class_embed``) or hidden size named when those are the cause.
     """
-    model_shapes = {k: tuple(v.shape) for k, v in FrameDetector(cfg).state_dict().items()}
+    return _convert(official, cfg, FrameDetector(cfg).state_dict(), source)
+
+
+def _convert(official: dict[str, np.ndarray], cfg: DetectorConfig, model_state: dict[str, torch.Tensor],
+             source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    model_shapes = {k: tuple(v.shape) for k, v in model_state.items()}
     rules = _rules_for(cfg)
     state: dict[str, torch.Tensor] = {}
-    unmapped, ignored, derived = [], 0, 0
+    unmapped, ignored, n_index, nonstandard = [], 0, 0, 0
     for key, arr in official.items():
         if not key.startswith(DETECTOR_PREFIXES):
             ignored += 1
             continue
-        if cfg.backbone == "swin" and _SWIN_DERIVED.match(key):
-            derived += 1
+        m = _SWIN_INDEX.match(key) if cfg.backbone == "swin" else None
+        if m:
+            target = _SWIN_INDEX_TARGET.format(**m.groupdict())
+            table = target.replace("relative_position_index", "relative_position_bias_table")
+            if target not in model_state or table not in model_state:
+                unmapped.append(key)
+                continue
+            index = official_position_index(arr, model_state[table].shape[0], key, source)
+            if index.shape != model_state[target].shape:
+                raise InputError(source, f"{key}: index of {tuple(np.shape(arr))} does not fit the configured "
+                                 f"window (model index has {model_state[target].numel()} entries; window_size?)")
+            state[target] = index
+            n_index += 1
+            nonstandard += int(not torch.equal(index, model_state[target]))
             continue
         for rx, expand in rules:
             m = rx.match(key)
@@ -314,7 +375,8 @@ def convert_official_state(official: dict[str, np.ndarray], cfg: DetectorConfig,
     if missing:
         raise InputError(source, f"{len(missing)} model weight(s) missing from the checkpoint: "
                          + ", ".join(missing[:30]) + (" ..." if len(missing) > 30 else ""))
-    return state, {"mapped": len(state), "ignored_non_detector": ignored, "derived_buffers": derived}
+    return state, {"mapped": len(state) - n_index, "ignored_non_detector": ignored, "position_index": n_index,
+                   "nonstandard_position_index": nonstandard}
 
 
 def import_official_checkpoint(path: str | os.PathLike, cfg: DetectorConfig) -> tuple[FrameDetector, dict[str, int]]:
@@ -326,12 +388,64 @@ def import_official_checkpoint(path: str | os.PathLike, cfg: DetectorConfig) -> 
     Raises:
         InputError: see :func:`read_official_checkpoint` and :func:`convert_official_state`.
     """
-    official = read_official_checkpoint(path)
+    return import_official_weights(read_official_checkpoint(path), cfg, source=path)
+
+
+def import_official_weights(official: Mapping[str, Any], cfg: DetectorConfig,
+                            source: str | os.PathLike = "checkpoint") -> tuple[FrameDetector, dict[str, int]]:
+    """Build a FrameDetector from official weights already in memory.
+
+    Args:
+        official: official name -> numpy array or CPU tensor (all keys of the checkpoint).
+        cfg: the detector config they must fit.
+        source: name used in error messages.
+
+    Returns:
+        ``(detector in eval mode, report of convert_official_state)``.
+
+    Raises:
+        InputError: no detector keys, or see :func:`convert_official_state`.
+    """
+    official = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+                for k, v in official.items()}
     if not any(k.startswith(DETECTOR_PREFIXES) for k in official):
-        raise InputError(path, "no detector weights (no 'backbone.' or 'sem_seg_head.' keys); "
+        raise InputError(source, "no detector weights (no 'backbone.' or 'sem_seg_head.' keys); "
                          "is this a Mask2Former / VITA / GenVIS checkpoint?")
-    state, report = convert_official_state(official, cfg, source=path)
     cfg = DetectorConfig.from_dict({**cfg.to_dict(), "pretrained_backbone": False})
     det = FrameDetector(cfg)
+    state, report = _convert(official, cfg, det.state_dict(), source=source)
     det.load_state_dict(state, strict=False)
     return det.eval(), report
+
+
+def load_official_detector(path: str | os.PathLike, cfg: DetectorConfig | None = None, dataset: str | None = None,
+                           min_size: int | None = None, max_size: int | None = None
+                           ) -> tuple[FrameDetector, dict[str, int], dict[str, np.ndarray]]:
+    """Read an official checkpoint once and build its frame detector, with or without a YAML.
+
+    Args:
+        path: official ``.pkl`` / ``.pth``.
+        cfg: the detector config; None infers it from the keys and shapes
+            (:func:`genvis.detector.official_config.detector_config_from_official`, with
+            ``dataset`` / ``min_size`` / ``max_size``).
+        min_size, max_size: with ``cfg`` given, override its input size.
+
+    Returns:
+        ``(detector in eval mode, import report, all official arrays)`` -- the arrays also
+        hold the video modules (``vita_module.*``) for :func:`genvis.model.checkpoint.load_official_genvis`.
+
+    Raises:
+        InputError / ConfigError: see :func:`read_official_checkpoint`,
+            :func:`convert_official_state` and ``detector_config_from_official``.
+    """
+    from genvis.detector.official_config import detector_config_from_official
+
+    official = read_official_checkpoint(path)
+    if cfg is None:
+        cfg = detector_config_from_official(official, dataset, min_size, max_size, source=path)
+    elif min_size or max_size:
+        cfg = DetectorConfig.from_dict({**cfg.to_dict(), "min_size": int(min_size or cfg.min_size),
+                                        "max_size": int(max_size or max(cfg.max_size, int(min_size or 0)))},
+                                       source=f"{path}: --min-size/--max-size")
+    det, report = import_official_weights(official, cfg, source=path)
+    return det, report, official

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genvis.train.clip_source import InMemoryClipSource
+from tests.helpers.clip_source import InMemoryClipSource
 
 
 def make_toy_problem(num_videos: int = 4, length: int = 8, num_instances: int = 2, num_classes: int = 2,

@@ -1,17 +1,13 @@
-"""An in-memory clip source with the CacheReader clip interface.
-
-Stage two reads clips only through ``read_clip``, ``length``, ``video_ids`` and
-``video_attrs`` (docs/ARCHITECTURE.md), so anything offering them can stand in for the
-Zarr cache: this class (tests, small experiments, the demo's detector-in-the-loop path
-that collects features of one video) or a benchmark's detector-in-the-loop source.
-"""
+"""An in-memory :class:`genvis.clip_source.ClipSource`: tensors held in memory stand in for
+the Zarr cache in the tests (with :mod:`tests.helpers.toy`)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
+from genvis.clip_source import DEFAULT_FIELDS, consecutive_clips
 from genvis.errors import InputError
 
 
@@ -81,3 +77,9 @@ class InMemoryClipSource:
                 x = x[:, layers]
             out[f] = x.float().clone()
         return out
+
+    def iter_clips(self, video_id: int, n_f: int, fields: Sequence[str] = DEFAULT_FIELDS, *,
+                   layers: slice | None = None) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        """``(start, stop, clip)`` for consecutive clips of ``n_f`` frames (the last may be
+        shorter), each as from :meth:`read_clip`; ValueError for ``n_f < 1``."""
+        return consecutive_clips(self, video_id, n_f, fields, layers)

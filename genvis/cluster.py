@@ -1,0 +1,325 @@
+"""Scale-out over a dask.distributed cluster: stage one and inference with videos as tasks.
+
+One machine to many: ``--workers N`` starts a local cluster of N worker processes
+(:class:`distributed.LocalCluster`); ``--scheduler ADDRESS`` connects to a running scheduler
+(for example one started by dask-jobqueue's ``SLURMCluster`` or dask-cuda's
+``LocalCUDACluster``, one worker per GPU). Every worker loads the heavy objects once, in a
+:class:`distributed.WorkerPlugin` (the frozen detector for extraction; the video model, the
+cache reader and the annotations for inference), and each video is one task:
+
+* extraction: a task runs :func:`genvis.cache.extract.extract` on a one-video subset, so a
+  video is written atomically into the shared Zarr store exactly as a serial run writes it
+  (same batches from frame 0, same bytes); completed videos are skipped, so a rerun after a
+  killed worker or a killed client completes the store;
+* inference: a task writes one video's predictions into the run's part folder
+  (:class:`genvis.data.results.ResultsParts`), and the client joins the parts in video order,
+  so the results json is byte-identical to a serial run and an interrupted run resumes.
+
+Without these options nothing changes: the commands run in-process as before. The store and
+the part folder must be on a file system that every worker sees (local disk for
+``--workers``, a shared file system on a cluster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from distributed import WorkerPlugin
+
+from genvis.errors import ConfigError
+
+_EXTRACT_PLUGIN = "genvis-extract"
+_INFER_PLUGIN = "genvis-infer"
+
+
+def wants_cluster(workers: int | None, scheduler: str | None) -> bool:
+    """Whether the options ask for a dask cluster.
+
+    Raises:
+        ConfigError: ``--workers`` below 1, or both options given.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    if workers is not None and scheduler:
+        raise ConfigError("--scheduler", "give either --workers (a local cluster) or --scheduler, not both")
+    return workers is not None or bool(scheduler)
+
+
+@contextlib.contextmanager
+def cluster_client(workers: int | None = None, scheduler: str | None = None,
+                   threads_per_worker: int = 1, connect_timeout: float = 20.0) -> Iterator[Any]:
+    """A :class:`distributed.Client` on a new local cluster or on an existing scheduler.
+
+    Args:
+        workers: number of local worker processes (``LocalCluster(processes=True)``), or None.
+        scheduler: address of a running scheduler, or None.
+        threads_per_worker: threads of each local worker; torch in each worker uses as many.
+        connect_timeout: seconds to wait for ``scheduler``.
+
+    Yields:
+        the client; a local cluster is closed on exit.
+
+    Raises:
+        ConfigError: both or neither option given, a bad count, or the scheduler cannot be
+            reached (the message names the address).
+    """
+    from distributed import Client, LocalCluster
+
+    if not wants_cluster(workers, scheduler):
+        raise ConfigError("--workers", "give --workers N or --scheduler ADDRESS")
+    if threads_per_worker < 1:
+        raise ConfigError("--threads", f"must be >= 1, got {threads_per_worker}")
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=f"{connect_timeout}s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError("--scheduler", f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+        with client:
+            yield client
+        return
+    # dashboard off: no port to bind, nothing to serve on a compute node
+    with LocalCluster(n_workers=int(workers), threads_per_worker=int(threads_per_worker), processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _as_completed_bar(futures: Sequence[Any], total: int, desc: str, unit: str, progress: bool,
+                      weight=None) -> Iterator[Any]:
+    """Yield the results of ``futures`` as they finish, advancing a tqdm bar."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True) as bar:
+        for fut in as_completed(futures):
+            result = fut.result()   # re-raises the task's error (a GenvisError keeps its message)
+            bar.update(weight(result) if weight else 1)
+            yield result
+
+
+# --------------------------------------------------------------------------- extraction
+class _DetectorPlugin(WorkerPlugin):
+    """Worker plugin: load the frozen detector and the split once per worker."""
+
+    name = _EXTRACT_PLUGIN
+
+    def __init__(self, detector_path: str, annotations: str, device: str, threads: int):
+        self.detector_path = detector_path
+        self.annotations = annotations
+        self.device = device
+        self.threads = threads
+        self.detector = None
+        self.dataset = None
+
+    def setup(self, worker: Any) -> None:
+        import torch
+
+        from genvis.data.ytvis import load_vis_json
+        from genvis.detector.model import FrameDetector
+
+        torch.set_num_threads(self.threads)
+        self.detector = FrameDetector.load(self.detector_path).to(self.device).eval()
+        self.dataset = load_vis_json(self.annotations)
+
+    def teardown(self, worker: Any) -> None:
+        self.detector = self.dataset = None
+
+
+def _worker_plugin(name: str) -> Any:
+    from distributed import get_worker
+
+    return get_worker().plugins[name]
+
+
+def _extract_task(video_id: int, image_root: str, out: str, batch_size: int, min_size: int | None,
+                  max_size: int | None, device: str) -> tuple[int, int, float]:
+    """One video into the shared store; returns (video id, frames written, seconds)."""
+    from genvis.cache.extract import extract
+
+    plugin = _worker_plugin(_EXTRACT_PLUGIN)
+    stats = extract(plugin.dataset.subset([video_id]), image_root, plugin.detector, out, batch_size=batch_size,
+                    min_size=min_size, max_size=max_size, device=device, progress=False)
+    return video_id, stats.frames, stats.total_s
+
+
+def extract_on_cluster(client: Any, annotations: str | os.PathLike, image_root: str | os.PathLike,
+                       detector_path: str | os.PathLike, out: str | os.PathLike, batch_size: int = 8,
+                       shard: tuple[int, int] = (0, 1), min_size: int | None = None,
+                       max_size: int | None = None, device: str = "cpu", threads: int = 1,
+                       progress: bool = True) -> Any:
+    """Stage one over a dask cluster: every video of the split (or shard) as one task.
+
+    The store is created (or reopened, provenance checked) here before any task starts, so
+    a store of another detector or resolution is refused at once; each worker then writes
+    its videos atomically (:class:`genvis.cache.writer.CacheWriter`). Videos already complete
+    are not submitted. The result equals a serial :func:`genvis.cache.extract.extract` with
+    the same batch size, array for array.
+
+    Args:
+        client: a :class:`distributed.Client` (:func:`cluster_client`).
+        annotations: the split json; read here and once on every worker.
+        image_root: directory the json's ``file_names`` are relative to (seen by every worker).
+        detector_path: detector file (``genvis train-detector`` / ``import-checkpoint``),
+            loaded once on every worker.
+        out: the Zarr store, on a file system every worker sees.
+        batch_size, shard, min_size, max_size, device: as for ``extract``.
+        threads: torch CPU threads in each worker.
+        progress: tqdm bar over frames, advanced as videos finish.
+
+    Returns:
+        :class:`genvis.cache.extract.ExtractStats` (``forward_s`` etc. are not split per
+        phase: ``total_s`` is the wall time, ``written_ids`` in completion order).
+
+    Raises:
+        InputError / ConfigError: as ``extract`` (bad split, other detector's store, bad
+            frames: the first failing video's error is raised here; finished videos stay).
+    """
+    import time
+
+    from genvis.cache.extract import ExtractStats, cache_provenance, shard_video_ids
+    from genvis.cache.writer import CacheWriter
+    from genvis.data.ytvis import load_vis_json
+    from genvis.detector.model import FrameDetector
+    from genvis.errors import InputError
+
+    t0 = time.perf_counter()
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be >= 1, got {batch_size}")
+    dataset = load_vis_json(annotations)
+    if not Path(image_root).is_dir():
+        raise InputError(image_root, "image root is not a directory")
+    detector = FrameDetector.load(detector_path)     # for the provenance check only
+    cfg = detector.cfg
+    lo, hi = int(min_size or cfg.min_size), int(max_size or cfg.max_size)
+    if hi < lo:
+        raise InputError("--max-size", f"{hi} is smaller than --min-size {lo}")
+    writer = CacheWriter(out, cache_provenance(detector, lo, hi))
+    del detector
+    ids = shard_video_ids([v.id for v in dataset.videos], *shard)
+    done = writer.completed_video_ids()
+    todo = [i for i in ids if i not in done]
+    stats = ExtractStats(videos_skipped=len(ids) - len(todo))
+    if todo:
+        client.register_plugin(_DetectorPlugin(str(Path(detector_path).resolve()),
+                                               str(Path(annotations).resolve()), device, int(threads)),
+                               name=_EXTRACT_PLUGIN)
+        futures = [client.submit(_extract_task, vid, str(Path(image_root).resolve()), str(Path(out).resolve()),
+                                 batch_size, lo, hi, device, key=f"genvis-extract-{vid}", pure=False)
+                   for vid in todo]
+        total = sum(dataset.video(v).length for v in todo)
+        try:
+            for vid, frames, _ in _as_completed_bar(futures, total, "extract", "frame", progress,
+                                                    weight=lambda r: r[1]):
+                stats.videos_written += 1
+                stats.frames += frames
+                stats.written_ids.append(vid)
+        finally:
+            client.cancel(futures)
+    stats.total_s = time.perf_counter() - t0
+    return stats
+
+
+# --------------------------------------------------------------------------- inference
+class _ModelPlugin(WorkerPlugin):
+    """Worker plugin: load the video model, open the cache and read the split once per worker."""
+
+    name = _INFER_PLUGIN
+
+    def __init__(self, model_path: str, cache: str, annotations: str, device: str, threads: int):
+        self.model_path = model_path
+        self.cache = cache
+        self.annotations = annotations
+        self.device = device
+        self.threads = threads
+        self.model = self.reader = self.dataset = None
+
+    def setup(self, worker: Any) -> None:
+        import torch
+
+        from genvis.cache.reader import CacheReader
+        from genvis.model.checkpoint import load_any_model
+        from genvis.data.ytvis import load_vis_json
+
+        torch.set_num_threads(self.threads)
+        self.model, _ = load_any_model(self.model_path)
+        self.model.to(self.device).eval()
+        self.reader = CacheReader(self.cache)
+        self.dataset = load_vis_json(self.annotations)
+
+    def teardown(self, worker: Any) -> None:
+        self.model = self.reader = self.dataset = None
+
+
+def _infer_task(video_id: int, out: str, resume_key: dict, n_f_eval: int, top_k: int,
+                association: str) -> tuple[int, int]:
+    """One video's predictions into the run's part folder; returns (video id, predictions)."""
+    from genvis.data.results import ResultsParts
+    from genvis.infer.inference import write_video_part
+
+    plugin = _worker_plugin(_INFER_PLUGIN)
+    parts = ResultsParts(out, resume_key)
+    count = write_video_part(plugin.model, plugin.reader, plugin.dataset, plugin.dataset.video(video_id),
+                             n_f_eval, top_k, association, parts)
+    return video_id, count
+
+
+def infer_on_cluster(client: Any, model_path: str | os.PathLike, cache: str | os.PathLike,
+                     annotations: str | os.PathLike, out: str | os.PathLike, n_f_eval: int, top_k: int,
+                     association: str, resume_key: dict, device: str = "cpu", threads: int = 1,
+                     progress: bool = True, fresh: bool = False) -> int:
+    """Stage-two inference over a dask cluster: every video as one task; the results json
+    is assembled in video order from the per-video parts, byte-identical to a serial run.
+
+    Args:
+        client: a :class:`distributed.Client`.
+        model_path: MODEL.pt or an official .pth (loaded once on every worker).
+        cache, annotations: the split's Zarr store and json (seen by every worker).
+        out: results json; its part folder ``.<name>.parts/`` is shared by the workers.
+        n_f_eval, top_k, association: as ``genvis infer``.
+        resume_key: json-able description of the run (see
+            :func:`genvis.infer.inference.write_inference`); finished parts of an equal key
+            are kept and skipped, so an interrupted run resumes.
+        device, threads: torch device and CPU threads of each worker.
+        fresh: discard finished parts first (``genvis infer --no-resume``).
+
+    Returns:
+        the number of predictions written.
+
+    Raises:
+        InputError / ConfigError: as ``genvis infer`` (checked here before any task runs);
+            the first failing video's error (``out`` is then not written).
+    """
+    from genvis.cache.reader import CacheReader
+    from genvis.model.checkpoint import load_any_model
+    from genvis.data.results import ResultsParts
+    from genvis.data.ytvis import load_vis_json
+    from genvis.infer.inference import check_inputs
+
+    dataset = load_vis_json(annotations)
+    model, _ = load_any_model(model_path)
+    check_inputs(model, CacheReader(cache), dataset, n_f_eval)
+    del model
+    parts = ResultsParts(out, resume_key)
+    if fresh:
+        shutil.rmtree(parts.dir)
+        parts = ResultsParts(out, resume_key)
+    ids = [v.id for v in dataset.videos]
+    done = parts.finished(ids)
+    todo = [i for i in ids if i not in done]
+    if todo:
+        client.register_plugin(_ModelPlugin(str(Path(model_path).resolve()), str(Path(cache).resolve()),
+                                            str(Path(annotations).resolve()), device, int(threads)),
+                               name=_INFER_PLUGIN)
+        futures = [client.submit(_infer_task, vid, str(Path(out).resolve()), resume_key, int(n_f_eval),
+                                 int(top_k), association, key=f"genvis-infer-{vid}", pure=False)
+                   for vid in todo]
+        try:
+            for _ in _as_completed_bar(futures, len(todo), "infer", "video", progress):
+                pass
+        finally:
+            client.cancel(futures)
+    return parts.join(ids)

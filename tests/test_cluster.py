@@ -1,0 +1,147 @@
+"""Scale-out with dask (genvis.cluster): extract and infer with videos as tasks on a
+LocalCluster of 2 worker processes give the same store and the same results json as a
+serial run, and a worker killed mid-run leaves a store that a rerun completes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from genvis.cache import layout
+from genvis.cache.extract import extract
+from genvis.cache.reader import CacheReader
+from genvis.model.checkpoint import save_model
+from genvis.cluster import cluster_client, extract_on_cluster, infer_on_cluster, wants_cluster
+from genvis.data.ytvis import load_vis_json
+from genvis.detector.config import DetectorConfig
+from genvis.detector.model import FrameDetector
+from genvis.errors import ConfigError, InputError
+from genvis.infer.inference import write_inference
+from genvis.model.config import GenVISConfig
+from genvis.model.genvis import GenVIS
+from test_extract import TINY, make_split, store_contents
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+LENGTHS = {3: 3, 5: 5, 8: 2, 11: 4, 12: 3}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    torch.set_num_threads(1)   # as the workers (module fixtures run before one_torch_thread)
+    root = tmp_path_factory.mktemp("cluster")
+    split = make_split(root, LENGTHS)
+    torch.manual_seed(0)
+    det = FrameDetector(DetectorConfig(**TINY)).eval()
+    det.save(root / "det.pt")
+    serial = root / "serial.zarr"
+    extract(load_vis_json(split), root / "frames", det, serial, batch_size=2, progress=False)
+    torch.manual_seed(1)
+    model = GenVIS(GenVISConfig(num_classes=2, hidden_dim=32, num_frame_queries=5, mask_feature_dim=32,
+                                num_queries=4, num_heads=4, dim_feedforward=64, enc_layers=1, dec_layers=2))
+    save_model(root / "model.pt", model, experiment={})
+    return root, split, serial
+
+
+@pytest.fixture(scope="module")
+def client():
+    with cluster_client(workers=2, threads_per_worker=1) as c:
+        yield c
+
+
+def test_options_are_checked():
+    assert not wants_cluster(None, None)
+    assert wants_cluster(2, None) and wants_cluster(None, "tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="--workers"):
+        wants_cluster(0, None)
+    with pytest.raises(ConfigError, match="not both"):
+        wants_cluster(2, "tcp://127.0.0.1:8786")
+    with pytest.raises(ConfigError, match="cannot reach the dask scheduler at tcp://127.0.0.1:9"):
+        with cluster_client(scheduler="tcp://127.0.0.1:9", connect_timeout=1):
+            pass
+
+
+def test_extract_on_two_workers_equals_serial(setup, client, tmp_path):
+    root, split, serial = setup
+    out = tmp_path / "d.zarr"
+    stats = extract_on_cluster(client, split, root / "frames", root / "det.pt", out, batch_size=2,
+                               progress=False)
+    assert stats.videos_written == 5 and stats.frames == sum(LENGTHS.values())
+    assert sorted(stats.written_ids) == sorted(LENGTHS)
+    # every array equals the serial run's bytes
+    assert store_contents(out) == store_contents(serial)
+    assert not list((out / layout.PARTIAL_DIR).iterdir())
+    again = extract_on_cluster(client, split, root / "frames", root / "det.pt", out, batch_size=2,
+                               progress=False)
+    assert again.videos_written == 0 and again.videos_skipped == 5
+
+
+def test_extract_refuses_other_resolution_before_any_task(setup, client, tmp_path):
+    root, split, serial = setup
+    with pytest.raises(InputError, match="min_size: stored=32 expected=40"):
+        extract_on_cluster(client, split, root / "frames", root / "det.pt", serial, min_size=40, progress=False)
+
+
+def test_a_failing_video_raises_its_named_error_and_keeps_the_others(setup, client, tmp_path):
+    root, split, _ = setup
+    doc = json.loads(split.read_text())
+    doc["videos"][1]["file_names"][2] = "v5/missing.png"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    out = tmp_path / "b.zarr"
+    with pytest.raises(InputError, match="missing.png"):
+        extract_on_cluster(client, bad, root / "frames", root / "det.pt", out, progress=False)
+    assert 5 not in CacheReader(out).video_ids
+
+
+def test_killed_worker_leaves_a_store_that_a_rerun_completes(setup, client, tmp_path):
+    root, split, serial = setup
+    out = tmp_path / "k.zarr"
+    errors = []
+    c = client   # the nanny restarts the killed worker; registered plugins load again there
+    pids = list(c.run(os.getpid).values())
+
+    def run():
+        try:
+            extract_on_cluster(c, split, root / "frames", root / "det.pt", out, batch_size=2, progress=False)
+        except Exception as exc:  # noqa: BLE001 - a lost worker may surface as any dask error
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 60
+    partial = out / layout.PARTIAL_DIR
+    while time.monotonic() < deadline and not (partial.is_dir() and any(partial.iterdir())):
+        time.sleep(0.01)   # a video is being written now
+    os.kill(pids[0], signal.SIGKILL)
+    t.join(120)
+    assert not t.is_alive()
+    # whatever dask made of the lost worker (the task retried elsewhere, or an error), the
+    # store holds only whole videos, and a rerun completes it to the serial run's bytes
+    done = CacheReader(out).video_ids
+    assert set(done) <= set(LENGTHS)
+    again = extract_on_cluster(c, split, root / "frames", root / "det.pt", out, batch_size=2, progress=False)
+    assert again.videos_skipped == len(done) and again.videos_written == 5 - len(done)
+    assert store_contents(out) == store_contents(serial)
+
+
+def test_infer_on_two_workers_is_byte_identical_to_serial(setup, client, tmp_path):
+    root, split, serial = setup
+    from genvis.model.checkpoint import load_model
+
+    model, _ = load_model(root / "model.pt")
+    ds = load_vis_json(split)
+    one = tmp_path / "serial.json"
+    write_inference(model, CacheReader(serial), ds, 2, one, top_k=3, progress=False)
+    two = tmp_path / "dask.json"
+    key = {"run": "test", "n_f_eval": 2}
+    n = infer_on_cluster(client, root / "model.pt", serial, split, two, 2, 3, "propagate", key, progress=False)
+    assert n == 3 * len(LENGTHS)
+    assert two.read_bytes() == one.read_bytes()
+    assert not (tmp_path / ".dask.json.parts").exists()
