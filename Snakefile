@@ -2,7 +2,7 @@
 #   stage one: frozen frame detector -> Zarr cache (cache/<dataset>/<split>/<detector>.zarr)
 #   stage two: GenVIS video modules trained / evaluated from the cache (runs/...)
 # Named targets: quickstart, synth_large_eval, davis_eval, ovis_eval, ytvis19_eval,
-# ytvis21_eval, ytvis22_eval, ablations, compare, diagnose, table4_long. See README.md. Config: config/config.yaml
+# ytvis21_eval, ytvis22_eval, ablations, compare, diagnose, table4_long, idol_table1. See README.md. Config: config/config.yaml
 # (schema: workflow/schemas/).
 #
 # config/ and workflow/ are found relative to this file, so the workflow can run in any
@@ -29,6 +29,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/table4.smk"
+include: "workflow/rules/idol.smk"
 
 
 localrules:
@@ -44,6 +45,7 @@ localrules:
     compare,
     diagnose,
     table4_long,
+    idol_table1,
 
 
 rule all:
@@ -119,3 +121,9 @@ rule table4_long:
     diagnosis: reports/table4_long/ (config: table4_long, experiments t4l_*)."""
     input:
         "reports/table4_long",
+
+
+rule idol_table1:
+    """IDOL supplement Table 1 analogue on config idol_table1 (reports/idol_table1.md, .csv)."""
+    input:
+        lambda wc: idol_table_outputs(),

@@ -7,8 +7,9 @@ top-k) as RLE only (no JPEGs), then times:
 
 * ``evaluate()`` on in-memory records (the protocol itself),
 * the whole ``genvis evaluate`` command (json loading, validation, evaluation, writing),
-* ``association_metrics()`` (HOTA / AssA / IDF1 / IDSW, :mod:`genvis.evaluate.hota`) on the
-  same records,
+* the project's reference evaluator (pycocotools ``COCOeval`` with the official per-pair,
+  per-frame video IoU, from ``tests/test_evaluate_reference.py``) end to end on the same
+  files in the same run, as a speed-up ratio, with the largest metric difference,
 * the video-IoU step against a naive per-pair, per-frame ``merge``/``area`` loop (the
   official code's form) on the first videos, as a speed-up ratio.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +35,7 @@ from genvis.cli import main as genvis_main
 from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset, parse_vis_dict
-from genvis.evaluate.ytvis_eval import _prepare, evaluate, video_ious
+from genvis.evaluate.ytvis_eval import _prepare, evaluate, evaluate_arrays, video_ious
 
 
 def ellipse_masks(h: int, w: int, centers: np.ndarray, radii: tuple[float, float]) -> np.ndarray:
@@ -151,6 +153,28 @@ def iou_speedup(gt: VISDataset, results: list[VideoResult], n_videos: int) -> tu
     return t1 - t0, t2 - t1, diff
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (forked evaluation workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def reference_run(gt_path: Path, res_path: Path) -> tuple[float, float, np.ndarray]:
+    """(wall s, CPU s, stats[12]) of the project's reference evaluator (pycocotools ``COCOeval``
+    with the official per-pair, per-frame video IoU; ``tests/test_evaluate_reference.py``),
+    end to end from the json files (stdlib ``json`` as the official API)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_evaluate_reference import reference_stats
+
+    t0, c0 = time.perf_counter(), _cpu()
+    gt_json = json.loads(gt_path.read_text())
+    res_json = json.loads(res_path.read_text())
+    stats, _ = reference_stats(gt_json, res_json)
+    return time.perf_counter() - t0, _cpu() - c0, stats
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=200)
@@ -162,6 +186,8 @@ def main() -> None:
     ap.add_argument("--categories", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--naive-videos", type=int, default=10, help="videos for the naive IoU comparison")
+    ap.add_argument("--skip-reference", action="store_true", help="do not time the reference evaluator")
+    ap.add_argument("--workers", type=int, default=None, help="genvis evaluate --workers (default: its own)")
     ap.add_argument("--device", default="cpu", help="ignored (evaluation runs on the CPU)")
     args = ap.parse_args()
 
@@ -196,19 +222,33 @@ def main() -> None:
         import contextlib
         import io
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            rc = genvis_main(["evaluate", "--gt", str(gp), "--results", str(rp), "--out", str(mp)])
-        t_cli = time.perf_counter() - t0
-        assert rc == 0 and json.loads(mp.read_text())["AP"] == metrics["AP"]
-    print(f"genvis evaluate (load + validate + evaluate + write): {t_cli:.2f} s, {args.videos / t_cli:.1f} videos/s")
+            rc = genvis_main(["evaluate", "--gt", str(gp), "--results", str(rp), "--out", str(mp)]
+                             + ([] if args.workers is None else ["--workers", str(args.workers)]))
+        t_cli, c_cli = time.perf_counter() - t0, _cpu() - c0
+        cli_metrics = json.loads(mp.read_text())
+        assert rc == 0 and cli_metrics["AP"] == metrics["AP"]
+        print(f"genvis evaluate (load + validate + evaluate + write; workers "
+              f"{'default' if args.workers is None else args.workers}): {t_cli:.2f} s wall ({c_cli:.2f} s CPU incl. "
+              f"workers), "
+              f"{args.videos / t_cli:.1f} videos/s")
+        t_ref = c_ref = None
+        if not args.skip_reference:
+            t_ref, c_ref, ref_stats = reference_run(gp, rp)
+            diff = float(np.abs(evaluate_arrays(gt, results).stats - ref_stats).max())  # all 12 stats, unrounded
+            print(f"reference evaluator (COCOeval + official video IoU, tests/test_evaluate_reference.py; json "
+                  f"load + evaluate + accumulate + summarize): {t_ref:.2f} s wall ({c_ref:.2f} s CPU); "
+                  f"genvis evaluate is {t_ref / t_cli:.1f}x faster wall ({c_ref / c_cli:.1f}x CPU), "
+                  f"max |metric difference| {diff:.1e}")
 
     n_naive = min(args.naive_videos, args.videos)
     ours, naive, diff = iou_speedup(gt, results, n_naive)
     print(f"video IoU on {n_naive} videos: ours {ours * 1e3:.1f} ms, naive per-frame merge loop "
           f"{naive * 1e3:.1f} ms ({naive / max(ours, 1e-9):.1f}x faster), max |diff| {diff:.2e}")
+    ratio = "" if t_ref is None else f"{t_ref / t_cli:.1f}x vs reference evaluator (wall), "
     print(f"SUMMARY bench_evaluate: {args.videos} videos, {len(res_json)} predictions, "
-          f"evaluate {args.videos / t_eval:.1f} videos/s, HOTA {args.videos / t_assoc:.1f} videos/s, CLI {args.videos / t_cli:.1f} videos/s, "
+          f"evaluate {args.videos / t_eval:.1f} videos/s, HOTA {args.videos / t_assoc:.1f} videos/s, CLI {args.videos / t_cli:.1f} videos/s, {ratio}"
           f"IoU {naive / max(ours, 1e-9):.1f}x vs naive, device=cpu")
 
 

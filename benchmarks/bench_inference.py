@@ -1,4 +1,5 @@
-"""Inference speed: stage two from the cache vs end to end from frames (detector + stage two).
+"""Inference speed: stage two from the cache vs end to end from frames (detector + stage two),
+and stage two from the cache against an older commit (default 961377e, before issue 19).
 
 Set-up (once, reused from ``--workdir``): synthetic videos (``genvis.data.synth``), a
 randomly initialised detector of ``config/detectors/synth_tiny.yaml`` and the cache of the
@@ -19,7 +20,14 @@ for N_f = 1 (online) and N_f = 3 (semi-online):
 Each run uses fresh sources; a warm-up run on the shortest video per path is excluded;
 rounds alternate the order; medians and spread of frames/s are printed.
 
-    python benchmarks/bench_inference.py     # ~2-4 min on 2 CPU cores
+Against ``--base`` (first): for the quickstart's three experiments (their N_f^eval and
+association), ``genvis.infer.inference.write_inference`` on the valid cache with a seeded,
+randomly initialised model, timed by ``benchmarks/_infer_worker.py`` in a subprocess for this
+checkout and for the older commit (extracted with ``git archive``, its own PYTHONPATH),
+alternating; the two results json files are compared byte for byte and evaluated.
+
+    python benchmarks/bench_inference.py     # ~4-8 min on 2 shared CPU cores
+    python benchmarks/bench_inference.py --base '' --rounds 1   # cache vs end to end only
 """
 
 from __future__ import annotations
@@ -32,6 +40,57 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+import _compare as X  # noqa: E402
+
+EXPERIMENTS = "genvis_semi_online,genvis_online,minvis_nv1"
+
+
+def against_base(args, ds, store) -> list[str]:
+    """This checkout vs ``args.base`` from the cache: frames/s, CPU, identical results."""
+    import statistics
+
+    from genvis.data.results import read_results
+    from genvis.evaluate.ytvis_eval import evaluate
+
+    base = X.extract_commit(args.base, args.workdir)
+    codes = {"this": C.REPO, args.base: base}
+    names = list(codes)
+    work = args.workdir
+    summary = []
+    for exp in args.experiments.split(","):
+        cfg = C.experiment(exp)
+        n_f = cfg.inference.n_f_eval or cfg.train.n_f
+        got = {name: [] for name in names}
+        for r in range(args.base_rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                out = work / f"results_{exp}_{name}.json"
+                got[name].append(X.run_worker("_infer_worker.py", codes[name], [
+                    "--experiment", str(codes[name] / "config" / "experiments" / f"{exp}.yaml"),
+                    "--store", str(store), "--dataset", str(work / "synth" / "valid.json"), "--out", str(out),
+                    "--n-f", str(n_f), "--top-k", str(args.top_k), "--threads", str(args.threads),
+                    "--association", cfg.inference.association, "--seed", str(args.seed)], args.nice))
+        files = [work / f"results_{exp}_{name}.json" for name in names]
+        same = files[0].read_bytes() == files[1].read_bytes()
+        metrics = [evaluate(ds, read_results(f, ds)) for f in files]
+        diff = max(abs(metrics[0][k] - metrics[1][k]) for k in ("AP", "AP50", "AP75", "AR1", "AR10"))
+        print(f"{exp} (N_f^eval {n_f}, {cfg.inference.association}), stage two from the cache:")
+        rate = {}
+        for name in names:
+            frames = got[name][0]["frames"]
+            wall = statistics.median(x["seconds"][0] for x in got[name])
+            cpu = statistics.median(x["cpu_seconds"][0] for x in got[name])
+            p1 = statistics.mean(x["parts"]["pass1"] for x in got[name])
+            p2 = statistics.mean(x["parts"]["pass2"] for x in got[name])
+            rate[name] = (frames / wall, frames / cpu)
+            print(f"  {name:>9}: {frames / wall:.1f} frames/s wall, {frames / cpu:.1f} frames per CPU-s "
+                  f"({1000 * cpu / frames:.2f} CPU-ms/frame; pass 1 {1000 * p1 / frames:.2f}, pass 2 (masks, RLE) "
+                  f"{1000 * p2 / frames:.2f} ms/frame)")
+        a, b = rate["this"], rate[args.base]
+        print(f"  ratio vs {args.base}: {a[0] / b[0]:.2f}x wall, {a[1] / b[1]:.2f}x CPU; results json "
+              f"{'byte-identical' if same else 'DIFFERENT'}, largest metric difference {diff:.2g} (AP {metrics[0]['AP']:.3f})")
+        summary.append(f"{exp} {a[0] / b[0]:.2f}x wall / {a[1] / b[1]:.2f}x CPU vs {args.base}"
+                       f"{', identical' if same else ', DIFFERENT results'}")
+    return summary
 
 
 def main() -> None:
@@ -44,6 +103,12 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2, help="timed runs per path and N_f (alternating order)")
     ap.add_argument("--detector-batch", type=int, default=8, help="frames per detector forward (end to end)")
+    ap.add_argument("--base", default="961377e", help="commit to compare stage two with ('' to skip)")
+    ap.add_argument("--experiments", default=EXPERIMENTS, help="experiments of the comparison with --base")
+    ap.add_argument("--base-rounds", type=int, default=2, help="runs per code and experiment against --base")
+    ap.add_argument("--e2e", type=int, default=1, help="1: also cache vs end to end from frames; 0: skip")
+    ap.add_argument("--nice", type=int, default=0, help="niceness of the worker processes")
+    ap.set_defaults(threads=1)
     args = ap.parse_args()
     C.setup_torch(args)
 
@@ -58,6 +123,10 @@ def main() -> None:
     print(f"machine: {C.machine()}")
     ds, root, detector, store, _ = C.synth_cache(args, "valid")
     frames = sum(v.length for v in ds.videos)
+    base_summary = against_base(args, ds, store) if args.base else []
+    if not args.e2e:
+        print(f"SUMMARY bench_inference: {'; '.join(base_summary)} ({args.threads} thread(s))")
+        return
 
     cfg = C.experiment(args.experiment)
     reader = CacheReader(store)
@@ -115,7 +184,7 @@ def main() -> None:
               f"(frame reading + preprocessing + detector + spill)")
         summary.append(f"N_f={n_f}: cache {c:.1f} vs e2e {e:.1f} frames/s ({c / e:.1f}x)")
     print(f"({args.rounds} alternating rounds over {frames} frames, {bench_s:.0f} s; shared machine: expect noise)")
-    print(f"SUMMARY bench_inference: {'; '.join(summary)} ({args.height}x{args.width}, "
+    print(f"SUMMARY bench_inference: {'; '.join(base_summary + summary)} ({args.height}x{args.width}, "
           f"{detector.cfg.name}, N_q {mcfg.num_queries}, top-k {args.top_k}), device={args.device}")
 
 

@@ -33,6 +33,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("infer", "infer", "stage two: clip-by-clip inference from the cache, YouTube-VIS results json"),
     ("demo", "demo", "run detector + GenVIS on a video file or frame folder, write results and overlay"),
     ("report", "report", "write ablation tables (markdown, CSV) and plots from metrics files"),
+    ("seed-table", "seed_table", "mean ± std over training seeds of rows of metrics files (markdown, CSV)"),
     ("visualize", "visualize", "draw a results json's tracks beside the ground truth of some videos (PNG, mp4)"),
 ]
 
@@ -50,7 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``genvis`` CLI. Returns the process exit code (0 on success, 2 on bad input)."""
+    """Run the ``genvis`` CLI. Returns the process exit code (0 on success, 2 on bad input).
+
+    Run as the program (``argv`` None), the process also ends when its parent process dies
+    (Linux, :func:`genvis.utils.process.die_with_parent`), so a hard-killed workflow leaves
+    no orphan jobs.
+    """
+    if argv is None:
+        from genvis.utils.process import die_with_parent
+
+        die_with_parent()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     names = {name: module for name, module, _ in COMMANDS}

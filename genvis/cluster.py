@@ -217,6 +217,10 @@ def extract_on_cluster(client: Any, annotations: str | os.PathLike, image_root: 
                 stats.videos_written += 1
                 stats.frames += frames
                 stats.written_ids.append(vid)
+        except BaseException:
+            client.cancel(futures)
+            writer.remove_if_unused()   # a store this run created, still empty (tasks' claims respected)
+            raise
         finally:
             client.cancel(futures)
     stats.total_s = time.perf_counter() - t0

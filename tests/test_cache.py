@@ -74,6 +74,21 @@ def test_roundtrip_shapes_dtypes_and_values(store):
     assert a["file_names"][3] == "v/00003.jpg" and a["padded_size"] == [H * 4, W * 4]
 
 
+def test_read_frames_reads_sparse_picks_with_repeats(store):
+    path, data = store
+    r = CacheReader(path)
+    frames = [1, 4, 4, 8]                                   # a sparse training sample
+    got = r.read_frames(7, frames, layers=slice(-2, None))
+    want_fq = data[7]["frame_queries"][frames][:, -2:].astype(np.float16).astype(np.float32)
+    want_mf = data[7]["mask_features"][frames].astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(got["frame_queries"].numpy(), want_fq)
+    np.testing.assert_array_equal(got["mask_features"].numpy(), want_mf)
+    same = r.read_frames(7, [2, 3, 4])                      # consecutive: the clip read
+    np.testing.assert_array_equal(same["mask_features"].numpy(), r.read_clip(7, 2, 5)["mask_features"].numpy())
+    with pytest.raises(InputError, match="out of range"):
+        r.read_frames(7, [3, 9])
+
+
 def test_on_disk_layout_fp16_one_frame_per_chunk_compressed(store):
     path, _ = store
     import zarr

@@ -10,7 +10,7 @@ from genvis.model.genvis import ClipOutput
 from genvis.train.config import TrainConfig
 from genvis.train.criterion import ClipTargets, SetCriterion, dice_loss, sigmoid_ce_loss, similarity_loss
 from genvis.train.matcher import batch_dice, batch_sigmoid_ce, matching_cost
-from genvis.train.points import point_sample, uncertain_point_coords
+from genvis.train.points import point_sample, point_sample_indexed, uncertain_point_coords
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -96,3 +96,15 @@ def test_criterion_absent_instance_query_is_no_object():
     assert states == [[{0: 1}]]
     assert losses["loss_ce"].item() == pytest.approx(2 * math.log(2), rel=1e-5)  # all no-object
     assert losses["loss_mask"].item() == 0.0 and losses["loss_dice"].item() == 0.0
+
+
+def test_point_sample_indexed_equals_point_sample_of_the_gathered_maps():
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(5, 7, 9, generator=g) > 0.5
+    index = torch.tensor([4, 0, 0, 2])
+    coords = torch.rand(4, 50, 2, generator=g)
+    coords[0, :4] = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])   # the borders
+    want = point_sample(maps[index][:, None].float(), coords)[:, 0]
+    got = point_sample_indexed(maps, index, coords)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert got.dtype == torch.float32 and 0 < float(got.mean()) < 1

@@ -15,7 +15,7 @@ import torch
 from genvis.detector.config import DetectorConfig, load_detector_yaml
 from genvis.detector.official_config import detector_config_from_official
 from genvis.errors import ConfigError, InputError
-from official_format import official_keys, write_official_checkpoint
+from tests.helpers.official_format import official_keys, write_official_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DETECTORS = ROOT / "config" / "detectors"

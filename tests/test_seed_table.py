@@ -1,59 +1,47 @@
-"""The seed-replicated comparison table (table4_long): numbers taken from genvis compare /
-diagnose records, the baseline first, rejected when rows use different baselines."""
+"""genvis seed-table: mean ± std over seeds, optional association / occlusion columns."""
 
-from __future__ import annotations
-
-import csv
 import json
+import math
 
-import numpy as np
 import pytest
 
 from genvis.cli import main
 from genvis.errors import InputError
-from genvis.evaluate.compare import paired_bootstrap
-from genvis.evaluate.diagnosis import Row, diagnose
-from genvis.report.seed_table import SEED_COLUMNS, build_seed_table
-from tests.test_compare import problem
+from genvis.report.seed_table import build, flatten, to_csv, to_markdown
 
 
-def _record(gt, a, b, label_a, label_b, files_b):
-    out = paired_bootstrap(gt, a, b, n_boot=30)
-    return {**out, "label_a": label_a, "label_b": label_b, "a": ["a"] * len(a), "b": files_b}
+def write(path, **metrics):
+    base = {"AP": 10.0, "AP50": 20.0, "AP75": 5.0, "AR1": 8.0, "AR10": 12.0, "APm": None,
+            "per_category_AP": {"a": 99.0}}
+    base.update(metrics)
+    path.write_text(json.dumps(base))
+    return path
 
 
-def test_seed_table_rows_and_cli(tmp_path, capsys):
-    gt, method = problem(n_videos=6)
-    good = [method(1, s) for s in range(2)]
-    bad = [method(0, s) for s in range(2)]
-    rec = _record(gt, good, bad, "good", "bad", ["b0", "b1"])
-    (tmp_path / "c.json").write_text(json.dumps(rec))
-    diag = diagnose(gt, [Row("good / own", good), Row("good / oracle", good), Row("bad / own", bad),
-                         Row("bad / oracle", good)])
-    (tmp_path / "d.json").write_text(json.dumps(diag))
-    spec = {"title": "T4", "label_columns": ["experiment", "N_v"],
-            "baseline": {"labels": {"experiment": "bad", "N_v": 1}},
-            "rows": [{"labels": {"experiment": "good", "N_v": 5}, "comparison": "c.json", "diagnosis": "d.json"}]}
-    table = build_seed_table(spec, tmp_path)
-    assert table.column("experiment") == ["bad", "good"]
-    assert table.column("AP") == pytest.approx([rec["b_mean"], rec["a_mean"]])
-    assert table.column("AP sd")[1] == pytest.approx(float(np.std(rec["a_ap"], ddof=1)))
-    assert table.column("dAP")[1] == pytest.approx(rec["diff"]) and np.isnan(table.column("dAP")[0])
-    assert [table.column("dHOTA lo")[1], table.column("dHOTA hi")[1]] == pytest.approx(rec["assoc"]["HOTA"]["ci95"])
-    assert table.column("AssA") == pytest.approx([rec["assoc"]["AssA"]["b_mean"], rec["assoc"]["AssA"]["a_mean"]])
-    # the bad method's oracle row uses the good results: its oracle gap is the AP difference
-    assert table.column("oracle gap")[0] == pytest.approx(rec["a_mean"] - rec["b_mean"], abs=1e-6)
-    assert table.column("oracle gap")[1] == pytest.approx(0.0)
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    out = tmp_path / "out"
-    assert main(["report", "--seed-table", str(tmp_path / "spec.json"), "--out-dir", str(out),
-                 "--base-dir", str(tmp_path)]) == 0
-    rows = list(csv.DictReader((out / "table.csv").read_text().splitlines()))
-    assert list(rows[0]) == ["experiment", "N_v", *SEED_COLUMNS]
-    assert float(rows[1]["dAP"]) == pytest.approx(rec["diff"], abs=1e-4)
-    assert "oracle gap" in (out / "report.md").read_text()
-    # a second row judged against another baseline is refused
-    (tmp_path / "c2.json").write_text(json.dumps({**rec, "b": ["other"]}))
-    spec["rows"].append({"labels": {"experiment": "x"}, "comparison": "c2.json"})
-    with pytest.raises(InputError, match="another baseline"):
-        build_seed_table(spec, tmp_path)
+def test_mean_and_sample_std_with_optional_keys(tmp_path):
+    a = [write(tmp_path / "a0.json", AP=10.0), write(tmp_path / "a1.json", AP=14.0)]
+    b = [write(tmp_path / "b0.json", AP=30.0, HOTA=40.0, occlusion={"heavy": {"AP": 3.0}})]
+    cols, rows = build([("A", a), ("B", b)])
+    assert cols == ["AP", "AP50", "AP75", "AR1", "AR10", "HOTA", "occlusion.heavy.AP"]
+    assert rows[0]["AP"] == pytest.approx((12.0, math.sqrt(8.0)))        # sample std of 10, 14
+    assert rows[0]["HOTA"] is None and rows[1]["HOTA"] == (40.0, 0.0)
+    md = to_markdown(cols, rows, "T", "snakemake x")
+    assert "| A | 2 | 12.00 ± 2.83 |" in md and "```\nsnakemake x\n```" in md
+    csv_text = to_csv(cols, rows, "snakemake x").splitlines()
+    assert csv_text[0] == "# reproduce: snakemake x"
+    assert csv_text[2].startswith("A,2,12.0000,2.8284,20.0000,0.0000") and csv_text[2].endswith(",,,,")
+    assert "per_category_AP.a" not in flatten(json.loads(a[0].read_text()))
+
+
+def test_cli_writes_both_files_and_names_bad_input(tmp_path):
+    a = write(tmp_path / "a.json")
+    assert main(["seed-table", "--row", "A", str(a), "--out-md", str(tmp_path / "t.md"),
+                 "--out-csv", str(tmp_path / "t.csv"), "--command", "make t"]) == 0
+    assert "make t" in (tmp_path / "t.md").read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"AP": 1.0}))
+    with pytest.raises(InputError, match="missing metric"):
+        build([("A", [bad])])
+    assert main(["seed-table", "--row", "A", str(tmp_path / "nope.json"), "--out-md", str(tmp_path / "u.md"),
+                 "--out-csv", str(tmp_path / "u.csv")]) == 2
+    assert not (tmp_path / "u.md").exists()

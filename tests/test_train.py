@@ -195,3 +195,27 @@ def test_targets_follow_the_cache_geometry():
     vt = DatasetTargets(ds, src)(1)
     assert vt.masks.shape[1:] == (3, 16, 16) and vt.labels.dtype == torch.long
     assert vt.select([0]).masks.shape[1] == 1
+
+
+def test_a_video_without_instances_in_the_batch_trains(tmp_path):
+    """load_batch / the criterion with a sample whose video has no annotated instance (the
+    other video's instances still give mask losses)."""
+    from genvis.train.targets import DatasetTargets, VideoTargets
+
+    src, ds = make_toy_problem(num_videos=2, length=6)
+    base = DatasetTargets(ds, src)
+    empty_id = ds.videos[0].id
+
+    asked = []
+
+    def targets(vid):
+        asked.append(vid)
+        vt = base(vid)
+        if vid != empty_id:
+            return vt
+        return VideoTargets(vt.labels[:0], vt.masks[:0])
+
+    out = train(config(iterations=2, batch_videos=4), src, ds, tmp_path / "m.pt", targets=targets, progress=False)
+    r = rows(tmp_path / "m.losses.csv")
+    assert len(r) == 2 and all(float(x["loss_ce"]) > 0 for x in r)
+    assert empty_id in asked and len(set(asked)) == 2 and out.is_file()

@@ -155,6 +155,35 @@ def test_quickstart_and_ablations_dry_run(tmp_path):
     }
 
 
+def test_idol_table1_dry_run_trains_every_row_and_seed_from_the_quickstart_caches(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    proc = run_snakemake(tmp_path, "-n", "-p", "idol_table1", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    t = cfg["idol_table1"]
+    seeds = len(t["seeds"])
+    experiments = {r["experiment"] for r in t["rows"]}
+    idol_rows = [r for r in t["rows"] if "matching" in r]
+    assert job_counts(proc.stdout) == {
+        "synth": 1, "detector": 1, "extract": 2, "train_seed": len(experiments) * seeds,
+        "infer_idol_variant": len(idol_rows) * seeds, "infer_seed": (len(t["rows"]) - len(idol_rows)) * seeds,
+        "evaluate_seed": len(t["rows"]) * seeds, "idol_table": 1, "idol_table1": 1}
+    out = proc.stdout
+    # the quickstart's caches and detector, no other extraction
+    assert "--out cache/synth/train/tiny.zarr" in out and "--out cache/synth/valid/tiny.zarr" in out
+    assert "--init-heads detectors/synth/tiny.pt" in out
+    assert "--association idol --idol-matching multi_cue --idol-temporal off" in out
+    assert "--out runs/synth/idol/seeds/s4/valid/idol-embeddings-on/results.json" in out
+    assert "genvis seed-table --row 'ID head, multi-cue matching' runs/synth/idol_idhead/seeds/s0/valid/" in out
+    assert "--out-md reports/idol_table1.md --out-csv reports/idol_table1.csv" in out
+
+
+def test_idol_table1_needs_its_config_block(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    del cfg["idol_table1"]
+    proc = run_snakemake(tmp_path, "-n", "idol_table1", config=cfg)
+    assert proc.returncode != 0 and "idol_table1: not configured" in proc.stdout + proc.stderr
+
+
 def test_init_from_trains_the_base_model_first_and_passes_it(tmp_path):
     cfg = placeholder_config(tmp_path)
     cfg["experiments"]["genvis_online"]["init_from"] = "minvis_nv1"
@@ -237,7 +266,7 @@ def test_table4_long_dry_run_trains_every_row_per_seed_at_10k(tmp_path):
     assert f"--init-model runs/synth/{t['baseline']}/seeds/s2/model.pt" in ft
     line = next(x for x in lines if "--out reports/comparisons/t4l_cl_nv2.json" in x)
     assert f"--b runs/synth/{t['baseline']}/seeds/s0/valid/results.json" in line
-    assert "genvis report --seed-table reports/table4_long.spec.json --out-dir reports/table4_long" in proc.stdout
+    assert "genvis report --comparison-table reports/table4_long.spec.json --out-dir reports/table4_long" in proc.stdout
     # the table's comparisons are not part of the compare target
     proc = run_snakemake(tmp_path, "-n", "compare", config=cfg)
     assert proc.returncode == 0 and "t4l_" not in proc.stdout
@@ -574,6 +603,38 @@ def test_detector_change_reruns_detector_and_extraction(tiny_run):
     assert counts.get("train") == len(cfg["datasets"]["synth"]["experiments"])
     assert "synth" not in counts
 
+
+
+@pytest.mark.slow
+def test_tiny_idol_table1_runs_on_the_quickstart_caches_without_extraction(tiny_run):
+    """After the quickstart, idol_table1 plans no synth / detector / extract job, and running
+    it writes both tables with every row and the reproducing command."""
+    workdir, cfg = tiny_run
+    cfg = copy.deepcopy(cfg)
+    online, semi = cfg["ablations"]["fig3"]["online"], cfg["ablations"]["fig3"]["semi_online"]
+    for e in ("idol", "idol_contrastive", "idol_idhead"):
+        cfg["experiments"][e] = DEFAULT_CONFIG["experiments"][e]
+    rows = [r for r in DEFAULT_CONFIG["idol_table1"]["rows"] if "matching" in r]
+    rows += [{"label": "GenVIS online", "experiment": online}, {"label": "GenVIS semi-online", "experiment": semi}]
+    cfg["idol_table1"] = {"dataset": "synth", "split": "valid", "seeds": [0], "rows": rows}
+    plan = run_snakemake(workdir, "-n", "idol_table1", config=cfg)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    counts = job_counts(plan.stdout)
+    assert "extract" not in counts and "detector" not in counts and "synth" not in counts
+    assert counts["train_seed"] == 3 and counts["infer_idol_variant"] == 5
+    proc = run_snakemake(workdir, "--cores", "2", "idol_table1", config=cfg, timeout=900)
+    if proc.returncode != 0:
+        logs = "\n".join(f"== {p.relative_to(workdir)}\n{p.read_text()[-1500:]}"
+                         for p in sorted((workdir / "logs").rglob("*idol*.log")))
+        pytest.fail(f"idol_table1 failed:\n{proc.stderr[-4000:]}\n{logs}")
+    md = (workdir / "reports" / "idol_table1.md").read_text()
+    assert "snakemake --cores 2 idol_table1" in md and "+ temporal weighting (IDOL)" in md
+    lines = (workdir / "reports" / "idol_table1.csv").read_text().splitlines()
+    assert lines[0] == "# reproduce: snakemake --cores 2 idol_table1"
+    table = list(csv.DictReader(lines[1:]))
+    assert [r["method"] for r in table] == [r["label"] for r in rows]
+    metrics = json.loads((workdir / "runs/synth/idol/seeds/s0/valid/idol-embeddings-on/metrics.json").read_text())
+    assert float(table[4]["AP_mean"]) == pytest.approx(metrics["AP"], abs=1e-3)
 
 
 def test_dask_options_reach_the_extract_and_infer_jobs(tmp_path):

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from official_format import official_keys, write_official_checkpoint
+from tests.helpers.official_format import official_keys, write_official_checkpoint
 from test_workflow import DEFAULT_CONFIG, REPO, fake_ovis, job_counts, placeholder_config, run_snakemake
 
 OFFICIAL_ONLY_JOBS = {"holdout_split": 1, "detector": 1, "extract": 2, "infer": 2, "infer_submission": 2,

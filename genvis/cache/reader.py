@@ -5,6 +5,11 @@ Reads the store written by :class:`genvis.cache.writer.CacheWriter` (layout in
 chunk), so a clip never loads the whole video. Only complete videos (renamed into
 ``videos/`` with ``complete=True``) are visible. A :class:`genvis.clip_source.ClipSource`;
 its coverage of an annotation file is :func:`genvis.clip_source.check_covers`.
+
+Stores of format version 2 carry a CRC-32C checksum per chunk: a damaged chunk (flipped
+bits, truncated file) is refused with an :class:`~genvis.errors.InputError` naming the store,
+the video, the array and the frames, never returned as wrong numbers. Version 1 stores (no
+checksums) still read; there a damaged chunk is only caught when it no longer decompresses.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 import torch
 
 from genvis.cache import layout
-from genvis.cache.writer import check_provenance, read_store_attrs
+from genvis.cache.writer import check_provenance, read_store_attrs, store_layout_version
 from genvis.errors import InputError
 
 
@@ -33,11 +38,13 @@ class CacheReader:
 
     Attributes:
         provenance: the stored provenance dict.
+        layout_version: the store's format version (1: no checksums, 2: CRC-32C per chunk).
         num_layers (L), num_queries (Q_f), hidden_dim (C), num_classes (K): from the arrays of
             the first video (None for an empty store).
 
     Raises:
-        InputError: missing store; not a genvis cache; provenance differs (lists the keys).
+        InputError: missing store; not a genvis cache; unknown format version; provenance
+            differs (lists the keys).
     """
 
     def __init__(self, path: str | os.PathLike, expected_provenance: Mapping[str, Any] | None = None):
@@ -50,6 +57,7 @@ class CacheReader:
         if "provenance" not in attrs:
             raise InputError(self.path, "not a genvis cache (root attrs have no provenance)")
         self.provenance: dict[str, Any] = dict(attrs["provenance"])
+        self.layout_version = store_layout_version(self.path, attrs)
         if expected_provenance is not None:
             check_provenance(self.path, self.provenance, expected_provenance)
         self._root = zarr.open_group(store=str(self.path), mode="r", zarr_format=3)
@@ -79,7 +87,7 @@ class CacheReader:
 
     @property
     def video_ids(self) -> list[int]:
-        """Sorted ids of the complete videos in the store."""
+        """Sorted ids (list of int) of the complete videos in the store."""
         return list(self._ids)
 
     def _group(self, video_id: int):
@@ -137,8 +145,9 @@ class CacheReader:
             dict field -> float32 CPU tensor, frame axis first.
 
         Raises:
-            InputError: unknown video id; clip out of range; NaN in the cached features
-                (names the video and field).
+            InputError: unknown video id; clip out of range; a damaged chunk (checksum
+                mismatch, undecodable chunk) or NaN in the cached features (names
+                the store, the video, the array and the frames).
         """
         length = self.length(video_id)
         if not (0 <= start < stop <= length):
@@ -147,15 +156,68 @@ class CacheReader:
         out = {}
         for field in fields:
             arr = self._array(video_id, field)
-            if field == "frame_queries" and layers is not None:
-                data = arr[start:stop, layers]
-            else:
-                data = arr[start:stop]
-            data = np.asarray(data)
+            try:
+                if field == "frame_queries" and layers is not None:
+                    data = arr[start:stop, layers]
+                else:
+                    data = arr[start:stop]
+                data = np.asarray(data)
+            except Exception as exc:  # noqa: BLE001 - zarr/numcodecs raise ValueError, RuntimeError, OSError...
+                raise InputError(self.path, f"damaged chunk in cached {field} of video {video_id} "
+                                 f"(frames {start}..{stop - 1}): {exc}; re-extract this video "
+                                 f"(delete {layout.VIDEOS_GROUP}/{layout.video_key(video_id)} and "
+                                 f"run `genvis extract` again)") from exc
             if np.isnan(data).any():
                 raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
                                  f"(frames {start}..{stop - 1}); re-extract this video")
             out[field] = torch.from_numpy(data.astype(np.float32))
+        return out
+
+    def read_frames(
+        self,
+        video_id: int,
+        frames: Sequence[int],
+        fields: Sequence[str] = ("frame_queries", "mask_features"),
+        layers: slice | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The given frames of a video (in order, repeats allowed) as float32 tensors; only
+        the chunks of those frames are read (a sparse training sample never loads the frames
+        between its picks).
+
+        Args:
+            frames: frame indices, each ``0 <= f < length``.
+            fields, layers: as for :meth:`read_clip`.
+
+        Returns:
+            dict field -> float32 CPU tensor with ``len(frames)`` entries on the frame axis.
+
+        Raises:
+            InputError: unknown video id; a frame out of range; NaN in the cached features.
+        """
+        frames = [int(f) for f in frames]
+        length = self.length(video_id)
+        if not frames or min(frames) < 0 or max(frames) >= length:
+            raise InputError(self.path, f"frames {frames} are out of range for video {video_id} "
+                             f"with {length} frames")
+        lo, hi = min(frames), max(frames) + 1
+        if frames == list(range(lo, hi)):
+            return self.read_clip(video_id, lo, hi, fields, layers)
+        unique = sorted(set(frames))
+        where = {f: i for i, f in enumerate(unique)}
+        index = torch.tensor([where[f] for f in frames])
+        picks = np.asarray(unique)
+        out = {}
+        for field in fields:
+            arr = self._array(video_id, field)
+            if field == "frame_queries" and layers is not None:
+                data = arr.get_orthogonal_selection((picks, layers))
+            else:
+                data = arr.get_orthogonal_selection((picks,))
+            data = np.asarray(data)
+            if np.isnan(data).any():
+                raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
+                                 f"(frames {unique}); re-extract this video")
+            out[field] = torch.from_numpy(data.astype(np.float32))[index]
         return out
 
     def iter_clips(

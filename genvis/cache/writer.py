@@ -1,16 +1,28 @@
 """CacheWriter: writes the stage-one feature cache, atomically per video and resumably.
 
 A video is written into ``STORE.zarr/.partial/<video_id>.<token>/`` (a Zarr group of its
-own) and, once every frame is written and its ``complete`` attr set, renamed into
-``STORE.zarr/videos/<video_id>`` with one ``os.rename`` (atomic on POSIX local disks). A
-reader therefore never sees a half-written video, and a killed extraction leaves only
-``.partial`` debris that the next run removes. The store root is created the same way (built
-beside the target and renamed), so several processes (shards) may open the same new store at
-once. Layout and provenance: :mod:`genvis.cache.layout`.
+own, ``token`` unique per writer) and, once every frame is written and its ``complete`` attr
+set, renamed into ``STORE.zarr/videos/<video_id>`` with one ``os.rename`` (atomic on POSIX
+local disks). A reader therefore never sees a half-written video.
+
+Several processes may fill one store at once (shards, or two runs of the same command):
+
+* The store root is built beside the target and renamed into place, so two processes
+  creating the same new store both end with the one that won.
+* A writer claims a video before writing it: an exclusive OS lock (``flock``) on
+  ``STORE.zarr/.locks/<video_id>.lock``, held until the video is committed or abandoned.
+  The kernel drops the lock when its process dies, however it dies. Under the claim a
+  writer first re-checks that the video is still missing, then removes the ``.partial``
+  debris of that video (a live writer of it would hold the claim, so the debris is from a
+  dead process) and writes. No process ever deletes another live process's partial folder.
+
+Layout and provenance: :mod:`genvis.cache.layout`. Locks need a file system with working
+``flock`` (local disks; NFS v4 emulates it with POSIX locks).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -30,7 +42,7 @@ def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file()
 
 
-def read_store_attrs(path: Path) -> dict[str, Any]:
+def read_store_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """Root attributes of the store at ``path`` (parsed from its ``zarr.json``).
 
     Returns:
@@ -49,12 +61,31 @@ def read_store_attrs(path: Path) -> dict[str, Any]:
     return dict(doc.get("attributes") or {})
 
 
-def check_provenance(path: Path, stored: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+def store_layout_version(path: str | os.PathLike, attrs: Mapping[str, Any]) -> int:
+    """The format version of a store from its root ``attrs`` (1 when unrecorded).
+
+    Raises:
+        InputError: a version this code cannot read (a newer genvis wrote the store).
+    """
+    version = attrs.get("layout_version", (attrs.get("provenance") or {}).get("layout_version", 1))
+    if version not in layout.READABLE_LAYOUT_VERSIONS:
+        raise InputError(path, f"cache format version {version!r} is not one this genvis reads "
+                         f"({sorted(layout.READABLE_LAYOUT_VERSIONS)}); written by a newer genvis?")
+    return int(version)
+
+
+def check_provenance(path: str | os.PathLike, stored: Mapping[str, Any], expected: Mapping[str, Any],
+                     ignore: frozenset[str] = frozenset()) -> None:
     """Raise InputError naming the store and each differing key unless provenances match.
+
+    Args:
+        path: the store (named in the message).
+        stored: the store's recorded provenance; expected: the one asked for.
+        ignore: further keys not compared (e.g. :data:`layout.STORAGE_KEYS`).
 
     See :func:`genvis.cache.layout.provenance_differences` for what counts as a difference.
     """
-    diffs = layout.provenance_differences(stored, expected)
+    diffs = layout.provenance_differences(stored, expected, ignore=ignore)
     if diffs:
         raise InputError(
             path,
@@ -70,26 +101,37 @@ class CacheWriter:
     Args:
         path: the store directory (``.../name.zarr``); created if absent.
         provenance: dict of JSON scalars (see :func:`layout.make_provenance`). If the store
-            exists its stored provenance must match (informational keys aside).
+            exists its stored provenance must match (informational keys aside). An existing
+            store of an older readable format version (:data:`layout.READABLE_LAYOUT_VERSIONS`)
+            is resumed in its own version, so its videos stay alike.
+
+    Attributes:
+        created: True when this writer created the store (see :meth:`remove_if_unused`).
+        layout_version: format version the videos are written in.
 
     Raises:
         InputError: the path exists but is not a cache; the store's provenance differs
-            (message lists the differing keys); the path cannot be written (read-only or
-            full disk, parent is a file, ...).
+            (message lists the differing keys) or its format version is unknown; the path
+            cannot be written (read-only or full disk, parent is a file, ...).
     """
 
     def __init__(self, path: str | os.PathLike, provenance: Mapping[str, Any]):
         self.path = Path(path)
         self.provenance = dict(provenance)
+        self.created = False
+        self._made_parents: list[Path] = []
         try:
             if not _is_store(self.path):
                 self._create_root()
         except OSError as exc:
             raise InputError(self.path, f"cannot create the cache store: {exc}") from exc
         attrs = read_store_attrs(self.path)
-        check_provenance(self.path, attrs.get("provenance", {}), self.provenance)
+        check_provenance(self.path, attrs.get("provenance", {}), self.provenance, ignore=layout.STORAGE_KEYS)
+        self.layout_version = store_layout_version(self.path, attrs)
         self._videos = self.path / layout.VIDEOS_GROUP
         self._partial = self.path / layout.PARTIAL_DIR
+        self._locks = self.path / layout.LOCKS_DIR
+        self._held: dict[int, int] = {}  # video id -> fd of its lock file, while claimed
 
     def _create_root(self) -> None:
         import zarr
@@ -97,13 +139,17 @@ class CacheWriter:
         if self.path.exists() and not _is_store(self.path) and (
                 not self.path.is_dir() or any(self.path.iterdir())):
             raise InputError(self.path, "exists but is not a genvis Zarr cache (no zarr.json)")
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._made_parents = missing  # innermost first
         tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex}.tmp"
         try:
             root = zarr.open_group(store=str(tmp), mode="w-", zarr_format=3)
-            root.attrs.update({"provenance": self.provenance, "layout_version": layout.LAYOUT_VERSION})
+            version = self.provenance.get("layout_version", layout.LAYOUT_VERSION)
+            root.attrs.update({"provenance": self.provenance, "layout_version": version})
             root.create_group(layout.VIDEOS_GROUP)
             (tmp / layout.PARTIAL_DIR).mkdir()
+            (tmp / layout.LOCKS_DIR).mkdir()
             if self.path.is_dir():  # an empty directory we may replace
                 try:
                     self.path.rmdir()
@@ -111,6 +157,7 @@ class CacheWriter:
                     pass  # another shard created the store meanwhile
             try:
                 os.rename(tmp, self.path)
+                self.created = True
             except OSError:
                 if not _is_store(self.path):  # not a lost race with another shard
                     raise
@@ -132,11 +179,102 @@ class CacheWriter:
         """Whether ``video_id`` is fully written (a renamed-in group exists)."""
         return _is_store(self._videos / layout.video_key(video_id))
 
+    # ------------------------------------------------------------------ claims
+    def claim(self, video_id: int, wait: bool = True) -> bool:
+        """Take the exclusive OS lock of one video (``.locks/<id>.lock``, ``flock``).
+
+        Only one writer (process, or CacheWriter within a process) holds a video's claim at
+        a time; the kernel releases it when the holder dies. Re-claiming a video this writer
+        already holds is a no-op.
+
+        Args:
+            video_id: the video to claim.
+            wait: block until the claim is free (True) or return at once (False).
+
+        Returns:
+            True when this writer now holds the claim; False only with ``wait=False`` when
+            another writer holds it.
+
+        Raises:
+            InputError: the lock file cannot be created (read-only store, ...).
+        """
+        video_id = int(video_id)
+        if video_id in self._held:
+            return True
+        try:
+            self._locks.mkdir(exist_ok=True)  # stores of format version 1 have no .locks/
+            fd = os.open(self._locks / f"{layout.video_key(video_id)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(self.path, f"cannot claim video {video_id}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._held[video_id] = fd
+        return True
+
+    def release(self, video_id: int) -> None:
+        """Give up the claim of ``video_id`` (no-op when not held). The lock file stays."""
+        fd = self._held.pop(int(video_id), None)
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of the open file drops its flock
+
     def discard_partial(self, video_id: int) -> None:
-        """Remove leftovers of an interrupted write of ``video_id`` (``.partial/<id>.*``)."""
+        """Remove leftovers of an interrupted write of ``video_id`` (``.partial/<id>.*``).
+
+        Raises:
+            RuntimeError: this writer does not hold the video's claim (the leftovers could
+                be another live process's work in progress).
+        """
+        if int(video_id) not in self._held:
+            raise RuntimeError(f"discard_partial({video_id}) without holding the video's claim")
         if self._partial.is_dir():
             for child in self._partial.glob(f"{layout.video_key(video_id)}.*"):
                 shutil.rmtree(child, ignore_errors=True)
+
+    def remove_if_unused(self) -> bool:
+        """Delete the store again if this writer created it and nothing was put in it.
+
+        For a run that failed before committing any video (a bad first frame, an absurd
+        frame size): no empty ``.zarr`` skeleton is left behind. The store stays when a
+        video is complete or any writer (this process or another) holds a claim in it. The
+        parent folders this writer created are removed too when empty.
+
+        Returns:
+            True when the store was removed.
+        """
+        if not self.created or self._held or not _is_store(self.path) or self.completed_video_ids():
+            return False
+        for lock in self._locks.glob("*.lock") if self._locks.is_dir() else ():
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # another writer is at work in this store
+            finally:
+                os.close(fd)
+        if self.completed_video_ids():
+            return False
+        doomed = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex}.removed"
+        try:
+            os.rename(self.path, doomed)  # one step: nobody sees a half-deleted store
+        except OSError:
+            return False
+        shutil.rmtree(doomed, ignore_errors=True)
+        for parent in self._made_parents:  # innermost first
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        self.created = False
+        return True
 
     # ------------------------------------------------------------------ writing
     def video(
@@ -156,13 +294,25 @@ class CacheWriter:
             attrs: JSON attrs of the video group (file_names, original_size, resized_size,
                 padded_size, ...); ``video_id`` and ``length`` are added.
 
+        The video's claim (:meth:`claim`) is taken here unless already held, waiting for
+        another writer of the same video, and released when the writer exits.
+
         Raises:
-            InputError: the video is already complete in the store; the store cannot be written.
+            InputError: the video is already complete in the store (perhaps just written by
+                another process); the store cannot be written.
         """
-        if self.has_video(video_id):
-            raise InputError(self.path, f"video {video_id} is already in the cache")
-        self.discard_partial(video_id)
-        return VideoWriter(self, int(video_id), int(length), shapes, dict(attrs or {}))
+        video_id = int(video_id)
+        owned = video_id not in self._held
+        self.claim(video_id)
+        try:
+            if self.has_video(video_id):
+                raise InputError(self.path, f"video {video_id} is already in the cache")
+            self.discard_partial(video_id)
+        except BaseException:
+            if owned:
+                self.release(video_id)
+            raise
+        return VideoWriter(self, video_id, int(length), shapes, dict(attrs or {}), release=owned)
 
     def write_video(
         self,
@@ -204,13 +354,17 @@ class VideoWriter:
     """Writes one video's arrays into a private partial group; commits on clean exit.
 
     Use ``with writer.video(...) as vw: vw.write(start, arrays)`` with batches of consecutive
-    frames. On a clean exit every frame must have been written; the group is marked
+    frames; arrays are stored float16 [T, *frame_shape] (:meth:`layout.FrameShapes.shape`),
+    one frame per chunk. On a clean exit every frame must have been written; the group is marked
     complete and renamed into ``videos/``. On an exception the partial group is deleted.
+    Arrays are created in the parent store's format version (checksummed from version 2).
+    With ``release=True`` the video's claim is given up on exit.
     """
 
     def __init__(self, parent: CacheWriter, video_id: int, length: int,
-                 shapes: layout.FrameShapes, attrs: dict[str, Any]):
+                 shapes: layout.FrameShapes, attrs: dict[str, Any], release: bool = False):
         self.parent = parent
+        self._release = release
         self.video_id = video_id
         self.length = length
         self.shapes = shapes
@@ -234,17 +388,22 @@ class VideoWriter:
                     shape=(self.length, *frame_shape),
                     chunks=(1, *frame_shape),
                     dtype=layout.CACHE_DTYPE,
-                    compressors=layout.compressors(),
+                    compressors=layout.compressors(self.parent.layout_version),
                     fill_value=0.0,
                 )
             self._group = group
         except OSError as exc:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._abandon()
             raise InputError(self.parent.path, f"cannot write video {self.video_id}: {exc}") from exc
         except BaseException:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._abandon()
             raise
         return self
+
+    def _abandon(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._release:
+            self.parent.release(self.video_id)
 
     def write(self, start: int, arrays: Mapping[str, Any]) -> None:
         """Write frames ``[start, start + n)`` of every field.
@@ -293,7 +452,7 @@ class VideoWriter:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._abandon()
             return False
         try:
             if not self._written.all():
@@ -310,5 +469,5 @@ class VideoWriter:
         except OSError as err:  # not `exc`: that name is __exit__'s parameter
             raise InputError(self.parent.path, f"cannot write video {self.video_id}: {err}") from err
         finally:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._abandon()  # nothing left after a commit; the debris of a failed one
         return False

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "YAML, no DET.pt (architecture from its keys, input size from --dataset / "
                         "the class count or --min-size/--max-size)")
     parser.add_argument("--detector", default=None, help="frame detector DET.pt (instead of --checkpoint)")
-    parser.add_argument("--model", default=None, help="stage-two MODEL.pt or official GenVIS .pth "
+    parser.add_argument("--model", default=None, help="stage-two MODEL.pt (GenVIS or IDOL) or official GenVIS .pth "
                         "(instead of --checkpoint, or to replace its video modules)")
     add_official_size_arguments(parser)
     parser.add_argument("--out-dir", required=True, help="writes results.json and overlay.mp4 here")
@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=0.3,
                         help="class score an instance needs to be drawn in the overlay (default 0.3)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames")
+    parser.add_argument("--allow-other-detector", action="store_true",
+                        help="run even if --detector is not the detector (weights, resolution) whose "
+                        "cache the model was trained on; by default that is refused")
     add_device_argument(parser, "the detector and the video modules")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                                           hidden_dim=detector.cfg.hidden_dim), {"official": True, "experiment": None})
         del official
     out = run_demo(args.video, detector, model, args.out_dir, args.n_f_eval, args.top_k,
-                   args.score_threshold, args.max_frames, args.device, not args.no_progress)
+                   args.score_threshold, args.max_frames, args.device, not args.no_progress,
+                   allow_other_detector=args.allow_other_detector)
     print(f"wrote {out['results']} ({out['predictions']} predictions) and {out['overlay']} "
           f"({out['frames']} frames, {out['instances']} instances drawn)")
     return 0

@@ -1,14 +1,23 @@
 """`genvis evaluate`: score a YouTube-VIS results json against ground truth (video AP / AR).
 
 Writes ``metrics.json`` (AP, AP50, AP75, APs, APm, APl, AR1, AR10 in percent, null where
-undefined, plus per-category AP; HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW, class-averaged
-as TrackEval's YouTube-VIS evaluation, with the full class- and detection-averaged results under
+undefined, plus per-category AP; AP / AR per OVIS occlusion level APso, APmo, APho, ARso,
+ARmo, ARho by ground-truth mBOR; with ``--iou boundary`` also the Tube-Boundary AP of VMT,
+AP_B, AP_B50, AP_B75, AR_B1, AR_B10; with ``--protocol davis`` also DAVIS 2017 J&F under
+``"davis"``; HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW, class-averaged as TrackEval's
+YouTube-VIS evaluation, with the full class- and detection-averaged results under
 ``association``) atomically and prints tables.
+
+Boundary AP is opt-in because of its cost: on bench_evaluate's 200-video set it takes ~13 s
+of CPU (decoding, eroding and re-encoding the masks of every pair that reaches IoU 0.5)
+against ~1 s for everything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import time
 from pathlib import Path
 
@@ -27,11 +36,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "e.g. 20: for frame 20 onward); written as metrics['per_frame']")
 
 
+    parser.add_argument("--iou", choices=("mask", "boundary"), default="mask",
+                        help="'boundary' adds the Tube-Boundary AP of VMT (AP_B, AP_B50, AP_B75, AR_B1, AR_B10: "
+                        "video IoU = min(mask, boundary) IoU; slower, see genvis.evaluate.boundary) to the "
+                        "mask metrics")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes for the per-video matching (default: 2 where 2 CPUs are available, "
+                        "else 1; used from 32 videos on; the numbers do not depend on it)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running dask scheduler (tcp://host:8786): the per-video matching "
+                        "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers is then "
+                        "not used")
+    parser.add_argument("--protocol", choices=("ytvis", "davis"), default="ytvis",
+                        help="'davis' adds DAVIS 2017 J&F (unsupervised flow: the top-20 tracks painted into "
+                        "one id map, matched to the objects by the Hungarian method; genvis.evaluate.davis_jf) "
+                        "as metrics['davis']")
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Cyclic GC off while the large, acyclic json object trees are built and scored (it
+    otherwise rescans them again and again: about half of the load time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def run(args: argparse.Namespace) -> int:
+    """See :func:`_run`; runs it with the cyclic garbage collector paused."""
+    with _no_gc():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     """Load, validate, evaluate, write metrics, print the table. Returns 0."""
     from genvis.data.results import read_results
     from genvis.data.ytvis import load_vis_json
-    from genvis.errors import InputError
+    from genvis.errors import ConfigError, InputError
     from genvis.evaluate.ytvis_eval import evaluate, format_table
 
     t0 = time.perf_counter()
@@ -40,8 +85,25 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.gt, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
     results = read_results(args.results, gt)
     frames = _frame_range(args.per_frame) if args.per_frame is not None else None
-    metrics = evaluate(gt, results, progress=len(gt.videos) >= 50)
+    workers = _default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    if args.scheduler:
+        from genvis.cluster import cluster_client
+
+        with cluster_client(scheduler=args.scheduler) as client:
+            metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
+                               client=client)
+    else:
+        metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
+                           workers=workers)
     metrics.update(_association(gt, results))
+    if args.protocol == "davis":
+        from genvis.evaluate.davis_jf import davis_jf
+        from genvis.report.metrics import DAVIS_METRICS
+
+        metrics["davis"] = davis_jf(gt, results)
+        metrics.update({k: metrics["davis"][k] for k in DAVIS_METRICS})  # flat too, for report tables
     if frames is not None:
         from genvis.evaluate.frame_ap import FRAME_KEYS, frame_mask_ap
 
@@ -55,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
     print("\nassociation (TrackEval's HOTA / IDF1; every prediction counts, whatever its score):")
     print(format_assoc_table(metrics))
+    if "davis" in metrics:
+        from genvis.evaluate.davis_jf import format_davis_table
+
+        print()
+        print(format_davis_table(metrics["davis"]))
     if frames is not None:
         pf = metrics["per_frame"]
         fmt = {k: "-" if pf[k] is None else f"{pf[k]:.2f}" for k in FRAME_KEYS}
@@ -73,6 +140,17 @@ def _association(gt, results) -> dict:
 
     assoc = association_metrics(gt, results)
     return {**{k: assoc["class_averaged"][k] for k in ASSOC_KEYS}, "association": assoc}
+
+
+def _default_workers() -> int:
+    """2 when this process may run on at least 2 CPUs, else 1."""
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return 2 if n >= 2 else 1
 
 
 def _frame_range(text: str) -> tuple[int, int | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
                              check_device)
@@ -18,13 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-f-eval", type=int, default=None,
                         help="N_f^eval, frames per clip (default: the experiment's setting)")
     parser.add_argument("--top-k", type=int, default=None, help="predictions per video (default: experiment)")
-    parser.add_argument("--association", choices=ASSOCIATIONS, default=None,
+    parser.add_argument("--association", choices=ASSOCIATIONS + ("idol",), default=None,
                         help="inter-clip association (default: experiment): propagate = GenVIS "
                         "(instance queries carried clip to clip with the memory); minvis = fresh "
                         "queries per clip matched by prototype cosine similarity (MinVIS); oracle = "
                         "fresh queries per clip linked to the ground truth of --annotations (a "
-                        "diagnostic: estimates the most any association could make of these clips)")
+                        "diagnostic: estimates the most any association could make of these clips); "
+                        "idol = frame-by-frame IDOL association (needs an IDOL MODEL.pt)")
+    parser.add_argument("--idol-matching", choices=("embeddings", "multi_cue"), default=None,
+                        help="IDOL models only: override idol.matching of the experiment")
+    parser.add_argument("--idol-temporal", choices=("on", "off"), default=None,
+                        help="IDOL models only: override idol.temporal (temporally weighted memory)")
     parser.add_argument("--zip", default=None, help="also write the server submission zip here")
+    parser.add_argument("--allow-other-detector", action="store_true",
+                        help="run even if the cache was not written by the detector (weights, "
+                        "resolution) the model was trained on; by default that is refused")
     parser.add_argument("--no-resume", action="store_true",
                         help="do not keep finished videos in .OUT.parts/ for a rerun to skip "
                         "(by default an interrupted run resumes where it stopped, if the model, "
@@ -42,18 +51,28 @@ def run(args: argparse.Namespace) -> int:
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.infer.inference import write_inference
-    from genvis.model.checkpoint import load_any_model
+    from genvis.model.checkpoint import check_model_provenance, load_any_model
     from genvis.settings import resolve_inference
     from genvis.utils.io import sha256_file
 
     apply_threads(args)
     check_device(args)
+    from genvis.model.idol_head import is_idol_model
+
+    if args.association == "idol" or is_idol_model(args.model):  # IDOL: genvis.infer.idol
+        from genvis.infer.idol import infer_command
+
+        return infer_command(args)
     model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
     settings = resolve_inference(meta.get("experiment"), args.n_f_eval, args.top_k, args.association,
                                  source=str(args.model))
     n_f, top_k, association = settings.n_f_eval, settings.top_k, settings.association
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
+    for diff in check_model_provenance(args.model, meta, reader.provenance, args.cache,
+                                       args.allow_other_detector):
+        print(f"genvis infer: warning: cache differs from the model's training cache: {diff}",
+              file=sys.stderr)
     model.to(args.device)
     run_key = {  # what the results depend on: finished videos of an equal key are kept on a rerun
         "model_sha256": sha256_file(args.model), "annotations_sha256": sha256_file(args.annotations),

@@ -56,6 +56,10 @@ def to_rle(seg: Any, height: int, width: int) -> RLE | None:
     """
     if seg is None or (isinstance(seg, list) and not seg):
         return None
+    if type(seg) is dict and type(seg.get("counts")) is str and len(seg) == 2:  # fast path: already ours
+        size = seg["size"]
+        if type(size) is list and len(size) == 2 and type(size[0]) is int and type(size[1]) is int:
+            return seg
     if isinstance(seg, dict):
         if "counts" not in seg or "size" not in seg:
             raise ValueError("RLE segmentation needs 'size' and 'counts'")

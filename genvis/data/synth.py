@@ -177,6 +177,26 @@ class SynthVideo:
     frames: np.ndarray
     labels: np.ndarray
     instances: list[InstanceSpec]
+    #: int64 [K, T] pixels of each instance's whole shape inside the frame (before anything
+    #: nearer hides part of it): the generator's own occlusion ground truth
+    amodal_areas: np.ndarray | None = None
+
+
+def occlusion_rates(video: SynthVideo) -> np.ndarray:
+    """The generator's occlusion ground truth: float64 [K, T] share of each instance's in-frame
+    shape hidden by nearer instances or the occluder bar (1 - visible / whole); NaN on frames
+    where the instance is not visible.
+
+    Raises:
+        ValueError: ``video`` has no ``amodal_areas`` (not from :func:`render_video`).
+    """
+    if video.amodal_areas is None:
+        raise ValueError("video has no amodal areas")
+    k = len(video.instances)
+    visible = np.stack([(video.labels == i).sum((1, 2)) for i in range(k)]).astype(np.float64)
+    whole = video.amodal_areas.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(visible > 0, 1.0 - visible / np.maximum(whole, 1), np.nan)
 
 
 def _fold(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -345,6 +365,7 @@ def render_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> Syn
     depth_order = np.argsort([s.depth for s in specs], kind="stable")  # far first
     frames = np.empty((length, h, w, 3), np.uint8)
     labels = np.full((length, h, w), -1, np.int16)
+    amodal = np.zeros((len(specs), length), np.int64)
     yy_full, xx_full = np.mgrid[0:h, 0:w].astype(np.float32)
     for ti in range(length):
         img = bg.copy()
@@ -367,6 +388,7 @@ def render_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> Syn
             inside = _shape_mask(shape, lx / r, -ly / r)
             if not inside.any():
                 continue
+            amodal[k, ti] = int(inside.sum())
             pattern = _texture(texture, lx, ly, s.period)
             color = np.where(pattern[..., None], s.colors[0], s.colors[1])
             img[y0:y1, x0:x1][inside] = color[inside]
@@ -382,7 +404,7 @@ def render_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> Syn
                 lab[a:b, :] = -2
         img += rng.normal(0, 4.0, size=img.shape).astype(np.float32)
         frames[ti] = np.clip(img, 0, 255).astype(np.uint8)
-    return SynthVideo(frames, labels, specs)
+    return SynthVideo(frames, labels, specs, amodal)
 
 
 def _lengths(cfg: SynthConfig, rng: np.random.Generator, n: int) -> list[int]:

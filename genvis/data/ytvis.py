@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import orjson
+
 from genvis.data import masks as mask_ops
 from genvis.errors import InputError
 from genvis.utils.io import atomic_write_json
@@ -224,7 +226,11 @@ def read_json_file(path: str | os.PathLike) -> Any:
         raise InputError(path, "is a directory, expected a json file")
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            data = f.read()
+        try:  # orjson: ~5x faster than json on the large results files; the same objects
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:  # NaN literals, bad UTF-8, syntax: json decides (and words the error)
+            return json.loads(data)
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -297,6 +303,14 @@ def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str
                           f"got {type(seg).__name__}")
 
 
+def _inside_root(name: str) -> bool:
+    """Whether a ``file_names`` entry names a file below the image root: not empty, not
+    absolute (``/x``, ``\\x``, ``C:x``), no ``..`` component (either slash)."""
+    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
+        return False
+    return ".." not in name.replace("\\", "/").split("/")
+
+
 def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDataset:
     """Validate a parsed VIS json object and build a :class:`VISDataset`.
 
@@ -344,6 +358,12 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
         length = _int(v["length"], f"video {vid} length", src) if "length" in v else len(names)
         if length != len(names):
             raise InputError(src, f"video {vid}: 'length' is {length} but 'file_names' lists {len(names)} frames")
+        if length < 1:
+            raise InputError(src, f"video {vid} has no frames (empty 'file_names')")
+        for j, name in enumerate(names):
+            if not _inside_root(name):
+                raise InputError(src, f"video {vid}: file_names[{j}] = {name!r} leaves the image root "
+                                 "(absolute path or '..'); file names are relative to the image root")
         w, h = _int(v["width"], f"video {vid} width", src), _int(v["height"], f"video {vid} height", src)
         if w <= 0 or h <= 0:
             raise InputError(src, f"video {vid}: non-positive size {w}x{h}")

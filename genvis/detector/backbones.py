@@ -18,6 +18,7 @@ Convolutions use TensorFlow "SAME" padding as the weights were trained with.
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 
@@ -153,6 +154,7 @@ class EfficientNetLite0Backbone(nn.Module):
 
 # --------------------------------------------------------------------------- official Swin
 
+@functools.lru_cache(maxsize=None)
 def _official_swin_layer_class():
     """``transformers`` SwinLayer subclass that never clamps its window (built lazily so this
     module imports without transformers)."""
@@ -209,10 +211,12 @@ def make_official_swin(backbone: nn.Module) -> nn.Module:
     Returns:
         the same module, adapted.
     """
-    layer_cls = _official_swin_layer_class()
+    from transformers.models.swin.modeling_swin import SwinLayer
+
+    official_layer = _official_swin_layer_class()
     for module in backbone.modules():
-        if isinstance(module, layer_cls.__bases__[0]) and type(module) is not layer_cls:
-            module.__class__ = layer_cls
+        if type(module) is SwinLayer:  # same state, official windowing (a subclass, no new fields)
+            module.__class__ = official_layer
         index = getattr(module, "relative_position_index", None)
         if isinstance(index, torch.Tensor) and hasattr(module, "relative_position_bias_table"):
             del module._buffers["relative_position_index"]

@@ -27,9 +27,10 @@ ground truth) pairs present on it, instead of the official per-pair, per-frame
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -61,6 +62,13 @@ class EvalParams:
     max_dets: tuple[int, ...] = (1, 10, 100)
     area_ranges: tuple[tuple[float, float], ...] = (
         (0.0, 1e5 ** 2), (0.0, 128.0 ** 2), (128.0 ** 2, 256.0 ** 2), (256.0 ** 2, 1e5 ** 2))
+    #: ground-truth occlusion (mBOR) ranges evaluated after the area ranges, as OVIS's
+    #: ``occRng`` (area 'all'; range index ``len(area_ranges) + i``); empty: none.
+    occlusion_ranges: tuple[tuple[float, float], ...] = ()
+    #: "mask" (video mask IoU) or "boundary" (min(mask, boundary) video IoU: Tube-Boundary AP)
+    iou_type: str = "mask"
+    #: boundary width as a share of the image diagonal (Boundary IoU; iou_type "boundary")
+    boundary_dilation_ratio: float = 0.02
 
 
 @dataclass
@@ -79,6 +87,8 @@ class EvalArrays:
     recall: np.ndarray
     stats: np.ndarray
     category_ids: list[int]
+    #: int64 [K, A]: ground-truth instances not ignored, per category and range
+    num_gt: np.ndarray | None = None
 
 
 @dataclass
@@ -88,6 +98,8 @@ class _Inst:
     iscrowd: int
     avg_area: float
     rles: list  # per frame, compressed RLE or None
+    areas: np.ndarray | None = None  # float64 [T] RLE pixel areas (0 where absent), when known
+    occlusion: float = float("nan")  # mBOR of a ground-truth instance (genvis.evaluate.occlusion)
 
 
 def _mean_nonzero(areas: Sequence[float | None]) -> float:
@@ -96,53 +108,78 @@ def _mean_nonzero(areas: Sequence[float | None]) -> float:
 
 
 def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int,
-               dt_groups: Sequence[int] | None = None, gt_groups: Sequence[int] | None = None) -> np.ndarray:
+               dt_groups: Sequence[int] | None = None, gt_groups: Sequence[int] | None = None,
+               min_iou: float | None = None) -> np.ndarray:
     """Video IoU matrix ``[len(dts), len(gts)]`` (float64): sum over frames of intersection /
     sum over frames of union (ytvoseval's ``computeIoU``).
 
-    Per-frame areas of every instance come from one ``pycocotools.mask.area`` call; the
-    intersections from one ``pycocotools.mask.iou`` call per (frame, group) covering every
-    pair present on that frame, recovered exactly as ``rint(iou * (a_d + a_g) / (1 + iou))``
-    (integers), summed over frames; union = sum(a_d) + sum(a_g) - sum(intersection).
-    Frames where no pair of a group is present cost nothing.
+    Per-frame areas come from ``pycocotools.mask.area`` (or the instances' cached ones); the
+    intersections from one ``pycocotools.mask.iou`` call per frame covering every pair
+    present on it, recovered exactly as ``rint(iou * (a_d + a_g) / (1 + iou))`` (integers),
+    summed over frames; union = sum(a_d) + sum(a_g) - sum(intersection). Frames where no
+    pair is present cost nothing.
 
     Args:
         dts, gts: instances of one video with per-frame RLEs (None where absent).
         length: the video's frame count T.
         dt_groups, gt_groups: optional labels (category ids); only pairs with equal labels
             are computed, the others are 0.
+        min_iou: when set, pairs whose IoU is provably below it are not computed and reported
+            as 0: the intersection is at most ``sum_t min(a_d, a_g)``, which bounds the IoU
+            from above. The protocol never looks at an IoU below its lowest threshold (0.5),
+            so its result is unchanged.
     """
     nd, ng = len(dts), len(gts)
     out = np.zeros((nd, ng))
     if nd == 0 or ng == 0:
         return out
-    area_d = np.zeros((nd, length))
-    area_g = np.zeros((ng, length))
-    for arr, insts in ((area_d, dts), (area_g, gts)):
-        flat = [(i, t, r) for i, inst in enumerate(insts) for t, r in enumerate(inst.rles) if r is not None]
-        if flat:
-            ii = np.fromiter((f[0] for f in flat), dtype=np.int64, count=len(flat))
-            tt = np.fromiter((f[1] for f in flat), dtype=np.int64, count=len(flat))
-            arr[ii, tt] = mask_ops.area_array([f[2] for f in flat])
+    area_d = frame_areas(dts, length)
+    area_g = frame_areas(gts, length)
     dg = np.zeros(nd, np.int64) if dt_groups is None else np.asarray(dt_groups)
     gg = np.zeros(ng, np.int64) if gt_groups is None else np.asarray(gt_groups)
-    on_d, on_g = area_d > 0, area_g > 0
+    want = dg[:, None] == gg[None, :]
+    if min_iou is not None and want.any():
+        ub = np.minimum(area_d[:, None, :], area_g[None, :, :]).sum(-1)  # >= the intersection
+        u_lb = area_d.sum(1)[:, None] + area_g.sum(1)[None, :] - ub  # <= the union
+        want &= (ub > 0) & (ub >= min_iou * u_lb)
+    # an instance takes part on frame t only if a wanted partner is present on t as well
+    pres_d, pres_g = area_d > 0, area_g > 0
+    both = want[:, :, None] & pres_d[:, None, :] & pres_g[None, :, :]  # [D, G, T] (no BLAS: fork-safe)
+    on_d, on_g = both.any(1), both.any(0)
     inter = np.zeros((nd, ng))
-    for group in np.unique(dg):
-        d_all, g_all = np.flatnonzero(dg == group), np.flatnonzero(gg == group)
-        if len(g_all) == 0:
-            continue
-        for t in np.flatnonzero(on_d[d_all].any(0) & on_g[g_all].any(0)).tolist():
-            di, gi = d_all[on_d[d_all, t]], g_all[on_g[g_all, t]]
-            iou = np.asarray(mask_utils.iou([dts[i].rles[t] for i in di], [gts[j].rles[t] for j in gi],
-                                            [0] * len(gi)), dtype=np.float64).reshape(len(di), len(gi))
-            if (iou < 0).any():
-                raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {t}")
-            s = area_d[di, t][:, None] + area_g[gi, t][None, :]
-            inter[di[:, None], gi[None, :]] += np.rint(iou * s / (1.0 + iou))
+    d_rles, g_rles = [d.rles for d in dts], [g.rles for g in gts]
+    # one pycocotools call per frame for every wanted pair present on it (other pairs of the
+    # same instances are computed too and dropped: a call costs far more than the
+    # bounding-box test that rejects most of them inside it)
+    for t in np.flatnonzero(on_d.any(0) & on_g.any(0)).tolist():
+        di, gi = np.flatnonzero(on_d[:, t]), np.flatnonzero(on_g[:, t])
+        iou = np.asarray(mask_utils.iou([d_rles[i][t] for i in di.tolist()], [g_rles[j][t] for j in gi.tolist()],
+                                        [0] * len(gi)), dtype=np.float64).reshape(len(di), len(gi))
+        if (iou < 0).any():
+            raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {t}")
+        s = area_d[di, t][:, None] + area_g[gi, t][None, :]
+        inter[di[:, None], gi[None, :]] += np.rint(iou * s / (1.0 + iou))
     union = area_d.sum(1)[:, None] + area_g.sum(1)[None, :] - inter
-    ok = (dg[:, None] == gg[None, :]) & (union > 0)
+    ok = want & (union > 0)
     out[ok] = inter[ok] / union[ok]
+    return out
+
+
+def frame_areas(insts: Sequence[_Inst], length: int) -> np.ndarray:
+    """Per-frame RLE pixel areas ``[len(insts), length]`` (float64, 0 where absent): the
+    instances' cached ``areas`` where set, else one ``pycocotools.mask.area`` pass."""
+    out = np.zeros((len(insts), length))
+    todo = []
+    for i, inst in enumerate(insts):
+        cached = getattr(inst, "areas", None)  # any object with per-frame ``rles`` will do
+        if cached is not None:
+            out[i] = cached
+        else:
+            todo.extend((i, t, r) for t, r in enumerate(inst.rles) if r is not None)
+    if todo:
+        ii = np.fromiter((f[0] for f in todo), dtype=np.int64, count=len(todo))
+        tt = np.fromiter((f[1] for f in todo), dtype=np.int64, count=len(todo))
+        out[ii, tt] = mask_ops.area_array([f[2] for f in todo])
     return out
 
 
@@ -197,36 +234,68 @@ def _match(ious: np.ndarray, gt_ignore: list[int], gt_crowd: list[int], gt_ids: 
     return dtm, dt_ig
 
 
-def _prepare(gt: VISDataset, results: Sequence[VideoResult]):
-    if gt.annotations is None:
-        raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
-    gts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
-    for a in gt.annotations:
-        v = gt.video(a.video_id)
-        rles = [mask_ops.to_rle(s, v.height, v.width) for s in a.segmentations]
-        gts[a.video_id, a.category_id].append(_Inst(a.id, 0.0, int(a.iscrowd), _mean_nonzero(a.areas), rles))
-    dts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
-    flat = [(k, t, s) for k, r in enumerate(results) for t, s in enumerate(r.segmentations) if s is not None]
-    areas = mask_ops.area_array([s for _, _, s in flat])
-    per_res: list[list[float]] = [[] for _ in results]
-    for (k, _, _), ar in zip(flat, areas.tolist()):
-        per_res[k].append(ar)
+def _per_frame_areas(rle_lists: Sequence[Sequence[Any]]) -> list[np.ndarray]:
+    """float64 [T_i] RLE areas (0 where absent) of each per-frame RLE list, one C pass over all."""
+    flat = [s for segs in rle_lists for s in segs if s is not None]
+    areas = mask_ops.area_array(flat)
+    out, pos = [], 0
+    for segs in rle_lists:
+        present = np.fromiter((s is not None for s in segs), dtype=bool, count=len(segs))
+        n = int(present.sum())
+        a = np.zeros(len(segs))
+        a[present] = areas[pos:pos + n]
+        pos += n
+        out.append(a)
+    return out
+
+
+def _check_videos(gt: VISDataset, results: Sequence[VideoResult]) -> None:
+    """InputError naming the first result whose video is not in ``gt``."""
     for k, r in enumerate(results):
         if r.video_id not in gt._videos:
             raise InputError(None, f"result {k}: video_id {r.video_id} is not in the ground truth")
+
+
+def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int, float] | None = None,
+             video_ids: Iterable[int] | None = None):
+    """Ground truth and predictions as :class:`_Inst` per (video id, category id), with their
+    per-frame RLE areas; ``occlusion`` (annotation id -> mBOR) fills ``_Inst.occlusion``;
+    only the videos ``video_ids`` when given (prediction ids stay their file positions)."""
+    if gt.annotations is None:
+        raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
+    keep = None if video_ids is None else set(video_ids)
+    _check_videos(gt, results)
+    anns = gt.annotations if keep is None else [a for a in gt.annotations if a.video_id in keep]
+    gts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
+    gt_rles = []
+    for a in anns:
+        v = gt.video(a.video_id)
+        gt_rles.append([mask_ops.to_rle(s, v.height, v.width) for s in a.segmentations])
+    for a, rles, areas in zip(anns, gt_rles, _per_frame_areas(gt_rles)):
+        occ = float("nan") if occlusion is None else float(occlusion.get(a.id, float("nan")))
+        gts[a.video_id, a.category_id].append(
+            _Inst(a.id, 0.0, int(a.iscrowd), _mean_nonzero(a.areas), rles, areas, occ))
+    dts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
+    mine = [(k, r) for k, r in enumerate(results) if keep is None or r.video_id in keep]
+    for (k, r), areas in zip(mine, _per_frame_areas([r.segmentations for _, r in mine])):
+        nz = areas[areas > 0]  # official avg_area: mean of the truthy (non-zero) areas
         dts[r.video_id, r.category_id].append(
-            _Inst(k + 1, float(r.score), 0, _mean_nonzero(per_res[k]), list(r.segmentations)))
+            _Inst(k + 1, float(r.score), 0, float(nz.mean()) if nz.size else 0.0, list(r.segmentations), areas))
     return gts, dts
 
 
 def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
-                      progress: bool = False) -> dict[int, dict[tuple[int, int], tuple]]:
+                      progress: bool = False, occlusion: dict[int, float] | None = None,
+                      workers: int = 1, client: Any | None = None) -> dict[int, dict[tuple[int, int], tuple]]:
     """The per-video half of the protocol: each video's detections matched to its ground truth.
 
     Videos are independent until the precision/recall accumulation, so a video bootstrap
     (:mod:`genvis.evaluate.compare`) matches once and re-accumulates resampled video lists.
 
-    Args: as :func:`evaluate_arrays`.
+    Args: as :func:`evaluate_arrays`; ``workers`` > 1 splits the videos between that many
+        processes (forked, POSIX only, from 32 videos on; the numbers do not change);
+        ``client``: a :class:`distributed.Client` to run chunks of videos as dask tasks
+        instead (``genvis evaluate --scheduler``; the numbers do not change either).
 
     Returns:
         video id -> {(category id, area-range index): (scores float64 [D], matched gt ids
@@ -237,14 +306,102 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
+    p = params or EvalParams()
+    if p.iou_type not in ("mask", "boundary"):
+        raise ValueError(f"iou_type must be 'mask' or 'boundary', got {p.iou_type!r}")
+    if gt.annotations is None:
+        raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
+    _check_videos(gt, results)
+    # (kind, lo, hi): area ranges, then occlusion ranges (area 'all' for those)
+    ranges = [("area", lo, hi) for lo, hi in p.area_ranges] + [("occ", lo, hi) for lo, hi in p.occlusion_ranges]
+    vids = sorted(gt.video_ids)
+    job = (gt, results, occlusion, p, ranges)
+    if client is not None:
+        return _evaluate_on_cluster(vids, job, client, progress)
+    if workers > 1 and len(vids) >= 32 and "fork" in mp.get_all_start_methods():
+        return _evaluate_forked(vids, job, workers, progress)
+    return _evaluate_videos(vids, job, progress)
+
+
+def _evaluate_forked(vids: list[int], job: tuple, workers: int, progress: bool) -> dict:
+    """:func:`_evaluate_videos` over ``workers`` forked processes (videos dealt round-robin;
+    this process takes the first share). A worker's error is raised here."""
+    ctx = mp.get_context("fork")
+    shares = [vids[i::workers] for i in range(workers)]
+    children = []
+    for share in shares[1:]:
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, args=(send, share, job), daemon=True)
+        proc.start()
+        send.close()
+        children.append((proc, recv))
+    try:
+        out = _evaluate_videos(shares[0], job, progress)
+        for proc, recv in children:
+            status, value = recv.recv()
+            if status != "ok":
+                raise value if isinstance(value, BaseException) else RuntimeError(str(value))
+            out.update(value)
+    finally:
+        for proc, recv in children:
+            recv.close()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+    return dict(sorted(out.items()))
+
+
+def _evaluate_on_cluster(vids: list[int], job: tuple, client: Any, progress: bool,
+                         chunk: int = 16) -> dict:
+    """:func:`_evaluate_videos` as dask tasks of ``chunk`` videos each; the job (ground truth,
+    results, settings) is sent to every worker once. A task's error is raised here."""
+    from distributed import as_completed
     from tqdm import tqdm
 
-    p = params or EvalParams()
-    gts, dts = _prepare(gt, results)
+    shared = client.scatter(job, broadcast=True)
+    futures = [client.submit(_evaluate_videos, vids[i:i + chunk], shared, False, pure=False)
+               for i in range(0, len(vids), chunk)]
+    out: dict = {}
+    try:
+        with tqdm(total=len(vids), desc="evaluate", unit="video", disable=not progress) as bar:
+            for fut in as_completed(futures):
+                part = fut.result()
+                out.update(part)
+                bar.update(len(part))
+    finally:
+        client.cancel(futures)
+    return dict(sorted(out.items()))
+
+
+def _worker(send, share: list[int], job: tuple) -> None:
+    try:
+        result = ("ok", _evaluate_videos(share, job, False))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        result = ("error", exc)
+    try:
+        send.send(result)
+    except Exception as exc:  # an unpicklable error: send its text
+        send.send(("error", f"{type(result[1]).__name__}: {result[1]}" if result[0] == "error" else str(exc)))
+    finally:
+        send.close()
+
+
+def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[int, dict[tuple[int, int], tuple]]:
+    """Match each video's predictions to its ground truth (see :func:`video_evaluations`)."""
+    from tqdm import tqdm
+
+    gt, results, occ, p, ranges = job
+    if p.occlusion_ranges and occ is None:
+        from genvis.evaluate.occlusion import instance_mbor
+
+        occ = instance_mbor(gt, vids)
+    gts, dts = _prepare(gt, results, occ, vids)
     cat_ids = sorted(c.id for c in gt.categories)
+    min_iou = float(np.min(p.iou_thresholds))
+    all_lo, all_hi = p.area_ranges[0]
     max_det = p.max_dets[-1]
     out: dict[int, dict[tuple[int, int], tuple]] = {}
-    for vid in tqdm(sorted(gt.video_ids), desc="evaluate", unit="video", disable=not progress):
+    for vid in tqdm(vids, desc="evaluate", unit="video", disable=not progress):
         video = gt.video(vid)
         out[vid] = evals = {}
         cats_here = [c for c in cat_ids if gts.get((vid, c)) or dts.get((vid, c))]
@@ -259,7 +416,12 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
         all_g = [g for c in cats_here for g in gts.get((vid, c), [])]
         d_cat = [c for c in cats_here for _ in sorted_dts[c]]
         g_cat = [c for c in cats_here for _ in gts.get((vid, c), [])]
-        iou_all = video_ious(all_d, all_g, video.length, d_cat, g_cat)
+        iou_all = video_ious(all_d, all_g, video.length, d_cat, g_cat, min_iou=min_iou)
+        if p.iou_type == "boundary":
+            from genvis.evaluate.boundary import tube_boundary_ious
+
+            # the boundary IoU only matters where the mask IoU reaches the lowest threshold
+            iou_all = tube_boundary_ious(all_d, all_g, video, iou_all, min_iou, p.boundary_dilation_ratio)
         d0 = g0 = 0
         for c in cats_here:
             dl, gl = sorted_dts[c], gts.get((vid, c), [])
@@ -269,16 +431,24 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
             scores = np.array([d.score for d in dl], dtype=np.float64)
             dt_area = np.array([d.avg_area for d in dl], dtype=np.float64)
             dt_ids = [d.id for d in dl]
-            for ai, (lo, hi) in enumerate(p.area_ranges):
-                ign = [1 if (g.iscrowd or g.avg_area < lo or g.avg_area > hi) else 0 for g in gl]
-                gind = np.argsort(ign, kind="mergesort")
-                g_ign = [ign[i] for i in gind]
-                dtm, dt_ig = _match(ious[:, gind] if len(gl) else ious, g_ign,
-                                    [gl[i].iscrowd for i in gind], [gl[i].id for i in gind], dt_ids,
-                                    p.iou_thresholds)
+            matched: dict[tuple[int, ...], tuple] = {}  # ignore pattern -> matching (ranges often share one)
+            for ai, (kind, lo, hi) in enumerate(ranges):
+                if kind == "area":
+                    ign = tuple(1 if (g.iscrowd or g.avg_area < lo or g.avg_area > hi) else 0 for g in gl)
+                else:  # OVIS: occlusion outside [lo, hi] (or unknown) ignores the gt; area 'all'
+                    ign = tuple(1 if (g.iscrowd or g.avg_area < all_lo or g.avg_area > all_hi
+                                      or not lo <= g.occlusion <= hi) else 0 for g in gl)
+                    lo, hi = all_lo, all_hi
+                if ign not in matched:
+                    gind = np.argsort(ign, kind="mergesort")
+                    g_ign = [ign[i] for i in gind]
+                    matched[ign] = _match(ious[:, gind] if len(gl) else ious, g_ign,
+                                          [gl[i].iscrowd for i in gind], [gl[i].id for i in gind], dt_ids,
+                                          p.iou_thresholds) + (np.array(g_ign, dtype=np.int64),)
+                dtm, dt_ig, g_ign_arr = matched[ign]
                 out_of_range = (dt_area < lo) | (dt_area > hi)
                 dt_ig = np.logical_or(dt_ig, np.logical_and(dtm == 0, out_of_range[None, :]))
-                evals[c, ai] = (scores, dtm, dt_ig, np.array(g_ign, dtype=np.int64))
+                evals[c, ai] = (scores, dtm, dt_ig, g_ign_arr)
     return out
 
 
@@ -289,9 +459,10 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
     and the 12 summary stats. COCOeval layout, as :func:`evaluate_arrays`."""
     p = params or EvalParams()
     n_t, n_r, n_k, n_a, n_m = len(p.iou_thresholds), len(p.recall_thresholds), len(category_ids), \
-        len(p.area_ranges), len(p.max_dets)
+        len(p.area_ranges) + len(p.occlusion_ranges), len(p.max_dets)
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
+    num_gt = np.zeros((n_k, n_a), dtype=np.int64)
     for ki, c in enumerate(category_ids):
         for ai in range(n_a):
             evals = [v[c, ai] for v in per_video if (c, ai) in v]
@@ -299,6 +470,7 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
                 continue
             gt_ig = np.concatenate([e[3] for e in evals])
             npig = int(np.count_nonzero(gt_ig == 0))
+            num_gt[ki, ai] = npig
             if npig == 0:
                 continue
             for mi, md in enumerate(p.max_dets):
@@ -323,11 +495,13 @@ def accumulate(per_video: Sequence[dict[tuple[int, int], tuple]], category_ids: 
                     valid = inds < nd
                     q[valid] = pr[inds[valid]]
                     precision[ti, :, ki, ai, mi] = q
-    return EvalArrays(precision, recall, _summarize(precision, recall, p), list(category_ids))
+    return EvalArrays(precision, recall, _summarize(precision, recall, p), list(category_ids), num_gt)
 
 
 def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
-                    params: EvalParams | None = None, progress: bool = False) -> EvalArrays:
+                    params: EvalParams | None = None, progress: bool = False,
+                    occlusion: dict[int, float] | None = None, workers: int = 1,
+                    client: Any | None = None) -> EvalArrays:
     """Run the protocol and return COCOeval-layout precision / recall arrays and the 12 stats.
 
     Args:
@@ -336,11 +510,15 @@ def evaluate_arrays(gt: VISDataset, results: Sequence[VideoResult],
         results: predicted instances; file order breaks score ties as in the official code.
         params: protocol constants (default: the official ones).
         progress: show a tqdm progress bar over videos.
+        occlusion: annotation id -> mBOR for ``params.occlusion_ranges`` (default: computed
+            by :func:`genvis.evaluate.occlusion.instance_mbor`).
+        workers: processes for the per-video matching (see :func:`video_evaluations`).
+        client: a dask client to run the per-video matching on (see :func:`video_evaluations`).
 
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
-    per_video = video_evaluations(gt, results, params, progress)
+    per_video = video_evaluations(gt, results, params, progress, occlusion, workers, client)
     return accumulate([per_video[v] for v in sorted(per_video)], sorted(c.id for c in gt.categories), params)
 
 
@@ -371,14 +549,24 @@ def _summarize(precision: np.ndarray, recall: np.ndarray, p: EvalParams) -> np.n
 
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
+#: occlusion-level keys (OVIS's APso / APmo / APho and the ARs at 100 detections), by mBOR
+OCCLUSION_KEYS = ("APso", "APmo", "APho", "ARso", "ARmo", "ARho")
+#: Tube-Boundary AP keys (VMT: AP^B, AP^B_50, AP^B_75, AR^B_1, AR^B_10)
+BOUNDARY_KEYS = ("AP_B", "AP_B50", "AP_B75", "AR_B1", "AR_B10")
 
 
 def _pct(x: float) -> float | None:
     return None if x < 0 else round(100.0 * float(x), 6)
 
 
+def _mean_defined(a: np.ndarray) -> float:
+    v = a[a > -1]
+    return float(np.mean(v)) if v.size else -1.0
+
+
 def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, occlusion: bool = True, boundary: bool = False,
+             workers: int = 1, client: Any | None = None) -> dict:
     """Score results against ground truth by the YouTube-VIS protocol.
 
     Args:
@@ -386,25 +574,57 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         results: predicted instances (validate with ``read_results(path, gt)`` first).
         params: protocol constants (default: official).
         progress: show a tqdm progress bar over videos.
+        occlusion: also AP / AR per OVIS occlusion level by ground-truth mBOR
+            (:mod:`genvis.evaluate.occlusion`; OVIS API's occRng, area 'all', 100 detections).
+        boundary: also Tube-Boundary AP (VMT; :mod:`genvis.evaluate.boundary`), a second
+            pass with the min(mask, boundary) video IoU.
+        workers: processes for the per-video matching (forked; from 32 videos on).
+        client: a :class:`distributed.Client`: the per-video matching as dask tasks instead
+            (``genvis evaluate --scheduler``).
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
         ``None`` where undefined (e.g. APl when no instance is large; the official code
         reports -1 there), plus ``"per_category_AP": {category name: AP percent or None}``
         (AP over IoU thresholds at 100 detections, all areas; None if the category has
-        no ground truth) and ``"num_videos"``, ``"num_results"``.
+        no ground truth) and ``"num_videos"``, ``"num_results"``. With ``occlusion``:
+        ``APso, APmo, APho, ARso, ARmo, ARho`` (percent, None where a level has no
+        instance) and ``"occlusion_instances": {"slight", "moderate", "heavy": count}``
+        (non-crowd instances per level). With ``boundary``: ``AP_B, AP_B50, AP_B75, AR_B1,
+        AR_B10`` (percent) and ``"boundary_dilation_ratio"``.
 
     Raises:
         InputError: ``gt`` has no annotations.
     """
-    arr = evaluate_arrays(gt, results, params, progress)
+    import dataclasses
+
+    from genvis.evaluate.occlusion import OCCLUSION_LEVELS
+
+    p = params or EvalParams()
+    if occlusion and not p.occlusion_ranges:
+        p = dataclasses.replace(p, occlusion_ranges=tuple((lo, hi) for _, lo, hi in OCCLUSION_LEVELS))
+    arr = evaluate_arrays(gt, results, p, progress, workers=workers, client=client)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
+    if p.occlusion_ranges:
+        n_a, m = len(p.area_ranges), len(p.max_dets) - 1
+        levels = range(n_a, n_a + len(p.occlusion_ranges))
+        aps = [_pct(_mean_defined(arr.precision[:, :, :, o, m])) for o in levels]
+        ars = [_pct(_mean_defined(arr.recall[:, :, o, m])) for o in levels]
+        if len(p.occlusion_ranges) == 3:
+            out.update(zip(OCCLUSION_KEYS, aps + ars))
+            out["occlusion_instances"] = {name: int(arr.num_gt[:, o].sum())
+                                          for (name, _, _), o in zip(OCCLUSION_LEVELS, levels)}
     per_cat = {}
     for ki, cid in enumerate(arr.category_ids):
         s = arr.precision[:, :, ki, 0, -1]
         v = s[s > -1]
         per_cat[gt.category_name(cid)] = _pct(float(np.mean(v))) if v.size else None
     out["per_category_AP"] = per_cat
+    if boundary:
+        pb = dataclasses.replace(p, occlusion_ranges=(), iou_type="boundary")
+        barr = evaluate_arrays(gt, results, pb, progress, workers=workers, client=client)
+        out.update({k: _pct(v) for k, v in zip(BOUNDARY_KEYS, barr.stats[[0, 1, 2, 6, 7]])})
+        out["boundary_dilation_ratio"] = pb.boundary_dilation_ratio
     out["num_videos"] = len(gt.videos)
     out["num_results"] = len(results)
     return out
@@ -416,9 +636,16 @@ def format_table(metrics: dict) -> str:
     def fmt(v) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
-    head = " | ".join(f"{k:>6}" for k in METRIC_KEYS)
-    row = " | ".join(f"{fmt(metrics.get(k)):>6}" for k in METRIC_KEYS)
-    lines = [head, "-" * len(head), row]
+    lines = []
+    for keys, title in ((METRIC_KEYS, None), (OCCLUSION_KEYS, "occlusion level (mBOR): slight [0, 0.25], "
+                                                            "moderate [0.25, 0.5], heavy [0.5, 1]"),
+                        (BOUNDARY_KEYS, "Tube-Boundary AP (min of mask and boundary video IoU)")):
+        if title is not None and not any(k in metrics for k in keys):
+            continue
+        head = " | ".join(f"{k:>6}" for k in keys)
+        if title is not None:
+            lines += ["", title]
+        lines += [head, "-" * len(head), " | ".join(f"{fmt(metrics.get(k)):>6}" for k in keys)]
     per = metrics.get("per_category_AP") or {}
     if per:
         width = max(8, *(len(n) for n in per))

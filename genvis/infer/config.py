@@ -13,8 +13,9 @@ from genvis.utils.checks import check_int
 
 #: associations :func:`genvis.infer.inference.clip_predictions` knows
 ASSOCIATIONS = ("propagate", "minvis", "oracle")
-#: associations an experiment may configure (oracle needs the ground truth: a diagnostic)
-EXPERIMENT_ASSOCIATIONS = ("propagate", "minvis")
+#: associations an experiment may configure (oracle needs the ground truth: a diagnostic;
+#: idol only with an ``idol`` section, :mod:`genvis.infer.idol`)
+EXPERIMENT_ASSOCIATIONS = ("propagate", "minvis", "idol")
 
 
 @dataclass
@@ -26,7 +27,9 @@ class InferenceConfig:
         top_k: predictions kept per video, top-k over (query, class) (OVIS: 20).
         association: "propagate" (GenVIS: queries propagated clip to clip) or "minvis"
             (each clip decoded from fresh queries, clips associated by cosine similarity of
-            instance prototypes + Hungarian; the N_v = 1 baseline of Table 4).
+            instance prototypes + Hungarian; the N_v = 1 baseline of Table 4), or "idol"
+            (frame-by-frame IDOL association of the detector's detections; only with an
+            ``idol`` section, :mod:`genvis.infer.idol`).
     """
 
     n_f_eval: int | None = None

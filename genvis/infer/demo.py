@@ -15,6 +15,7 @@ Outputs in ``out_dir``: ``results.json`` (YouTube-VIS results, video id 1) and
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _fps(path: Path, default: float = 6.0) -> float:
 def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
              out_dir: str | os.PathLike, n_f_eval: int | None = None, top_k: int | None = None,
              score_threshold: float = 0.3, max_frames: int | None = None, device: str = "cpu",
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, allow_other_detector: bool = False) -> dict[str, Any]:
     """Detector + GenVIS on one video; write results.json and overlay.mp4.
 
     Args:
@@ -48,19 +49,28 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
         detector_path: DET.pt (``genvis train-detector`` / ``import-checkpoint``), or a
             FrameDetector already built (e.g. from an official checkpoint).
         model_path: MODEL.pt (``genvis train``) or an official GenVIS ``.pth``, or an already
-            loaded ``(GenVIS, meta)`` pair (meta as :func:`genvis.model.checkpoint.load_any_model`).
+            loaded ``(GenVIS, meta)`` pair (meta as :func:`genvis.model.checkpoint.load_any_model`); an
+            IDOL MODEL.pt runs :func:`genvis.infer.idol.run_idol_demo` instead (``n_f_eval`` unused).
         out_dir: output folder (created).
         n_f_eval: N_f^eval. top_k: predictions kept. None: the model's experiment's, or for
             official weights the paper's online setting (:func:`genvis.settings.resolve_inference`).
         score_threshold: instances drawn in the overlay need this class score.
         max_frames: only the first frames of the video.
         device: where the detector and the video modules run (``cpu``, ``cuda``, ``cuda:N``).
+        allow_other_detector: run even when the detector (weights, resolution) differs from
+            the one whose cache the model was trained on (a warning per differing key).
+
+    A detector given as a file runs at the input resolution the model's training cache was
+    extracted at (recorded in MODEL.pt) when the model records one, else at the detector
+    config's; a detector object runs at its config's.
 
     Returns:
         {"results": path, "overlay": path, "frames": T, "instances": drawn, "predictions": k}.
 
     Raises:
-        InputError: unreadable video or model files; ConfigError: the model does not fit the
+        InputError: unreadable video or model files; the model was trained on another
+            detector's features (names the differing provenance keys) and
+            ``allow_other_detector`` is False. ConfigError: the model does not fit the
             detector (hidden size, frame queries) or bad settings.
     """
     from tqdm import tqdm
@@ -70,14 +80,22 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
     from genvis.detector.model import FrameDetector
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.infer.inference import clip_predictions, select_topk, video_masks
-    from genvis.model.checkpoint import load_any_model
+    from genvis.model.checkpoint import check_model_provenance, load_any_model
     from genvis.settings import resolve_inference
 
+    from genvis.model.idol_head import is_idol_model
+
+    if isinstance(model_path, (str, os.PathLike)) and is_idol_model(model_path):  # IDOL association, frame by frame (genvis.infer.idol)
+        from genvis.infer.idol import run_idol_demo
+
+        return run_idol_demo(video, detector_path, model_path, out_dir, top_k, score_threshold, max_frames,
+                             device, progress)
     video = Path(video)
     if not video.exists():
         raise InputError(video, "video file or frame folder not found")
     out_dir = Path(out_dir)
-    detector = detector_path if isinstance(detector_path, FrameDetector) else FrameDetector.load(detector_path)
+    sized_by_caller = isinstance(detector_path, FrameDetector)   # e.g. --checkpoint with --min-size
+    detector = detector_path if sized_by_caller else FrameDetector.load(detector_path)
     model, meta = model_path if isinstance(model_path, tuple) else load_any_model(model_path)
     if isinstance(detector_path, FrameDetector):
         detector_path = detector.cfg.name
@@ -92,11 +110,17 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
     n_f, k = settings.n_f_eval, settings.top_k
     categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"}
                                             for i in range(model.cfg.num_classes)]
-    model.to(device).eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results_path, overlay_path = out_dir / "results.json", out_dir / "overlay.mp4"
-    with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True,
-                                       device=device) as source, torch.no_grad():
+    recorded = {} if sized_by_caller else meta.get("provenance") or {}
+    min_size, max_size = recorded.get("min_size"), recorded.get("max_size")  # None: the config's
+    with DetectorClipSource.from_video(detector, video, length=max_frames, spill_dir=True, device=device,
+                                       min_size=min_size, max_size=max_size) as source, torch.no_grad():
+        for diff in check_model_provenance(model_path, meta, source.provenance, detector_path,
+                                           allow_other_detector):
+            print(f"genvis demo: warning: detector differs from the model's training cache: {diff}",
+                  file=sys.stderr)
+        model.to(device).eval()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results_path, overlay_path = out_dir / "results.json", out_dir / "overlay.mp4"
         t = source.length(1)
         logits, embeds = clip_predictions(model, source, 1, n_f, settings.association)
         scores, queries, labels = (x.cpu() for x in select_topk(logits, k))

@@ -8,7 +8,9 @@ heuristics -- and keeps only the per-clip class logits and mask embeddings. Vide
 per query, top-k over (query, class). Pass 2 streams the mask features clip by clip:
 mask logits of the top-k queries are upsampled to the padded input size, cropped to the
 resized image, turned into probabilities (for the score factor: mean probability inside
-the hard mask), resized to the original size, thresholded and RLE-encoded at once into a spool file
+the hard mask), resized to the original size (skipped when it is the resized size: the
+identity), thresholded and RLE-encoded -- all queries and frames of a clip in one
+pycocotools call -- into a spool file
 (:mod:`genvis.infer.spool`) that :func:`write_inference` streams into the results json,
 so peak memory does not grow with the video length.
 """
@@ -156,6 +158,8 @@ def clip_masks(model: GenVIS, mask_embed: torch.Tensor, raw: torch.Tensor,
     logits = GenVIS.mask_logits(mask_embed, mf)                            # [k, t, h, w]
     logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
     logits = logits[:, :, :resized[0], :resized[1]]
+    if tuple(original) == tuple(resized):   # a same-size bilinear resize is the identity: skip it
+        return logits, logits > 0.0
     full = F.interpolate(logits, size=original, mode="bilinear", align_corners=False) > 0.0
     return logits, full
 
@@ -206,9 +210,10 @@ def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask
             full = full.cpu()
             if on_clip is not None:
                 on_clip(s, e, full)
-            arr = full.numpy()
+            t = full.shape[1]
+            rles = encode_masks(full.numpy().reshape(k * t, *full.shape[2:]))   # one call for the clip
             for j in range(k):
-                spool.extend(j, encode_masks(arr[j]))
+                spool.extend(j, rles[j * t:(j + 1) * t])
     except BaseException:
         spool.close()
         raise

@@ -319,3 +319,39 @@ def init_from_model(model: GenVIS, source: str | os.PathLike) -> tuple[list[str]
             tensor.copy_(theirs[name])
             copied.append(name)
     return copied, fresh
+
+
+def check_model_provenance(model_path: str | os.PathLike, meta: Mapping[str, Any],
+                           actual: Mapping[str, Any], source: str | os.PathLike,
+                           allow_other_detector: bool = False) -> list[str]:
+    """Refuse to run a model on features of another detector or resolution than it was trained on.
+
+    ``genvis train`` records the training cache's provenance in ``MODEL.pt`` (meta key
+    ``provenance``); the features a model reads must come from the same detector weights
+    and input resolution (the cache contract, docs/ARCHITECTURE.md), or its outputs are meaningless.
+
+    Args:
+        model_path: the model file (named in the error).
+        meta: the model's meta dict (:func:`load_model` / :func:`load_any_model`).
+        actual: provenance of the features now: ``CacheReader.provenance`` or
+            ``DetectorClipSource.provenance``.
+        source: the cache or detector file (named in the error).
+        allow_other_detector: return the differences instead of raising
+            (``--allow-other-detector``).
+
+    Returns:
+        the differing keys as ``"key: model=... now=..."`` items (empty when they match or
+        when the model records no detector: official weights, in-memory training).
+
+    Raises:
+        InputError: the provenances differ and ``allow_other_detector`` is False (names the
+            model, the source and every differing key).
+    """
+    from genvis.cache.layout import features_differences
+
+    diffs = features_differences(meta.get("provenance"), actual) or []
+    if diffs and not allow_other_detector:
+        raise InputError(model_path, f"was trained on features of another detector or resolution "
+                         f"than {source} (" + "; ".join(diffs) + "); pass --allow-other-detector "
+                         "to run it anyway")
+    return diffs

@@ -118,6 +118,12 @@ class GenVIS(nn.Module):
         """The trainable 1x1 conv: raw mask features [T, C_m, h, w] -> [T, C, h, w]."""
         return self.heads.project_mask_features(raw)
 
+    def mask_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 1x1 conv of :meth:`project_mask_features` as (weight float [C, C_m], bias
+        float [C]) with gradient (training applies it to the mask embeddings instead)."""
+        conv = self.heads.mask_features
+        return conv.weight[:, :, 0, 0], conv.bias
+
     @staticmethod
     def mask_logits(mask_embed: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
         """Clip mask logits: mask_embed float [..., N_q, C] . projected mask features

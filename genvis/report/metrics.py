@@ -23,6 +23,12 @@ PAPER_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "AR1", "AR10")
 ALL_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
 #: The association columns every report shows beside AP (:mod:`genvis.evaluate.hota`).
 ASSOC_METRICS: tuple[str, ...] = ("HOTA", "DetA", "AssA", "IDF1")
+#: AP / AR per OVIS occlusion level (ground-truth mBOR), written by every ``genvis evaluate``.
+OCCLUSION_METRICS: tuple[str, ...] = ("APso", "APmo", "APho", "ARso", "ARmo", "ARho")
+#: Tube-Boundary AP (VMT), written by ``genvis evaluate --iou boundary``.
+BOUNDARY_METRICS: tuple[str, ...] = ("AP_B", "AP_B50", "AP_B75", "AR_B1", "AR_B10")
+#: DAVIS 2017 J&F, written by ``genvis evaluate --protocol davis``.
+DAVIS_METRICS: tuple[str, ...] = ("J&F", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay")
 
 
 def load_metrics(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,126 +1,140 @@
-"""A table of seed-replicated comparisons (Table 4 at the paper's length, ``table4_long``).
+"""Seed-replicated results table: rows of methods, each scored by several metrics.json files.
 
-Input: a spec (JSON) naming, per row, its labels and a comparison json of ``genvis compare``
-(method A = the row, method B = the baseline, the same for every row), optionally the row's
-``genvis diagnose`` json. One table: the baseline first, then one row per comparison, with
-the seed means of video AP, HOTA and AssA, the seed standard deviation of AP, the difference
-to the baseline with its paired video-bootstrap 95% interval, and from the diagnosis the
-video AP of the row's models under oracle association and the gap to their own::
+Used by ``genvis seed-table`` (the workflow's ``idol_table1`` target, IDOL supplement Table 1
+analogue): per row and metric the mean and the sample standard deviation over the row's
+files (one per training seed), in markdown and CSV, each headed by the command that
+reproduces it.
 
-    {"title": "...", "label_columns": ["experiment", "N_v", "CL", "UVLA", "IPM"],
-     "baseline": {"labels": {"experiment": "minvis_nv1", "N_v": 1, ...}},
-     "rows": [{"labels": {...}, "comparison": "reports/comparisons/t4l_cl_nv2.json",
-               "diagnosis": "reports/comparisons/t4l_cl_nv2.diagnosis.json"}, ...]}
+Columns: the fixed video metrics ``AP, AP50, AP75, AR1, AR10`` of ``genvis evaluate``, then every
+other numeric metric whose (dot-joined, for nested dicts) key names an association or
+occlusion measure -- it contains ``HOTA``, ``AssA``, ``DetA``, ``IDF1`` or ``occlu`` (case
+ignored) -- in the order first seen. Such keys are written when present in any row's files; a
+row whose files lack one shows an empty cell. ``per_category_AP`` and the per-frame diagnosis
+are never columns.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Sequence
 
 from genvis.errors import InputError
-from genvis.report.metrics import load_metrics
-from genvis.report.tables import Table
 
-#: metric columns, in order (percent / percentage points)
-SEED_COLUMNS = ("seeds", "AP", "AP sd", "dAP", "dAP lo", "dAP hi", "HOTA", "dHOTA", "dHOTA lo", "dHOTA hi",
-                "AssA", "dAssA", "dAssA lo", "dAssA hi", "oracle AP", "oracle gap")
+FIXED = ("AP", "AP50", "AP75", "AR1", "AR10")
+OPTIONAL_MARKERS = ("hota", "assa", "deta", "idf1", "occlu")
+SKIP = ("per_category_AP", "per_frame")
 
 
-def _num(x: Any) -> float:
-    return float("nan") if x is None else float(x)
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a metrics dict as {dot.joined.key: float} (booleans and None skipped)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if not prefix and k in SKIP:
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
+            out[key] = float(v)
+    return out
 
 
-def _get(record: dict, key: str, path: Path) -> Any:
-    if key not in record:
-        raise InputError(path, f"comparison record lacks {key!r} (written by an older genvis compare? run it again)")
-    return record[key]
+def read_metrics(path: str | os.PathLike) -> dict[str, float]:
+    """Flattened numeric metrics of one metrics.json. Raises InputError if unreadable or not an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read metrics json: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "metrics json must be an object")
+    return flatten(data)
 
 
-def _oracle(diagnosis: dict | None, label: str) -> tuple[float, float]:
-    """(oracle video AP, oracle minus own) of the method ``label`` (the comparison's side A)."""
-    if diagnosis is None:
-        return float("nan"), float("nan")
-    rows = {r["label"]: r for r in diagnosis.get("rows", [])}
-    own, oracle = rows.get(f"{label} / own"), rows.get(f"{label} / oracle")
-    if own is None or oracle is None:
-        return float("nan"), float("nan")
-    o, w = _num(oracle.get("video_AP_mean")), _num(own.get("video_AP_mean"))
-    return o, o - w
+def columns(rows: Sequence[Sequence[dict[str, float]]]) -> list[str]:
+    """The fixed metrics, then the optional association / occlusion keys present anywhere."""
+    cols = list(FIXED)
+    for files in rows:
+        for m in files:
+            for k in m:
+                if k not in cols and any(marker in k.lower() for marker in OPTIONAL_MARKERS):
+                    cols.append(k)
+    return cols
 
 
-def build_seed_table(spec: dict, base_dir: str | os.PathLike | None = None) -> Table:
-    """Fill the table of a seed-table spec (see the module docstring).
+def summarise(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation; 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def build(rows: Sequence[tuple[str, Sequence[str | os.PathLike]]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Summaries of labelled rows of metrics files.
+
+    Args:
+        rows: [(label, [metrics.json, ...])], one file per seed.
+
+    Returns:
+        (metric columns, [{"label", "seeds": n, metric: (mean, std) or None}]).
 
     Raises:
-        InputError: a comparison or diagnosis file is missing or malformed, or the rows
-            compare against different baselines.
+        InputError: a row without files; an unreadable file; a fixed metric missing from a file.
     """
-    base = Path(base_dir or ".")
-    label_cols = list(spec.get("label_columns") or ["experiment"])
-    rows: list[tuple[Any, ...]] = []
-    baseline_files: set[str] = set()
-    first_b = None
-    for r in spec["rows"]:
-        path = base / r["comparison"]
-        rec = load_metrics(path)
-        b_files = tuple(_get(rec, "b", path))
-        baseline_files.add(repr(b_files))
-        if len(baseline_files) > 1:
-            raise InputError(path, "compares against another baseline than the table's first row")
-        assoc = _get(rec, "assoc", path)
-        diag = load_metrics(base / r["diagnosis"]) if r.get("diagnosis") else None
-        a_ap = [_num(x) for x in _get(rec, "a_ap", path)]
-        if first_b is None:
-            first_b = (rec, diag)
-        cells = [len(a_ap), _num(rec["a_mean"]), float(np.std(a_ap, ddof=1)) if len(a_ap) > 1 else float("nan"),
-                 _num(rec["diff"]), *map(_num, rec["ci95"])]
-        for k in ("HOTA", "AssA"):
-            cells += [_num(assoc[k]["a_mean"]), _num(assoc[k]["diff"]), *map(_num, assoc[k]["ci95"])]
-        cells += list(_oracle(diag, str(rec.get("label_a", ""))))
-        rows.append(tuple(r["labels"].get(c) for c in label_cols) + tuple(cells))
-    if first_b is not None:
-        rec, diag = first_b
-        b_ap = [_num(x) for x in rec["b_ap"]]
-        nan = float("nan")
-        cells = [len(b_ap), _num(rec["b_mean"]), float(np.std(b_ap, ddof=1)) if len(b_ap) > 1 else nan, nan, nan, nan,
-                 _num(rec["assoc"]["HOTA"]["b_mean"]), nan, nan, nan,
-                 _num(rec["assoc"]["AssA"]["b_mean"]), nan, nan, nan]
-        label_b = str(rec.get("label_b", ""))
-        if diag is not None:
-            by = {x["label"]: x for x in diag.get("rows", [])}
-            own, orc = by.get(f"{label_b} / own"), by.get(f"{label_b} / oracle")
-            cells += [_num(orc["video_AP_mean"]), _num(orc["video_AP_mean"]) - _num(own["video_AP_mean"])] \
-                if own and orc else [nan, nan]
-        else:
-            cells += [nan, nan]
-        labels = (spec.get("baseline") or {}).get("labels", {})
-        rows.insert(0, tuple(labels.get(c) for c in label_cols) + tuple(cells))
-    for row in rows:
-        if any(isinstance(v, float) and math.isinf(v) for v in row):
-            raise InputError(None, "infinite value in a seed table row")
-    return Table(spec.get("title", "seed-replicated comparisons"), label_cols, list(SEED_COLUMNS),
-                 [tuple(float(v) if i >= len(label_cols) else v for i, v in enumerate(row)) for row in rows])
+    if not rows:
+        raise InputError("--row", "no rows given")
+    loaded = []
+    for label, files in rows:
+        if not files:
+            raise InputError("--row", f"row {label!r} has no metrics files")
+        ms = [read_metrics(f) for f in files]
+        for f, m in zip(files, ms):
+            missing = [k for k in FIXED if k not in m]
+            if missing:
+                raise InputError(f, f"missing metric(s) {missing}")
+        loaded.append(ms)
+    cols = columns(loaded)
+    out = []
+    for (label, _), ms in zip(rows, loaded):
+        row: dict[str, Any] = {"label": label, "seeds": len(ms)}
+        for c in cols:
+            vals = [m[c] for m in ms if c in m]
+            row[c] = summarise(vals) if len(vals) == len(ms) else None
+        out.append(row)
+    return cols, out
 
 
-def write_seed_table(spec: dict, out_dir: str | os.PathLike, name: str = "table",
-                     base_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Write ``<name>.md``, ``<name>.csv`` and ``report.md`` (the markdown with a legend) into
-    ``out_dir``; every input is read before the first file is written. Returns the paths."""
-    from genvis.report.tables import to_csv, to_markdown
-    from genvis.utils.io import atomic_write_text
+def to_markdown(cols: list[str], rows: list[dict[str, Any]], title: str, command: str | None) -> str:
+    """Markdown: title, the reproducing command, a table of ``mean ± std`` (n seeds)."""
+    lines = [f"# {title}", ""]
+    if command:
+        lines += ["Reproduce with:", "", "```", command, "```", ""]
+    lines.append("Mean ± standard deviation over training seeds (video metrics in percent).")
+    lines.append("")
+    lines.append("| Method | seeds | " + " | ".join(cols) + " |")
+    lines.append("|---|---:|" + "---:|" * len(cols))
+    for r in rows:
+        cells = ["" if r[c] is None else f"{r[c][0]:.2f} ± {r[c][1]:.2f}" for c in cols]
+        lines.append(f"| {r['label']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
-    table = build_seed_table(spec, base_dir)
-    out = Path(out_dir)
-    md = to_markdown(table)
-    legend = ("\nAP, HOTA, AssA: seed means (percent). dX: row minus the baseline (first row), "
-              "lo / hi: its 95% interval under a paired bootstrap over the videos. oracle AP: the "
-              "row's models with oracle association; oracle gap: oracle minus own association.\n")
-    atomic_write_text(out / f"{name}.md", md)
-    atomic_write_text(out / f"{name}.csv", to_csv(table))
-    atomic_write_text(out / "report.md", f"# {table.title}\n\n" + md + legend)
-    return [out / f"{name}.md", out / f"{name}.csv", out / "report.md"]
+
+def to_csv(cols: list[str], rows: list[dict[str, Any]], command: str | None) -> str:
+    """CSV: a ``# command`` line, then method, seeds, and <metric>_mean / <metric>_std columns."""
+    buf = io.StringIO()
+    if command:
+        buf.write(f"# reproduce: {command}\n")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", "seeds"] + [f"{c}_{s}" for c in cols for s in ("mean", "std")])
+    for r in rows:
+        cells = []
+        for c in cols:
+            cells += ["", ""] if r[c] is None else [f"{r[c][0]:.4f}", f"{r[c][1]:.4f}"]
+        w.writerow([r["label"], r["seeds"]] + cells)
+    return buf.getvalue()

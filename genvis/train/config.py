@@ -147,6 +147,9 @@ class ExperimentConfig:
         model: overrides of :class:`GenVISConfig` fields except the derived ones
             (``num_classes``, ``hidden_dim``, ``num_frame_queries``, ``mask_feature_dim``).
         train: :class:`TrainConfig`. inference: :class:`InferenceConfig`.
+        idol: None (GenVIS), or the settings of an IDOL experiment
+            (:class:`genvis.train.idol_config.IDOLSettings`): ``genvis train`` then trains
+            the IDOL embedding head and ``inference.association`` must be "idol".
     """
 
     name: str = "genvis"
@@ -154,6 +157,7 @@ class ExperimentConfig:
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    idol: Any = None
 
     def validate(self, source: str = "experiment") -> "ExperimentConfig":
         """Check the sections; return self. Raises ConfigError naming ``source:key``."""
@@ -165,6 +169,11 @@ class ExperimentConfig:
         self.model_config(1, 8 * int(self.model.get("num_heads", 8)), 1, source=source)
         self.train.validate(f"{source}: train")
         self.inference.validate(f"{source}: inference")
+        if (self.idol is None) != (self.inference.association != "idol"):
+            raise ConfigError(f"{source}: inference.association", "an experiment with an 'idol' section "
+                              "needs association: idol, and association idol needs an 'idol' section")
+        if self.idol is not None:
+            self.idol.validate(f"{source}: idol")
         return self
 
     def model_config(self, num_classes: int, hidden_dim: int, num_frame_queries: int,
@@ -183,15 +192,18 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML-able)."""
-        return {"name": self.name, "description": self.description, "model": dict(self.model),
-                "train": asdict(self.train), "inference": asdict(self.inference)}
+        out = {"name": self.name, "description": self.description, "model": dict(self.model),
+               "train": asdict(self.train), "inference": asdict(self.inference)}
+        if self.idol is not None:
+            out["idol"] = self.idol.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "experiment") -> "ExperimentConfig":
         """Build and validate from a mapping. Raises ConfigError naming ``source``."""
         if not isinstance(data, Mapping):
             raise ConfigError(source, "experiment config must be a mapping")
-        unknown = sorted(set(data) - {"name", "description", "model", "train", "inference"})
+        unknown = sorted(set(data) - {"name", "description", "model", "train", "inference", "idol"})
         if unknown:
             raise ConfigError(source, f"unknown top-level key(s) {unknown}")
         model = data.get("model") or {}
@@ -201,6 +213,10 @@ class ExperimentConfig:
                   model=dict(model),
                   train=_from_mapping(TrainConfig, data.get("train"), f"{source}: train"),
                   inference=_from_mapping(InferenceConfig, data.get("inference"), f"{source}: inference"))
+        if "idol" in data:
+            from genvis.train.idol_config import IDOLSettings
+
+            cfg.idol = IDOLSettings.from_dict(data["idol"], f"{source}: idol")
         return cfg.validate(source)
 
 

@@ -18,6 +18,17 @@ then:
   detector's frame-level matching, so only the clip (instance prototype) part is used.
 
 Weights (2, 5, 5, 0.5) are applied here; keys of aux layers get a ``_d{layer}`` suffix.
+
+Computation (issue 19): one clip is handled for all decoder layers, sequences and videos at
+once -- videos of one geometry (mask-feature and target sizes) are stacked, their matching
+costs built in one batched computation (:func:`~genvis.train.matcher.batched_matching_cost`;
+only for videos whose assignment reads them: under UVLA, those with an instance new in the
+clip) and moved to the CPU once for the Hungarian matchings, the mask points of every supervised
+(instance, frame) drawn in one importance sampling, and the losses reduced per decoder layer
+with tensor ops. Only the assignment bookkeeping (small dicts) is Python. It equals the
+per-video computation it replaced on the same points (tests/test_criterion_batched.py);
+the points themselves are drawn in a different order, so a run's random points differ from
+the per-video code's.
 """
 
 from __future__ import annotations
@@ -27,11 +38,11 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from genvis.model.genvis import ClipOutput, GenVIS
+from genvis.model.genvis import ClipOutput
 from genvis.train.config import TrainConfig
-from genvis.train.matcher import matching_cost
-from genvis.train.points import point_sample, uncertain_point_coords
-from genvis.train.uvla import assign, supervised_pairs
+from genvis.train.matcher import batched_matching_cost
+from genvis.train.points import point_sample, point_sample_indexed, uncertain_point_coords
+from genvis.train.uvla import assign, needs_cost, supervised_pairs
 
 
 @dataclass
@@ -40,9 +51,10 @@ class ClipTargets:
 
     Attributes:
         labels: long [N] class indices 0..K-1 of the sample's instances.
-        masks: float [N, N_f, H, W] target masks at the padded input resolution (zero where
-            the instance is absent).
-        valid: bool [N], instance visible in at least one frame of this clip.
+        masks: bool (or float 0/1) [N, N_f, H, W] target masks at the padded input resolution
+            (empty where the instance is absent).
+        valid: bool [N], instance visible in at least one frame of this clip (read on the
+            CPU for the assignment: keep it there to avoid a device sync).
     """
 
     labels: torch.Tensor
@@ -84,6 +96,23 @@ def similarity_loss(embeds: list[torch.Tensor], ids: list[torch.Tensor]) -> torc
     return None if total is None else total / max(pairs, 1)
 
 
+@dataclass
+class FixedPoints:
+    """Points of one clip given instead of drawn (to compare implementations on the same points).
+
+    Attributes:
+        matching: float [D', V, P, 2] uniform matching points per decoder layer and video
+            (index into the criterion's ``targets``).
+        candidates: float [D', E, N, N_f, S, 2] importance-sampling candidates per decoder
+            layer, sequence, instance and frame (S = P * oversample_ratio).
+        extra: float [D', E, N, N_f, P - U, 2] uniform fill points (U = P * importance ratio).
+    """
+
+    matching: torch.Tensor
+    candidates: torch.Tensor
+    extra: torch.Tensor
+
+
 class SetCriterion:
     """Clip losses with label assignment carried across clips.
 
@@ -100,19 +129,27 @@ class SetCriterion:
 
     def __call__(self, out: ClipOutput, mask_features: list[torch.Tensor], elem_video: list[int],
                  targets: list[ClipTargets], clip_index: int, states: list[list[dict[int, int]]],
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, points: FixedPoints | None = None,
+                 projection: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Losses of one clip.
 
         Args:
             out: the model's :class:`ClipOutput` for E sequences (``out.logits`` [D', E, N_q, K+1]).
-            mask_features: per video, projected mask features float [N_f, C, h, w].
+            mask_features: per video, projected mask features float [N_f, C, h, w]; with
+                ``projection``, the raw ones [N_f, C_m, h, w].
             elem_video: for each of the E sequences, its video index into ``targets`` /
                 ``mask_features``.
             targets: per video, :class:`ClipTargets`.
             clip_index: index of the clip in the sample (0 = first).
             states: per decoder layer of ``out`` (D' entries), per sequence, the assignment
                 after the previous clip (empty dicts before the first clip).
-            generator: RNG of the point sampling.
+            generator: RNG of the point sampling (CPU; the same points on any device).
+            points: fixed points instead of drawing them (tests).
+            projection: (weight float [C, C_m], bias float [C]) of the model's 1x1 mask-feature
+                projection, to apply it to the mask embeddings instead of the features: mask
+                logits are ``emb . (W f + b)``, so ``(emb W) . f + (emb b) . 1`` gives the
+                same values (the ones channel keeps zero padding outside the map exact) for
+                N_q embeddings instead of N_f x h x w feature vectors per video.
 
         Returns:
             (dict of weighted scalar losses, the updated states).
@@ -121,64 +158,196 @@ class SetCriterion:
             AssignmentError: more instances than (free) instance queries.
         """
         cfg = self.cfg
-        n_layers, n_elem = out.logits.shape[:2]
-        num_masks = max(float(sum(int(targets[v].valid.sum()) for v in elem_video)), 1.0)
-        groups: dict[int, list[int]] = {}
-        for e, v in enumerate(elem_video):
-            groups.setdefault(v, []).append(e)
+        n_layers, n_elem, n_q = out.logits.shape[:3]
+        device = out.logits.device
+        valid = [[bool(x) for x in t.valid.tolist()] for t in targets]
+        embed = out.mask_embed
+        if projection is not None:
+            weight, bias = projection
+            embed = embed @ torch.cat([weight, bias[:, None]], dim=1)               # [D', E, N_q, C_m + 1]
+            mask_features = [torch.cat([m, m.new_ones(m.shape[0], 1, *m.shape[2:])], dim=1)
+                             for m in mask_features]
+        num_masks = max(float(sum(sum(valid[v]) for v in elem_video)), 1.0)
+        new_states: list[list[dict[int, int]]] = [[{} for _ in range(n_elem)] for _ in range(n_layers)]
+        # supervised (decoder layer, sequence, query) -> class, over all groups
+        cls_d, cls_e, cls_q, cls_label = [], [], [], []
+        sim_e, sim_q = [], []
+        loss_mask = torch.zeros(n_layers, device=device)
+        loss_dice = torch.zeros(n_layers, device=device)
+        for videos, elems in self._groups(mask_features, targets, elem_video):
+            found = self._match_group(out, embed, mask_features, targets, valid, videos, elems, clip_index,
+                                      states, new_states, generator, points)
+            if found is None:
+                continue
+            sup, counts, mf, tmasks = found
+            d_idx, r_idx, j_idx, q_idx, k_idx, labels = sup
+            e_of = torch.as_tensor(elems).reshape(-1)
+            cls_d.append(d_idx)
+            cls_e.append(e_of[r_idx * len(videos) + j_idx])
+            cls_q.append(q_idx)
+            cls_label.append(labels)
+            last = d_idx == n_layers - 1
+            sim_e.append(cls_e[-1][last])
+            sim_q.append(q_idx[last])
+            bce, dice = self._mask_losses(embed, cls_e[-1], sup, counts, mf, tmasks, generator, points)
+            d_dev = d_idx.to(device)
+            loss_mask = loss_mask.index_add(0, d_dev, bce)
+            loss_dice = loss_dice.index_add(0, d_dev, dice)
+        class_targets = torch.full((n_layers, n_elem, n_q), self.num_classes, dtype=torch.long, device=device)
+        if cls_d:
+            where = tuple(torch.cat(x).to(device) for x in (cls_d, cls_e, cls_q))
+            class_targets[where] = torch.cat(cls_label).to(device)
+        weight = self.empty_weight.to(device)
+        nll = F.cross_entropy(out.logits.flatten(0, 1).transpose(1, 2), class_targets.flatten(0, 1), weight,
+                              reduction="none")                                    # [D'*E, N_q], weighted
+        loss_ce = nll.reshape(n_layers, -1).sum(1) / weight[class_targets].reshape(n_layers, -1).sum(1)
+        loss_mask = loss_mask / num_masks
+        loss_dice = loss_dice / num_masks
         losses: dict[str, torch.Tensor] = {}
-        new_states = []
         for d in range(n_layers):
             suffix = "" if d == n_layers - 1 else f"_d{d}"
-            class_targets = torch.full((n_elem, out.logits.shape[2]), self.num_classes, dtype=torch.long,
-                                       device=out.logits.device)
-            layer_states: list[dict[int, int]] = [{} for _ in range(n_elem)]
-            pairs_last: list[tuple[list[int], list[int]]] = [([], []) for _ in range(n_elem)]
-            loss_mask = out.mask_embed[d].sum() * 0.0
-            loss_dice = out.mask_embed[d].sum() * 0.0
-            # sequences of one video share mask features and targets: match and sample together
-            for v, elems in groups.items():
-                tg = targets[v]
-                valid = tg.valid.tolist()
-                masks_v = GenVIS.mask_logits(out.mask_embed[d, elems], mask_features[v])  # [n_e, N_q, T, h, w]
-                costs = matching_cost(out.logits[d, elems].detach(), masks_v.detach(), tg.labels, tg.masks,
-                                      cfg.num_points, cfg.class_weight, cfg.mask_weight, cfg.dice_weight,
-                                      generator)                                            # [n_e, N_q, N]
-                src, tgt_idx = [], []
-                for i, e in enumerate(elems):
-                    state = assign(cfg.assignment, clip_index, costs[i], valid, states[d][e])
-                    layer_states[e] = state
-                    q_idx, k_idx = supervised_pairs(state, valid)
-                    pairs_last[e] = (q_idx, k_idx)
-                    if q_idx:
-                        class_targets[e, q_idx] = tg.labels[k_idx]
-                        src.append(masks_v[i, q_idx])       # [n, T, h, w]
-                        tgt_idx.extend(k_idx)
-                if not src:
-                    continue
-                s_masks = torch.cat(src)
-                n, t = s_masks.shape[:2]
-                s_flat = s_masks.flatten(0, 1)[:, None]
-                y = tg.masks[tgt_idx].flatten(0, 1)[:, None].to(s_flat.dtype)
-                with torch.no_grad():
-                    coords = uncertain_point_coords(s_flat.detach(), cfg.num_points, cfg.oversample_ratio,
-                                                    cfg.importance_sample_ratio, generator)
-                    labels = point_sample(y, coords)[:, 0].reshape(n, t * cfg.num_points)
-                points = point_sample(s_flat, coords)[:, 0].reshape(n, t * cfg.num_points)
-                loss_mask = loss_mask + sigmoid_ce_loss(points, labels, num_masks)
-                loss_dice = loss_dice + dice_loss(points, labels, num_masks)
-            new_states.append(layer_states)
-            loss_ce = F.cross_entropy(out.logits[d].transpose(1, 2), class_targets,
-                                      self.empty_weight.to(out.logits.device))
-            losses["loss_ce" + suffix] = cfg.class_weight * loss_ce
-            losses["loss_mask" + suffix] = cfg.mask_weight * loss_mask
-            losses["loss_dice" + suffix] = cfg.dice_weight * loss_dice
-            if d == n_layers - 1 and cfg.sim_weight > 0 and out.clip_embed is not None:
-                embeds, ids = [], []
-                for e, (q_idx, k_idx) in enumerate(pairs_last):
-                    embeds.append(out.clip_embed[e, q_idx])
-                    ids.append(torch.as_tensor(k_idx, dtype=torch.long, device=out.logits.device))
-                sim = similarity_loss(embeds, ids)
-                if sim is not None:
-                    losses["loss_sim"] = cfg.sim_weight * sim
+            losses["loss_ce" + suffix] = cfg.class_weight * loss_ce[d]
+            losses["loss_mask" + suffix] = cfg.mask_weight * loss_mask[d]
+            losses["loss_dice" + suffix] = cfg.dice_weight * loss_dice[d]
+        if cfg.sim_weight > 0 and out.clip_embed is not None and sim_e and sum(len(x) for x in sim_e):
+            losses["loss_sim"] = cfg.sim_weight * self._similarity(out.clip_embed, torch.cat(sim_e),
+                                                                   torch.cat(sim_q))
         return losses, new_states
+
+    @staticmethod
+    def _groups(mask_features: list[torch.Tensor], targets: list[ClipTargets], elem_video: list[int]):
+        """Videos that can be stacked: same mask-feature and target sizes and the same number
+        of sequences. Yields (video indices [B_g], sequence indices [R][B_g])."""
+        per_video: dict[int, list[int]] = {}
+        for e, v in enumerate(elem_video):
+            per_video.setdefault(v, []).append(e)
+        groups: dict[tuple, list[int]] = {}
+        for v, elems in per_video.items():
+            key = (tuple(mask_features[v].shape), tuple(targets[v].masks.shape[1:]), len(elems))
+            groups.setdefault(key, []).append(v)
+        for videos in groups.values():
+            yield videos, [[per_video[v][r] for v in videos] for r in range(len(per_video[videos[0]]))]
+
+    def _match_group(self, out, embed, mask_features, targets, valid, videos, elems, clip_index, states, new_states,
+                     generator, points):
+        """Matching of one group: batched costs, one CPU transfer, Hungarian per sequence and
+        decoder layer. Writes ``new_states``; returns None when nothing is supervised, else
+        (the supervised (decoder layer, sequence row r, video column j, query, instance)
+        index tensors (CPU, long, ordered by video) with the instances' classes, the number
+        of supervised entries per video, the group's stacked mask features float
+        [B, T, C, h, w] and target masks [B, N, T, H, W])."""
+        cfg = self.cfg
+        n_layers, _, n_q = out.logits.shape[:3]
+        r = len(elems)
+        n_inst = [int(targets[v].labels.shape[0]) for v in videos]
+        n_max = max(n_inst)
+        if n_max == 0:  # no instance in any of these videos: the assignment rules on an empty cost
+            empty = torch.zeros(n_q, 0)
+            for d in range(n_layers):
+                for row in elems:
+                    for j, e in enumerate(row):
+                        new_states[d][e] = assign(cfg.assignment, clip_index, empty, valid[videos[j]],
+                                                  states[d][e])
+            return None
+        labels, tmasks = self._stack_targets([targets[v] for v in videos], n_max)
+        mf = torch.stack([mask_features[v] for v in videos])                        # [B, T, C, h, w]
+        # matching only for the videos whose assignment reads the cost (UVLA: a new instance)
+        need = [j for j, v in enumerate(videos)
+                if any(needs_cost(cfg.assignment, clip_index, valid[v], states[d][row[j]])
+                       for d in range(n_layers) for row in elems)]
+        costs: dict[int, torch.Tensor] = {}
+        if need:
+            cols = torch.as_tensor(need)
+            e_index = torch.as_tensor(elems)[:, cols].to(out.logits.device)         # [R, B']
+            if points is None:
+                coords = torch.rand(n_layers, len(need), cfg.num_points, 2, generator=generator)
+            else:
+                coords = points.matching[:, [videos[j] for j in need]]
+            cost = batched_matching_cost(out.logits[:, e_index].detach(), embed[:, e_index].detach(),
+                                         mf[cols.to(mf.device)].detach(), labels[cols.to(labels.device)],
+                                         tmasks[cols.to(tmasks.device)], coords.to(mf.device), cfg.class_weight,
+                                         cfg.mask_weight, cfg.dice_weight).cpu()   # [D', R, B', N_q, N]
+            costs = {j: cost[:, :, i] for i, j in enumerate(need)}
+        unused = torch.zeros(n_q, n_max)
+        sup: list[tuple[int, int, int, int, int]] = []
+        counts = []
+        for j, v in enumerate(videos):
+            before = len(sup)
+            for d in range(n_layers):
+                for ri in range(r):
+                    e = elems[ri][j]
+                    c = costs[j][d, ri] if j in costs else unused
+                    state = assign(cfg.assignment, clip_index, c[:, :n_inst[j]], valid[v], states[d][e])
+                    new_states[d][e] = state
+                    q_idx, k_idx = supervised_pairs(state, valid[v])
+                    sup.extend((d, ri, j, q, k) for q, k in zip(q_idx, k_idx))
+            counts.append(len(sup) - before)
+        if not sup:
+            return None
+        d_idx, r_idx, j_idx, q_idx, k_idx = torch.tensor(sup, dtype=torch.long).T
+        classes = labels[j_idx.to(labels.device), k_idx.to(labels.device)]        # on the device: no sync
+        return (d_idx, r_idx, j_idx, q_idx, k_idx, classes), counts, mf, tmasks
+
+    @staticmethod
+    def _stack_targets(targets: list[ClipTargets], n_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels long [B, N] and masks [B, N, T, H, W] (their dtype), padded with empty instances."""
+        if all(t.labels.shape[0] == n_max for t in targets):
+            return torch.stack([t.labels for t in targets]), torch.stack([t.masks for t in targets])
+        first = targets[0].masks
+        labels = first.new_zeros((len(targets), n_max), dtype=torch.long)
+        masks = first.new_zeros((len(targets), n_max, *first.shape[1:]))
+        for j, t in enumerate(targets):
+            n = t.labels.shape[0]
+            labels[j, :n] = t.labels
+            masks[j, :n] = t.masks
+        return labels, masks
+
+    def _mask_losses(self, embed, e_flat, sup, counts, mf, tmasks, generator, points):
+        """BCE and Dice (not yet divided by num_masks) per supervised (instance query, sequence):
+        float [M] each, with graph. Mask logits only for the supervised queries (one product
+        per video), one importance sampling for all M x N_f masks, targets read at the points
+        without copying them."""
+        cfg = self.cfg
+        d_idx, r_idx, j_idx, q_idx, k_idx, _ = sup
+        device = mf.device
+        b, t, c, h, w = mf.shape
+        n = tmasks.shape[1]
+        emb = embed[d_idx.to(device), e_flat.to(device), q_idx.to(device)]         # [M, C]
+        mf_ct = mf.transpose(1, 2).reshape(b, c, t * h * w)
+        parts, start = [], 0
+        for j, count in enumerate(counts):
+            if count:
+                parts.append(emb[start:start + count] @ mf_ct[j])
+                start += count
+        src = torch.cat(parts).reshape(-1, 1, h, w)                                  # [M*T, 1, h, w]
+        m = emb.shape[0]
+        cand = extra = None
+        if points is not None:
+            cand = points.candidates[d_idx, e_flat, k_idx].flatten(0, 1)
+            extra = points.extra[d_idx, e_flat, k_idx].flatten(0, 1)
+        with torch.no_grad():
+            coords = uncertain_point_coords(src.detach(), cfg.num_points, cfg.oversample_ratio,
+                                            cfg.importance_sample_ratio, generator, cand, extra)
+            maps = ((j_idx * n + k_idx)[:, None] * t + torch.arange(t)).reshape(-1).to(device)
+            labels = point_sample_indexed(tmasks.reshape(b * n * t, *tmasks.shape[-2:]), maps, coords)
+            labels = labels.reshape(m, t * cfg.num_points)
+        logits = point_sample(src, coords)[:, 0].reshape(m, t * cfg.num_points)
+        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
+        s = logits.sigmoid()
+        dice = 1 - (2 * (s * labels).sum(-1) + 1) / (s.sum(-1) + labels.sum(-1) + 1)
+        return bce, dice
+
+    @staticmethod
+    def _similarity(clip_embed: torch.Tensor, e_idx: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor:
+        """:func:`similarity_loss` for the supervised queries of every sequence at once:
+        pairs of supervised queries of one sequence, target 1 on the diagonal (one instance
+        per query), summed BCE over the number of pairs."""
+        n_elem, n_q = clip_embed.shape[:2]
+        sup = torch.zeros(n_elem, n_q, dtype=torch.bool)
+        sup[e_idx, q_idx] = True
+        pair = (sup[:, :, None] & sup[:, None, :]).to(clip_embed.device)
+        logits = clip_embed @ clip_embed.transpose(1, 2)                             # [E, N_q, N_q]
+        target = torch.eye(n_q, device=clip_embed.device).expand_as(logits)
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        pairs = int((sup.sum(1) ** 2).sum())
+        return (loss * pair).sum() / max(pairs, 1)

@@ -10,6 +10,12 @@ Outputs beside ``out`` (MODEL.pt):
 ``<stem>.losses.csv`` (one row per iteration), ``<stem>.resume.pt`` (model, optimizer,
 schedule position, every RNG state, loss rows -- resuming reproduces an uninterrupted run
 bit for bit on the same machine) and finally ``MODEL.pt`` itself, all written atomically.
+
+:func:`train` is three named steps: :func:`build_model` (sizes from the source, heads /
+model initialisation), :class:`TrainingState` (optimizer, RNGs, loss rows, carried slots;
+owns save / load of the resume checkpoint) and :func:`run_steps` (the iteration loop). The
+clips of the next batch are read by a background thread while the current step runs
+(:class:`BatchPrefetcher`; not with ``carry_state``, whose next windows depend on the step).
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import csv
 import io
 import math
 import os
-from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,6 +36,7 @@ from tqdm import tqdm
 from genvis.model.checkpoint import save_model
 from genvis.clip_source import ClipSource, check_covers, check_finite, probe_sizes, source_name
 from genvis.errors import ConfigError, InputError
+from genvis.model.config import GenVISConfig
 from genvis.model.genvis import GenVIS
 from genvis.settings import apply_training_overrides
 from genvis.train.config import ExperimentConfig
@@ -81,9 +89,88 @@ def _csv_text(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
+@dataclass
+class LoadedBatch:
+    """The inputs of one iteration, read from the clip source (CPU tensors).
+
+    Attributes:
+        batch: the samples (video id, N_v x N_f frame indices).
+        frame_queries: float [B, N_v * N_f, L, Q_f, C], the last L detector layers.
+        mask_features: per video, raw mask features float [N_v * N_f, C_m, h, w].
+        targets: per video, :class:`VideoTargets` of the sampled frames (bool masks).
+        valid: per video, bool [N_v, N]: instance visible in the clip.
+    """
+
+    batch: list[Sample]
+    frame_queries: torch.Tensor
+    mask_features: list[torch.Tensor]
+    targets: list[VideoTargets]
+    valid: list[torch.Tensor]
+
+
+def read_frames(source: ClipSource, video_id: int, frames: Sequence[int], layers: int) -> dict[str, torch.Tensor]:
+    """Frame queries (last ``layers`` detector layers) and mask features of the given frames
+    (in order, repeats allowed). Only those frames are read when the source has
+    ``read_frames`` (:class:`~genvis.cache.reader.CacheReader`); otherwise the span is read
+    with ``read_clip`` and indexed."""
+    fields = ("frame_queries", "mask_features")
+    if hasattr(source, "read_frames"):
+        return source.read_frames(video_id, frames, fields=fields, layers=slice(-layers, None))
+    lo, hi = frames[0], frames[-1] + 1
+    clip = source.read_clip(video_id, lo, hi, fields=fields, layers=slice(-layers, None))
+    index = [f - lo for f in frames]
+    if index == list(range(hi - lo)):
+        return clip
+    return {k: v[index] for k, v in clip.items()}
+
+
+def load_batch(source: ClipSource, targets: Callable[[int], VideoTargets], batch: list[Sample], layers: int,
+               n_v: int, keep_all: bool = False) -> LoadedBatch:
+    """Read one batch (frame queries, mask features, targets) on the CPU.
+
+    Args:
+        keep_all: keep every instance of the video (``carry_state``) instead of those
+            visible in the sample.
+
+    Raises:
+        InputError: NaN / infinite features (names the video and frames).
+    """
+    fqs, mfs, tgts, valid = [], [], [], []
+    for vid, frames in batch:
+        clip = read_frames(source, vid, frames, layers)
+        fq, mf = clip["frame_queries"], clip["mask_features"]
+        check_finite(source, vid, "frame_queries", fq, frames[0], frames[-1] + 1)
+        check_finite(source, vid, "mask_features", mf, frames[0], frames[-1] + 1)
+        vt = targets(vid).select(frames, keep_all=keep_all)
+        fqs.append(fq)
+        mfs.append(mf)
+        tgts.append(vt)
+        n, w, h, wd = vt.masks.shape
+        valid.append(vt.masks.reshape(n, n_v, (w // n_v) * h * wd).any(2).T.contiguous())   # [N_v, N]
+    return LoadedBatch(list(batch), torch.stack(fqs), mfs, tgts, valid)
+
+
+class BatchPrefetcher:
+    """Reads batches on one background thread (zarr decoding and target selection overlap
+    the training step). ``submit`` returns a future; errors surface at ``result()``."""
+
+    def __init__(self, source: ClipSource, targets: Callable[[int], VideoTargets], layers: int, n_v: int):
+        self.source, self.targets, self.layers, self.n_v = source, targets, layers, n_v
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genvis-train-read")
+
+    def submit(self, batch: list[Sample], keep_all: bool = False) -> Future:
+        """Start reading ``batch``."""
+        return self.pool.submit(load_batch, self.source, self.targets, batch, self.layers, self.n_v, keep_all)
+
+    def close(self) -> None:
+        """Stop the thread (pending reads are cancelled)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig, source: ClipSource,
                   targets: Callable[[int], VideoTargets], batch: list[Sample], layers: int,
                   generator: torch.Generator, carried: list[SlotState | None] | None = None,
+                  loaded: LoadedBatch | None = None,
                   ) -> tuple[torch.Tensor, dict[str, float], list[SlotState] | None]:
     """Total loss of one batch of samples (sum over clips, decoder layers and terms).
 
@@ -93,53 +180,211 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
         carried: with ``train.carry_state``, per slot the state carried from the previous
             iteration (None: start of a video); instances are then indexed over the whole
             video. None: every sample starts fresh (the paper).
+        loaded: the batch already read (:func:`load_batch`, e.g. by the prefetcher); read
+            here when None.
 
     Returns:
         (scalar loss with graph, {term: float} summed over clips and layers, the slots'
         states after this iteration when ``carried`` was given, else None).
     """
     tc = cfg.train
-    window = tc.n_v * tc.n_f
     device = model.device
-    fqs, projected, tgts = [], [], []
-    for vid, frames in batch:
-        lo, hi = frames[0], frames[-1] + 1
-        clip = source.read_clip(vid, lo, hi, fields=("frame_queries", "mask_features"),
-                                layers=slice(-layers, None))
-        index = [f - lo for f in frames]
-        fq, mf = clip["frame_queries"][index], clip["mask_features"][index]
-        check_finite(source, vid, "frame_queries", fq, lo, hi)
-        check_finite(source, vid, "mask_features", mf, lo, hi)
-        fqs.append(fq.to(device))
-        projected.append(model.project_mask_features(mf.to(device)))
-        tgts.append(targets(vid).select(frames, keep_all=carried is not None).to(device))
+    if loaded is None:
+        loaded = load_batch(source, targets, batch, layers, tc.n_v, keep_all=carried is not None)
     b = len(batch)
-    fq = torch.stack(fqs)                                   # [B, W, L, Q_f, C]
-    fq = fq.permute(2, 0, 1, 3, 4).reshape(layers * b, window, *fq.shape[3:])
-    elem_video = [e % b for e in range(layers * b)]         # sequence e = layer * B + video
+    fq = loaded.frame_queries.to(device)                                 # [B, W, L, Q_f, C]
+    fq = fq.permute(2, 0, 1, 3, 4).reshape(layers * b, fq.shape[1], *fq.shape[3:])
+    elem_video = [e % b for e in range(layers * b)]                     # sequence e = layer * B + video
+    mfs = [m.to(device) for m in loaded.mask_features]                  # raw: projected via the embeddings
+    projection = model.mask_projection()
+    tgts = [t.to(device) for t in loaded.targets]
     n_dec = model.cfg.dec_layers if tc.deep_supervision else 1
     if carried is None:
         state = model.initial_state(layers * b)
         assignments = [[{} for _ in range(layers * b)] for _ in range(n_dec)]
     else:
         state, assignments = batch_state(model, carried, layers, n_dec)
-    total = fq.new_zeros(())
-    parts: dict[str, float] = defaultdict(float)
+    terms: dict[str, list[torch.Tensor]] = {col: [] for col in LOSS_COLUMNS}
     for c in range(tc.n_v):
         sl = slice(c * tc.n_f, (c + 1) * tc.n_f)
         out, state = model.clip_step(fq[:, sl], state, all_layers=tc.deep_supervision)
-        clip_targets = []
-        for vt in tgts:
-            m = vt.masks[:, sl]
-            clip_targets.append(ClipTargets(vt.labels, m.float(), m.flatten(1).any(1)))
-        losses, assignments = criterion(out, [p[sl] for p in projected], elem_video, clip_targets, c,
-                                        assignments, generator)
+        clip_targets = [ClipTargets(vt.labels, vt.masks[:, sl], valid[c])
+                        for vt, valid in zip(tgts, loaded.valid)]
+        losses, assignments = criterion(out, [m[sl] for m in mfs], elem_video, clip_targets, c,
+                                        assignments, generator, projection=projection)
         for k, v in losses.items():
-            total = total + v
-            parts[next(col for col in LOSS_COLUMNS if k.startswith(col))] += float(v.detach())
+            terms[next(col for col in LOSS_COLUMNS if k.startswith(col))].append(v)
+    sums = {k: torch.stack(v).sum() for k, v in terms.items() if v}
+    total = torch.stack(list(sums.values())).sum()
+    values = torch.stack([v.detach() for v in sums.values()]).tolist()  # one transfer per iteration
+    parts = dict(zip(sums, values))
     if carried is None:
-        return total, dict(parts), None
-    return total, dict(parts), split_state(state, assignments, batch, layers)
+        return total, parts, None
+    return total, parts, split_state(state, assignments, batch, layers)
+
+
+def build_model(cfg: ExperimentConfig, source: ClipSource, dataset: Any, init_heads: str | os.PathLike | None,
+                init_model: str | os.PathLike | None,
+                device: torch.device) -> tuple[GenVIS, GenVISConfig, int]:
+    """The model to train, sized from the clip source, seeded with ``train.seed``,
+    initialised from ``init_heads`` / ``init_model`` when given, on ``device`` in train mode.
+
+    Returns:
+        (model, its :class:`GenVISConfig`, L = detector layers used).
+    """
+    tc = cfg.train
+    sizes = probe_sizes(source, dataset.videos[0].id)
+    layers = min(tc.detector_layers, sizes["layers"])
+    mcfg = cfg.model_config(dataset.num_classes, sizes["hidden_dim"], sizes["num_frame_queries"],
+                            sizes["mask_feature_dim"])
+    torch.manual_seed(tc.seed)
+    model = GenVIS(mcfg)
+    if init_heads is not None:
+        from genvis.model.checkpoint import init_heads_from_detector
+
+        init_heads_from_detector(model, init_heads)
+    if init_model is not None:
+        from genvis.model.checkpoint import init_from_model
+
+        _, fresh = init_from_model(model, init_model)
+        if fresh:
+            print(f"--init-model {init_model}: {len(fresh)} parameter(s) not in it keep their "
+                  f"initialisation ({', '.join(sorted({n.rsplit('.', 2)[0] for n in fresh}))})")
+    model.to(device).train()
+    return model, mcfg, layers
+
+
+class TrainingState:
+    """Everything an exact resume needs besides the data: model, optimizer, the torch /
+    sampling / point RNGs, the loss rows, the next iteration and the carried slots.
+
+    Args:
+        cfg: the experiment. model: the model being trained (its weights are part of the
+            state). carry: the :class:`CarrySampler` with ``carry_state``, else None.
+        paths: :func:`side_paths` of MODEL.pt.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, model: GenVIS, carry: CarrySampler | None, paths: dict[str, Path]):
+        tc = cfg.train
+        self.experiment = cfg.to_dict()
+        self.model = model
+        self.optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
+        self.sample_gen = torch.Generator().manual_seed(tc.seed + 1)
+        self.point_gen = torch.Generator().manual_seed(tc.seed + 2)
+        self.carry = carry
+        self.paths = paths
+        self.rows: list[dict[str, float]] = []
+        self.start = 0
+
+    def load(self) -> None:
+        """Continue from the resume checkpoint (when there is one).
+
+        Raises:
+            ConfigError: it was written for another experiment (iterations aside).
+        """
+        path = self.paths["resume"]
+        if not path.is_file():
+            return
+        from genvis.utils.torch_io import load_weights_only
+
+        state = load_weights_only(path, "resume checkpoint (delete it to start afresh)")
+        saved = dict(state["experiment"])
+        mine = dict(self.experiment)
+        saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}
+        mine["train"] = {k: v for k, v in mine["train"].items() if k != "iterations"}
+        if saved != mine:
+            raise ConfigError(str(path), "resume checkpoint was written for a different "
+                              "experiment configuration; delete it or use the same config")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])   # moves the moments to the model's device
+        torch.set_rng_state(state["torch_rng"])
+        self.sample_gen.set_state(state["sample_rng"])
+        self.point_gen.set_state(state["point_rng"])
+        self.rows = list(state["rows"])
+        self.start = int(state["iteration"])
+        if self.carry is not None:
+            self.carry.load_state_dict(state["carry"])
+
+    def save(self, iteration: int, sample_rng: torch.Tensor) -> None:
+        """Write the resume checkpoint and the loss CSV after ``iteration`` iterations.
+
+        Args:
+            sample_rng: the sampling generator's state after drawing the batches of those
+                iterations (the prefetcher may have drawn the next one already).
+        """
+        payload = {"iteration": iteration, "experiment": self.experiment, "model": self.model.state_dict(),
+                   "optimizer": self.optimizer.state_dict(), "schedule": {"iteration": iteration},
+                   "torch_rng": torch.get_rng_state(), "sample_rng": sample_rng,
+                   "point_rng": self.point_gen.get_state(), "rows": self.rows,
+                   "carry": None if self.carry is None else self.carry.state_dict()}
+        with atomic_path(self.paths["resume"]) as tmp:
+            torch.save(payload, tmp)
+        self.write_losses()
+
+    def write_losses(self) -> None:
+        """The loss rows as CSV (atomic)."""
+        atomic_write_text(self.paths["losses"], _csv_text(self.rows))
+
+
+def run_steps(cfg: ExperimentConfig, ts: TrainingState, criterion: SetCriterion, source: ClipSource,
+              targets: Callable[[int], VideoTargets], sampler: ClipSampler, layers: int,
+              progress: bool = True) -> None:
+    """The iterations from ``ts.start`` to ``train.iterations``: batch, losses, backward,
+    clipping, AdamW step, loss row, periodic checkpoint. Without ``carry_state`` the next
+    batch is drawn and read in the background while the current step runs; the batches
+    drawn, and so the run, are the same as reading them in the loop.
+
+    Raises:
+        InputError: the loss is not finite (names the videos).
+    """
+    tc = cfg.train
+    model, optimizer = ts.model, ts.optimizer
+    prefetch = BatchPrefetcher(source, targets, layers, tc.n_v)
+    pending: tuple[list[Sample], Future] | None = None
+    bar = tqdm(range(ts.start, tc.iterations), initial=ts.start, total=tc.iterations, disable=not progress,
+               desc=f"train {cfg.name}", unit="it", dynamic_ncols=True)
+    try:
+        for it in bar:
+            lr = learning_rate(it, tc.lr, tc.decay_steps, tc.decay_gamma, tc.warmup_iters)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            carried, loaded = None, None
+            if ts.carry is not None:
+                batch, carried = ts.carry.next_batch(ts.sample_gen)
+            else:
+                if pending is None:
+                    batch = sampler.sample(tc.batch_videos, ts.sample_gen)
+                    pending = (batch, prefetch.submit(batch))
+                batch, future = pending
+                pending = None
+            sample_rng = ts.sample_gen.get_state()       # after this iteration's batch
+            if ts.carry is None:
+                if it + 1 < tc.iterations:                # read the next batch during this step
+                    nxt = sampler.sample(tc.batch_videos, ts.sample_gen)
+                    pending = (nxt, prefetch.submit(nxt))
+                loaded = future.result()
+            loss, parts, reached = sample_losses(model, criterion, cfg, source, targets, batch, layers,
+                                                 ts.point_gen, carried, loaded)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise InputError(source_name(source), f"loss became {loss_value} at iteration {it} "
+                                 f"(videos {[v for v, _ in batch]}); lower train.lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
+            optimizer.step()
+            if ts.carry is not None:
+                ts.carry.update(reached)
+            row = {"iteration": it + 1, "lr": lr, "loss": loss_value}
+            row.update({k: float(parts.get(k, 0.0)) for k in LOSS_COLUMNS})
+            ts.rows.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            if (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.iterations:
+                ts.save(it + 1, sample_rng)
+    finally:
+        bar.close()
+        prefetch.close()
 
 
 def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.PathLike, resume: bool = False,
@@ -188,6 +433,13 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
     out = Path(out)
     apply_training_overrides(cfg, iterations, seed)
     tc = cfg.train
+    if getattr(cfg, "idol", None) is not None:  # IDOL embedding head (genvis.train.idol_train)
+        if init_model is not None:
+            raise ConfigError("--init-model", "not supported for IDOL experiments")
+        from genvis.train.idol_train import train_idol
+
+        return train_idol(cfg, cache, dataset, out, resume=resume, targets=targets, progress=progress,
+                          init_heads=init_heads, device=device)
     device = resolve_device(device)
     check_covers(cache, dataset)
     if not dataset.videos:
@@ -197,96 +449,15 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
                           source=str(getattr(dataset, "path", None) or "training split"),
                           frame_range=tc.frame_range)
     carry = CarrySampler(sampler, tc.batch_videos) if tc.carry_state else None
-    sizes = probe_sizes(cache, dataset.videos[0].id)
-    layers = min(tc.detector_layers, sizes["layers"])
-    mcfg = cfg.model_config(dataset.num_classes, sizes["hidden_dim"], sizes["num_frame_queries"],
-                            sizes["mask_feature_dim"])
-    torch.manual_seed(tc.seed)
-    model = GenVIS(mcfg)
-    if init_heads is not None:
-        from genvis.model.checkpoint import init_heads_from_detector
-
-        init_heads_from_detector(model, init_heads)
-    if init_model is not None:
-        from genvis.model.checkpoint import init_from_model
-
-        _, fresh = init_from_model(model, init_model)
-        if fresh:
-            print(f"--init-model {init_model}: {len(fresh)} parameter(s) not in it keep their "
-                  f"initialisation ({', '.join(sorted({n.rsplit('.', 2)[0] for n in fresh}))})")
-    model.to(device).train()
-    optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
-    criterion = SetCriterion(tc, mcfg.num_classes)
-    sample_gen = torch.Generator().manual_seed(tc.seed + 1)
-    point_gen = torch.Generator().manual_seed(tc.seed + 2)
-    paths = side_paths(out)
-    rows: list[dict[str, float]] = []
-    start = 0
-    experiment = cfg.to_dict()
-    if resume and paths["resume"].is_file():
-        from genvis.utils.torch_io import load_weights_only
-
-        state = load_weights_only(paths["resume"], "resume checkpoint (delete it to start afresh)")
-        saved = dict(state["experiment"])
-        mine = dict(experiment)
-        saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}
-        mine["train"] = {k: v for k, v in mine["train"].items() if k != "iterations"}
-        if saved != mine:
-            raise ConfigError(str(paths["resume"]), "resume checkpoint was written for a different "
-                              "experiment configuration; delete it or use the same config")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])   # moves the moments to the model's device
-        torch.set_rng_state(state["torch_rng"])
-        sample_gen.set_state(state["sample_rng"])
-        point_gen.set_state(state["point_rng"])
-        rows = list(state["rows"])
-        start = int(state["iteration"])
-        if carry is not None:
-            carry.load_state_dict(state["carry"])
-
-    def checkpoint(it: int) -> None:
-        payload = {"iteration": it, "experiment": experiment, "model": model.state_dict(),
-                   "optimizer": optimizer.state_dict(), "schedule": {"iteration": it},
-                   "torch_rng": torch.get_rng_state(), "sample_rng": sample_gen.get_state(),
-                   "point_rng": point_gen.get_state(), "rows": rows,
-                   "carry": None if carry is None else carry.state_dict()}
-        with atomic_path(paths["resume"]) as tmp:
-            torch.save(payload, tmp)
-        atomic_write_text(paths["losses"], _csv_text(rows))
-
-    bar = tqdm(range(start, tc.iterations), initial=start, total=tc.iterations, disable=not progress,
-               desc=f"train {cfg.name}", unit="it", dynamic_ncols=True)
-    for it in bar:
-        lr = learning_rate(it, tc.lr, tc.decay_steps, tc.decay_gamma, tc.warmup_iters)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        if carry is None:
-            batch, carried = sampler.sample(tc.batch_videos, sample_gen), None
-        else:
-            batch, carried = carry.next_batch(sample_gen)
-        loss, parts, reached = sample_losses(model, criterion, cfg, cache, targets, batch, layers, point_gen,
-                                             carried)
-        if not math.isfinite(float(loss.detach())):
-            raise InputError(source_name(cache), f"loss became {float(loss)} at iteration {it} "
-                             f"(videos {[v for v, _ in batch]}); lower train.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
-        optimizer.step()
-        if carry is not None:
-            carry.update(reached)
-        row = {"iteration": it + 1, "lr": lr, "loss": float(loss.detach())}
-        row.update({k: float(parts.get(k, 0.0)) for k in LOSS_COLUMNS})
-        rows.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}")
-        if (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.iterations:
-            checkpoint(it + 1)
-    bar.close()
-    atomic_write_text(paths["losses"], _csv_text(rows))
+    model, mcfg, layers = build_model(cfg, cache, dataset, init_heads, init_model, device)
+    ts = TrainingState(cfg, model, carry, side_paths(out))
+    if resume:
+        ts.load()
+    run_steps(cfg, ts, SetCriterion(tc, mcfg.num_classes), cache, targets, sampler, layers, progress)
+    ts.write_losses()
     categories = [{"id": c.id, "name": c.name} for c in getattr(dataset, "categories", [])]
     model.cpu()  # MODEL.pt holds CPU tensors
-    save_model(out, model, experiment, extra={
+    save_model(out, model, ts.experiment, extra={
         "iterations": tc.iterations, "categories": categories,
         "provenance": dict(getattr(cache, "provenance", None) or {}),
         "detector_layers": layers, "init_heads": None if init_heads is None else str(init_heads),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from genvis.train.points import point_sample
+from genvis.train.points import point_sample, point_sample_indexed
 
 
 def batch_sigmoid_ce(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -47,8 +47,12 @@ def batch_dice(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch.Tensor,
                   target_masks: torch.Tensor, num_points: int, class_weight: float = 2.0,
                   mask_weight: float = 5.0, dice_weight: float = 5.0,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Matching cost of N_q clip predictions against N target instances.
+                  generator: torch.Generator | None = None,
+                  coords: torch.Tensor | None = None) -> torch.Tensor:
+    """Matching cost of N_q clip predictions against N target instances (one video).
+
+    The training loop uses :func:`batched_matching_cost` (every video and layer at once);
+    this per-video form is its reference.
 
     Args:
         logits: float [N_q, K+1] class logits, or [S, N_q, K+1] for S sequences that share
@@ -59,6 +63,7 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
         target_masks: float/bool [N, T, H, W] target masks (padded input resolution; may
             differ from h, w: both are sampled at the same normalised points).
         num_points: points drawn uniformly, shared by all frames, predictions and targets.
+        coords: optional fixed points float [1, num_points, 2] instead of drawing them.
 
     Returns:
         float [N_q, N] (or [S, N_q, N]) cost on the CPU.
@@ -73,7 +78,9 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
         return cost[0] if single else cost
     prob = logits.float().softmax(-1)
     cost_class = -prob[:, :, labels]                                                        # [S, N_q, N]
-    coords = torch.rand(1, num_points, 2, generator=generator).to(mask_logits.device)  # CPU RNG, any device
+    if coords is None:
+        coords = torch.rand(1, num_points, 2, generator=generator)  # CPU RNG, any device
+    coords = coords.to(mask_logits.device)
     flat = mask_logits.float().reshape(s * n_q, t, *mask_logits.shape[-2:])
     pred = point_sample(flat, coords.expand(s * n_q, -1, -1)).flatten(1)                   # [S*N_q, T*P]
     tgt = point_sample(target_masks.float(), coords.expand(n, -1, -1)).flatten(1)          # [N, T*P]
@@ -82,3 +89,55 @@ def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, labels: torch
     cost = cost.cpu()
     return cost[0] if single else cost
 
+
+@torch.no_grad()
+def batched_matching_cost(logits: torch.Tensor, mask_embed: torch.Tensor, mask_features: torch.Tensor,
+                          labels: torch.Tensor, target_masks: torch.Tensor, coords: torch.Tensor,
+                          class_weight: float = 2.0, mask_weight: float = 5.0,
+                          dice_weight: float = 5.0) -> torch.Tensor:
+    """:func:`matching_cost` for every decoder layer, sequence and video of a clip at once.
+
+    B videos of one geometry, R sequences per video (its detector layers), D decoder layers;
+    the points are drawn per (decoder layer, video) and shared by the video's sequences,
+    frames and targets, as in the per-video computation. Mask logits are only needed at
+    the points: bilinear sampling is linear, so the mask features are sampled and then
+    multiplied by the mask embeddings (no full-resolution mask logits). The BCE term uses
+    ``softplus(-x) - softplus(x) = -x``: one product with the targets instead of two.
+
+    Args:
+        logits: float [D, R, B, N_q, K+1] class logits.
+        mask_embed: float [D, R, B, N_q, C] mask embeddings.
+        mask_features: float [B, T, C, h, w] projected mask features.
+        labels: long [B, N] class indices (padding instances: any index).
+        target_masks: bool/float [B, N, T, H, W] target masks (padding instances: empty).
+        coords: float [D, B, P, 2] normalised (x, y) points.
+
+    Returns:
+        float [D, R, B, N_q, N] cost on the device of the inputs (padding columns are
+        meaningless; the caller slices them off).
+    """
+    d, r, b, n_q, _ = logits.shape
+    _, t, c, h, w = mask_features.shape
+    n = labels.shape[1]
+    p = coords.shape[2]
+    prob = logits.float().softmax(-1)
+    index = labels[None, None, :, None, :].expand(d, r, b, n_q, n)
+    cost_class = -prob.gather(-1, index)                                            # [D, R, B, N_q, N]
+    grid = (2.0 * coords - 1.0).permute(1, 0, 2, 3).reshape(b, d * p, 1, 2)
+    feats = F.grid_sample(mask_features.float().reshape(b, t * c, h, w), grid, mode="bilinear",
+                          padding_mode="zeros", align_corners=False)                # [B, T*C, D*P, 1]
+    feats = feats.reshape(b, t, c, d, p).permute(3, 0, 2, 1, 4).reshape(d, b, c, t * p)
+    emb = mask_embed.float().permute(0, 2, 1, 3, 4).reshape(d, b, r * n_q, c)
+    pred = emb @ feats                                                              # [D, B, R*N_q, T*P]
+    tpts = point_sample_indexed(target_masks.reshape(b * n * t, *target_masks.shape[-2:]),
+                                torch.arange(b * n * t, device=coords.device).repeat_interleave(d),
+                                coords.permute(1, 0, 2, 3).reshape(b, 1, 1, d, p, 2)
+                                .expand(b, n, t, d, p, 2).reshape(b * n * t * d, p, 2))
+    tgt = tpts.reshape(b, n, t, d, p).permute(3, 0, 2, 4, 1).reshape(d, b, t * p, n)   # [D, B, T*P, N]
+    s = pred.sigmoid()
+    prods = torch.cat([pred, s], dim=2) @ tgt                                      # [D, B, 2*R*N_q, N]
+    x_t, s_t = prods[:, :, :r * n_q], prods[:, :, r * n_q:]
+    cost_ce = (F.softplus(pred).sum(-1, keepdim=True) - x_t) / (t * p)
+    cost_dice = 1 - (2 * s_t + 1) / (s.sum(-1, keepdim=True) + tgt.sum(2)[:, :, None, :] + 1)
+    cost_mask = (mask_weight * cost_ce + dice_weight * cost_dice).reshape(d, b, r, n_q, n).transpose(1, 2)
+    return class_weight * cost_class + cost_mask

@@ -29,7 +29,9 @@ def point_sample(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_ratio: float,
                            importance_sample_ratio: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           generator: torch.Generator | None = None,
+                           candidates: torch.Tensor | None = None,
+                           extra: torch.Tensor | None = None) -> torch.Tensor:
     """Importance-sampled points: mostly where the prediction is most uncertain (|logit| small).
 
     Draws ``num_points * oversample_ratio`` uniform candidates, keeps the
@@ -40,6 +42,10 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
         logits: float [N, 1, H, W] mask logits (class-agnostic).
         num_points: P, points per mask. oversample_ratio: >= 1. importance_sample_ratio: in [0, 1].
         generator: torch RNG for reproducibility.
+        candidates, extra: optional fixed points instead of drawing them: float
+            [N, num_points * oversample_ratio, 2] candidates and [N, P - U, 2] random fill
+            (U = ``importance_sample_ratio * num_points``), e.g. to compare two
+            implementations on the same points.
 
     Returns:
         float [N, P, 2] coordinates in [0, 1].
@@ -47,14 +53,52 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     n = logits.shape[0]
     num_sampled = int(num_points * oversample_ratio)
     # drawn on the generator's device (the CPU) and moved: the same points on any device
-    coords = torch.rand(n, num_sampled, 2, generator=generator).to(logits.device)
+    if candidates is None:
+        coords = torch.rand(n, num_sampled, 2, generator=generator).to(logits.device)
+    else:
+        coords = candidates.to(logits.device)
     values = point_sample(logits, coords)                       # [N, 1, S]
     uncertainty = -values.abs()[:, 0]                           # [N, S]
     num_uncertain = int(importance_sample_ratio * num_points)
     num_random = num_points - num_uncertain
-    idx = uncertainty.topk(num_uncertain, dim=1).indices        # [N, U]
+    idx = uncertainty.topk(num_uncertain, dim=1, sorted=False).indices   # [N, U], a set: order unused
     chosen = torch.gather(coords, 1, idx[..., None].expand(-1, -1, 2))
     if num_random > 0:
-        extra = torch.rand(n, num_random, 2, generator=generator).to(logits.device)
+        if extra is None:
+            extra = torch.rand(n, num_random, 2, generator=generator)
+        extra = extra.to(logits.device)
         chosen = torch.cat([chosen, extra], dim=1)
     return chosen
+
+
+def point_sample_indexed(maps: torch.Tensor, index: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """:func:`point_sample` of selected single-channel maps without copying them.
+
+    Row i of the result samples ``maps[index[i]]`` at ``coords[i]`` (bilinear,
+    ``align_corners=False``, zero outside the map): the same values as
+    ``point_sample(maps[index][:, None].float(), coords)[:, 0]``, from one gather of the 4
+    neighbours of every point in the maps zero-padded by one pixel, instead of a gathered
+    copy of the maps (target masks at the input resolution are much larger than the points
+    drawn on them).
+
+    Args:
+        maps: [K, H, W] any dtype (e.g. bool masks). index: long [n] into the first axis.
+        coords: float [n, P, 2] (x, y) in [0, 1] (outside: clamped to the one-pixel border,
+            which reads 0 as in :func:`point_sample` for points up to a pixel outside).
+
+    Returns:
+        float [n, P] (the dtype of ``coords``).
+    """
+    k, h, w = maps.shape
+    padded = F.pad(maps, (1, 1, 1, 1)).to(coords.dtype).reshape(-1)             # [K * (H+2) * (W+2)]
+    x = (coords[..., 0] * w + 0.5).clamp(0, w + 1 - 1e-4)                       # in padded pixels, >= 0
+    y = (coords[..., 1] * h + 0.5).clamp(0, h + 1 - 1e-4)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    wp = w + 2
+    top = (index * ((h + 2) * wp))[:, None] + y0.long() * wp + x0.long()        # [n, P]
+    corners = top[..., None] + torch.tensor([0, 1, wp, wp + 1], device=top.device)
+    v = padded.take(corners)                                                    # [n, P, 4]
+    upper = v[..., 0:1] + fx * (v[..., 1:2] - v[..., 0:1])
+    lower = v[..., 2:3] + fx * (v[..., 3:4] - v[..., 2:3])
+    return (upper + fy * (lower - upper))[..., 0]

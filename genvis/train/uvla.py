@@ -103,6 +103,19 @@ def assign(mode: str, clip_index: int, cost: torch.Tensor, valid: Sequence[bool]
     raise ValueError(f"unknown assignment mode {mode!r}")
 
 
+def needs_cost(mode: str, clip_index: int, valid: Sequence[bool], assigned: dict[int, int]) -> bool:
+    """Whether :func:`assign` reads the cost matrix: UVLA only when an instance is new in
+    the clip, CL only on the first clip, per-clip whenever an instance is visible. Other
+    clips keep their assignment without a matching, so their costs need not be built."""
+    if mode == "uvla":
+        return any(bool(v) and k not in assigned for k, v in enumerate(valid))
+    if mode == "cl":
+        return clip_index == 0 and len(valid) > 0
+    if mode == "per_clip":
+        return any(bool(v) for v in valid)
+    raise ValueError(f"unknown assignment mode {mode!r}")
+
+
 def supervised_pairs(assigned: dict[int, int], valid: Sequence[bool]) -> tuple[list[int], list[int]]:
     """(query indices, instance indices) supervised in this clip: assigned instances that are
     valid in the clip, sorted by instance. Every other query is no-object."""

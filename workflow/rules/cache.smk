@@ -31,7 +31,7 @@ rule extract:
         gpu=GPUS,
     shell:
         # --threads: torch threads per process (each dask worker gets as many)
-        "OMP_NUM_THREADS=" + str(THREADS) + " MKL_NUM_THREADS=" + str(THREADS) + " genvis extract"
+        "OMP_NUM_THREADS=" + str(THREADS) + " MKL_NUM_THREADS=" + str(THREADS) + " exec genvis extract"
         " --annotations {input.annotations} --image-root {params.image_root}"
         " --detector {input.detector} --out {output}{params.size}"
         " --device " + DEVICE + " --threads " + str(THREADS) + EXTRACT_CLUSTER_ARG + " --no-progress > {log} 2>&1"

@@ -23,6 +23,8 @@ SCHEDULER_ARG = f" --scheduler {DASK_SCHEDULER}" if DASK_SCHEDULER else ""
 EXTRACT_CLUSTER_ARG = SCHEDULER_ARG or (f" --workers {EXTRACT_WORKERS}" if EXTRACT_WORKERS > 1 else "")
 # torch reads these at import: keep each job to the threads it declared (shared machines).
 THREAD_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
+# Every rule starts genvis with `exec`: genvis replaces the job's shell and is Snakemake's own
+# child, so it ends when Snakemake dies, even by kill -9 (genvis.utils.process.die_with_parent).
 
 NAME = "[A-Za-z0-9][A-Za-z0-9_-]*"
 
@@ -180,6 +182,17 @@ def split_annotations(dataset, split):
         split_annotations(dataset, a["of"])
         return f"{augment_dir(dataset, a)}/annotations.json"
     return existing_path(s.get("annotations"), f"{key}.annotations", "the split's annotation json", "file")
+
+
+def is_davis_split(dataset, split):
+    """True when the split is imported from a DAVIS folder, or held out of / augmented from one."""
+    s = split_cfg(dataset, split)
+    if "davis" in s:
+        return True
+    for kind in ("holdout", "augment"):
+        if kind in s and s[kind]["of"] != split:
+            return is_davis_split(dataset, s[kind]["of"])
+    return False
 
 
 def split_image_root(dataset, split):

@@ -98,7 +98,7 @@ rule compare_seeds:
         "logs/comparisons/{comparison}.log",
     threads: 1
     shell:
-        "genvis compare --gt {input.gt} --a {input.a} --b {input.b} {params.args}"
+        "exec genvis compare --gt {input.gt} --a {input.a} --b {input.b} {params.args}"
         " --out {output.json} --plot {output.png} --no-progress > {log} 2>&1"
 
 
@@ -123,7 +123,7 @@ rule diagnose_comparison:
         "logs/comparisons/{comparison}.diagnosis.log",
     threads: 1
     shell:
-        "genvis diagnose --gt {input.gt} {params.rows}{params.horizon}"
+        "exec genvis diagnose --gt {input.gt} {params.rows}{params.horizon}"
         " --out {output.json} --table {output.md} --plot {output.png} > {log} 2>&1"
 
 

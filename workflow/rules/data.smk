@@ -34,7 +34,7 @@ rule synth:
         "logs/{dataset}/data/synth.log",
     threads: 1
     shell:
-        "genvis synth --out {params.out} {params.args} --no-progress > {log} 2>&1"
+        "exec genvis synth --out {params.out} {params.args} --no-progress > {log} 2>&1"
 
 
 rule synth_train_split:
@@ -54,7 +54,7 @@ rule synth_train_split:
         "logs/{dataset}/data/synth_train_{videos}.log",
     threads: 1
     shell:
-        "genvis synth --out {params.out} {params.args} --no-progress > {log} 2>&1"
+        "exec genvis synth --out {params.out} {params.args} --no-progress > {log} 2>&1"
 
 
 def _davis_cfg(wildcards):
@@ -88,7 +88,7 @@ rule import_davis:
         "logs/{dataset}/data/import_davis_{split}.log",
     threads: 1
     shell:
-        "genvis import-davis --root {input.root} --out {output} {params.args} > {log} 2>&1"
+        "exec genvis import-davis --root {input.root} --out {output} {params.args} > {log} 2>&1"
 
 
 rule holdout_split:
@@ -102,7 +102,7 @@ rule holdout_split:
         "logs/{dataset}/data/holdout_{of}-f{fraction}-s{seed}.log",
     threads: 1
     shell:
-        "genvis split --annotations {input} --holdout-fraction {wildcards.fraction} --seed {wildcards.seed}"
+        "exec genvis split --annotations {input} --holdout-fraction {wildcards.fraction} --seed {wildcards.seed}"
         " --out-train {output.train} --out-holdout {output.holdout} > {log} 2>&1"
 
 
@@ -120,5 +120,5 @@ rule augment_split:
         "logs/{dataset}/data/augment_{of}-v{n}-s{seed}-m{scale}.log",
     threads: 1
     shell:
-        "genvis augment --annotations {input} --image-root {params.image_root} --views {wildcards.n}"
+        "exec genvis augment --annotations {input} --image-root {params.image_root} --views {wildcards.n}"
         " --seed {wildcards.seed} --min-scale {wildcards.scale} --out {params.out} --no-progress > {log} 2>&1"

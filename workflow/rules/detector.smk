@@ -65,9 +65,9 @@ rule detector:
         gpu=GPUS,
     shell:
         "if [ {params.kind} = train ]; then "
-        + THREAD_ENV + " genvis train-detector {params.files}{params.settings} --device " + DEVICE
+        + THREAD_ENV + " exec genvis train-detector {params.files}{params.settings} --device " + DEVICE
         + " --threads {threads} --no-progress; "
-        "else " + THREAD_ENV + " genvis import-checkpoint {params.files}; fi > {log} 2>&1"
+        "else " + THREAD_ENV + " exec genvis import-checkpoint {params.files}; fi > {log} 2>&1"
 
 
 rule detector_ap:

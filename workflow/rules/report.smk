@@ -4,7 +4,7 @@
 
 import json
 
-from genvis.report.metrics import ALL_METRICS, ASSOC_METRICS, PAPER_METRICS
+from genvis.report.metrics import ALL_METRICS, ASSOC_METRICS, DAVIS_METRICS, OCCLUSION_METRICS, PAPER_METRICS
 
 
 def summary_spec(dataset):
@@ -17,7 +17,30 @@ def summary_spec(dataset):
     ]
     if not rows:
         raise ConfigError(f"datasets.{dataset}.eval_splits", "no eval_splits: nothing to report")
-    tables = []
+    tables = [{
+        "name": "results",
+        "title": f"{dataset}: video AP / AR and HOTA / DetA / AssA / IDF1 (percent) per experiment, "
+                 f"detector {d['detector']}",
+        "label_columns": ["experiment", "split"],
+        "metrics": list(ALL_METRICS) + list(ASSOC_METRICS),
+        "rows": rows,
+    }, {
+        "name": "occlusion",
+        "title": f"{dataset}: AP / AR per occlusion level (ground-truth mBOR: slight [0, 0.25], "
+                 "moderate [0.25, 0.5], heavy [0.5, 1]; OVIS)",
+        "label_columns": ["experiment", "split"],
+        "metrics": list(OCCLUSION_METRICS),
+        "rows": rows,
+    }]
+    davis_rows = [r for r in rows if is_davis_split(dataset, r["labels"]["split"])]
+    if davis_rows:
+        tables.append({
+            "name": "davis_jf",
+            "title": f"{dataset}: DAVIS 2017 J&F (unsupervised protocol, percent)",
+            "label_columns": ["experiment", "split"],
+            "metrics": list(DAVIS_METRICS),
+            "rows": davis_rows,
+        })
     if d.get("detector_ap_frames") is not None:
         n = int(d["detector_ap_frames"])
         tables.append({
@@ -30,17 +53,7 @@ def summary_spec(dataset):
                       "metrics": f"detectors/{dataset}/{d['detector']}.{s}.frame_ap.json"}
                      for s in d.get("eval_splits", [])],
         })
-    return {
-        "title": f"{dataset}: video instance segmentation, local scoring",
-        "tables": [{
-            "name": "results",
-            "title": f"{dataset}: video AP / AR and HOTA / DetA / AssA / IDF1 (percent) per experiment, "
-                     f"detector {d['detector']}",
-            "label_columns": ["experiment", "split"],
-            "metrics": list(ALL_METRICS) + list(ASSOC_METRICS),
-            "rows": rows,
-        }] + tables,
-    }
+    return {"title": f"{dataset}: video instance segmentation, local scoring", "tables": tables}
 
 
 def ablations_spec(dataset):
@@ -150,4 +163,4 @@ rule report:
         "logs/{dataset}/report/{report}.log",
     threads: 1
     shell:
-        "genvis report --spec {input.spec} --out-dir {output} > {log} 2>&1"
+        "exec genvis report --spec {input.spec} --out-dir {output} > {log} 2>&1"

@@ -46,7 +46,7 @@ def table4_long_comparisons():
 
 
 def table4_long_spec():
-    """genvis report --seed-table spec of the table (rows -> comparison / diagnosis jsons)."""
+    """genvis report --comparison-table spec of the table (rows -> comparison / diagnosis jsons)."""
     t = table4_long_cfg()
     cols = ["experiment", "N_v", "CL", "UVLA", "IPM"]
     comps = table4_long_comparisons()
@@ -102,4 +102,4 @@ rule table4_long_report:
         "logs/table4_long/report.log",
     threads: 1
     shell:
-        "genvis report --seed-table {input.spec} --out-dir {output} > {log} 2>&1"
+        "genvis report --comparison-table {input.spec} --out-dir {output} > {log} 2>&1"

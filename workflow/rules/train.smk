@@ -66,11 +66,11 @@ def _train_args(wildcards):
 
 
 TRAIN_SHELL = (
-    THREAD_ENV + " genvis train --cache {input.cache} --annotations {input.annotations}"
+    THREAD_ENV + " exec genvis train --cache {input.cache} --annotations {input.annotations}"
     " --config {input.config} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
 )
 INFER_SHELL = (
-    THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+    THREAD_ENV + " exec genvis infer --cache {input.cache} --annotations {input.annotations}"
     " --model {input.model} --out {output}{params.args} --device " + DEVICE + " --threads {threads}" + SCHEDULER_ARG
     + " --no-progress > {log} 2>&1"
 )
@@ -211,7 +211,7 @@ rule infer_n_f_eval:
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+        THREAD_ENV + " exec genvis infer --cache {input.cache} --annotations {input.annotations}"
         " --model {input.model} --out {output} --n-f-eval {wildcards.n} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
 
 
@@ -230,5 +230,5 @@ rule infer_submission:
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+        THREAD_ENV + " exec genvis infer --cache {input.cache} --annotations {input.annotations}"
         " --model {input.model} --out {output.results} --zip {output.zip}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
