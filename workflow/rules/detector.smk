@@ -92,6 +92,6 @@ rule detector_ap:
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis detector-ap --detector {input.detector} --annotations {input.annotations}"
+        THREAD_ENV + " exec genvis detector-ap --detector {input.detector} --annotations {input.annotations}"
         " --image-root {params.image_root} --out {output} --frames-per-video {params.frames}"
         " --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"

@@ -102,4 +102,4 @@ rule table4_long_report:
         "logs/table4_long/report.log",
     threads: 1
     shell:
-        "genvis report --comparison-table {input.spec} --out-dir {output} > {log} 2>&1"
+        "exec genvis report --comparison-table {input.spec} --out-dir {output} > {log} 2>&1"
