@@ -53,6 +53,11 @@ def main() -> None:
     ap.add_argument("--detector-iterations", type=int, default=3,
                     help="timed iterations of a detector-in-the-loop run; 0 skips the comparison")
     ap.add_argument("--nice", type=int, default=0, help="niceness of the worker processes")
+    ap.add_argument("--project-detector", type=Path, default=None,
+                    help="also time this detector YAML on a few frames (e.g. config/detectors/r50_ovis.yaml, "
+                    "paper-scale Mask2Former R50 at 360p) and print the ratio it would give against the measured "
+                    "cache iteration of --detector-experiment (a projection, labelled as such)")
+    ap.add_argument("--project-frames", type=int, default=2, help="frames timed for --project-detector")
     args = ap.parse_args()
     C.setup_torch(args)
     if args.device != "cpu":
@@ -126,10 +131,46 @@ def main() -> None:
         print(f"  cache vs detector in the loop: {d['wall'] / c['wall']:.1f}x wall, {d['cpu'] / c['cpu']:.1f}x CPU")
         summary.append(f"cache vs detector-in-loop ({args.detector_experiment}) {d['wall'] / c['wall']:.1f}x wall / "
                        f"{d['cpu'] / c['cpu']:.1f}x CPU")
+    if args.project_detector is not None:
+        summary.append(project(args, ds, image_root, runs))
     print(f"\n({args.rounds} alternating round(s), {args.iterations - args.warmup - 1} timed iterations per run, "
           f"{bench_s:.0f} s; shared machine: wall clock is noisy, CPU time less so)")
     print(f"SUMMARY bench_train: {'; '.join(summary)} ({args.height}x{args.width}, {args.threads} thread(s), "
           f"this vs {args.base or '-'})")
+
+
+def project(args, ds, image_root, runs) -> str:
+    """CPU seconds per frame of ``--project-detector`` and the ratio it would give against
+    this checkout's measured cache iteration (a projection)."""
+    import statistics
+
+    import torch
+
+    from genvis.data.frames import read_frames
+    from genvis.detector.preprocess import preprocess_frames
+
+    exp = args.detector_experiment
+    rs = runs.get((exp, "this"))
+    if not rs:
+        return f"no projection: {exp} not among --experiments"
+    cpu_it = statistics.median(t for x in rs for t in x["cpu_s_per_it"])
+    cfg = C.experiment(exp)
+    frames_per_it = cfg.train.batch_videos * cfg.train.n_v * cfg.train.n_f
+    big = C.make_detector(args.project_detector, args.seed)
+    v = ds.videos[0]
+    frames = read_frames(image_root, v.file_names, range(min(args.project_frames, v.length)))
+    pv, sz = preprocess_frames(frames, big.cfg)
+    with torch.no_grad():
+        big(pv[:1])  # warm-up
+        with C.Timer("cpu") as t:
+            big(pv)
+    per_frame = t.cpu_seconds / len(frames)
+    ratio = (cpu_it + frames_per_it * per_frame) / cpu_it
+    print(f"projection with {big.cfg.name} ({big.cfg.backbone}, input {sz.padded[0]}x{sz.padded[1]}): "
+          f"{per_frame:.2f} CPU-s/frame x {frames_per_it} frames/iteration -> the detector in the loop would be "
+          f"{ratio:.0f}x slower per iteration than the cache ({exp}, by CPU time; stage two measured at this "
+          f"run's sizes, not at that detector's C/Q_f)")
+    return f"projected with {big.cfg.name}: {ratio:.0f}x"
 
 
 if __name__ == "__main__":

@@ -196,6 +196,8 @@ def test_flipped_byte_in_frame_queries_is_refused_by_train_and_infer(trained, tm
     with pytest.raises(InputError, match=r"damaged.zarr: damaged chunk in cached frame_queries of video 1 "
                                          r"\(frames 3..3\)"):
         reader.read_clip(1, 3, 4)
+    with pytest.raises(InputError, match=r"damaged chunk in cached frame_queries of video 1 \(frames \[1, 3\]\)"):
+        reader.read_frames(1, [1, 3, 3])                                     # a sparse training sample
     assert reader.read_clip(2, 0, 7)["frame_queries"].shape == (7, 2, 4, 32)   # the other video reads
 
 
@@ -345,8 +347,12 @@ def test_failed_extraction_leaves_no_store_behind(split, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
     first.write_bytes(good)
     capsys.readouterr()
-    huge = _ann_with(ann, tmp_path / "huge.json", video_id=2, height=10 ** 9, width=10 ** 9)
-    with pytest.raises(InputError, match="frame size 20x28 differs from the 1000000000x1000000000"):
+    absurd = _ann_with(ann, tmp_path / "absurd.json", video_id=2, height=10 ** 9, width=10 ** 9)
+    assert main(["extract", "--annotations", str(absurd), "--image-root", str(frames), "--detector",
+                 str(root / "det.pt"), "--out", str(tmp_path / "a.zarr"), "--no-progress"]) == 2
+    assert "absurd.json: video 2" in capsys.readouterr().err and not (tmp_path / "a.zarr").exists()
+    huge = _ann_with(ann, tmp_path / "huge.json", video_id=2, height=40000, width=40000)
+    with pytest.raises(InputError, match="frame size 20x28 differs from the 40000x40000"):
         extract(load_vis_json(huge), frames, det, tmp_path / "h.zarr", progress=False)
     assert not (tmp_path / "h.zarr").exists()
     # a store that already held videos stays, with them

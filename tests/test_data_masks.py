@@ -47,3 +47,21 @@ def test_area_array_handles_more_than_255_rles():
         m[i, : 1 + i % 6, :2] = True
     areas = mask_ops.area_array(mask_ops.encode_masks(m))
     assert areas.shape == (300,) and (areas == m.reshape(300, -1).sum(1)).all()
+
+
+def test_compressed_rle_check_areas_equal_pycocotools():
+    """The validation pass returns each RLE's foreground area, equal to pycocotools' area
+    (random masks; an empty and a full mask), and no areas when an RLE is invalid."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(3)
+    m = (rng.random((9, 17, 13)) < 0.4).astype(np.uint8)
+    m[0] = 0
+    m[1] = 1
+    rles = mask_ops.encode_masks(m)
+    problem, areas = mask_ops.compressed_rle_check([r["counts"] for r in rles], [17 * 13] * len(rles))
+    assert problem is None
+    np.testing.assert_array_equal(areas, mask_utils.area(rles))
+    assert areas[0] == 0 and areas[1] == 17 * 13 and areas[2] == m[2].sum()
+    problem, areas = mask_ops.compressed_rle_check([rles[2]["counts"], "5"], [17 * 13, 4])
+    assert problem == (1, "compressed RLE 'counts' covers 5 pixels, not 4") and areas is None

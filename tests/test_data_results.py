@@ -175,3 +175,29 @@ def test_results_parts_join_in_order_discard_other_keys_and_refuse_gaps(tmp_path
         w.add(res[0])
     other = ResultsParts(out, {"model": "b"})
     assert other.discarded == 1 and other.finished([1]) == set()
+
+
+def test_parse_results_areas_from_the_check_and_error_position():
+    """parse_results attaches per-frame areas (0 where null) equal to pycocotools' area, none
+    for a result with uncompressed counts, and names result and frame of a bad RLE."""
+    from pycocotools import mask as mask_utils
+
+    from genvis.data import masks as mask_ops
+    from genvis.data.results import parse_results
+    from genvis.errors import InputError
+
+    rng = np.random.default_rng(5)
+    m = rng.random((3, 6, 7)) < 0.5
+    rles = mask_ops.encode_masks(m)
+    data = [{"video_id": 1, "category_id": 1, "score": 0.5, "segmentations": [rles[0], None, rles[2]]},
+            {"video_id": 1, "category_id": 1, "score": 0.4, "segmentations": list(rles)},
+            {"video_id": 1, "category_id": 2, "score": 0.3,
+             "segmentations": [{"size": [6, 7], "counts": [42]}, rles[1], None]}]
+    out = parse_results(data, "r.json")
+    want = mask_utils.area(rles).astype(float)
+    np.testing.assert_array_equal(out[0].areas, [want[0], 0.0, want[2]])
+    np.testing.assert_array_equal(out[1].areas, want)
+    assert out[2].areas is None
+    data[1]["segmentations"][2] = {"size": [6, 7], "counts": "5"}
+    with pytest.raises(InputError, match=r"result 1 frame 2: compressed RLE 'counts' covers 5 pixels, not 42"):
+        parse_results(data, "r.json")

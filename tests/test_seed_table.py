@@ -20,16 +20,17 @@ def write(path, **metrics):
 
 def test_mean_and_sample_std_with_optional_keys(tmp_path):
     a = [write(tmp_path / "a0.json", AP=10.0), write(tmp_path / "a1.json", AP=14.0)]
-    b = [write(tmp_path / "b0.json", AP=30.0, HOTA=40.0, occlusion={"heavy": {"AP": 3.0}})]
+    b = [write(tmp_path / "b0.json", AP=30.0, HOTA=40.0, APho=3.0, occlusion_instances={"heavy": 4},
+               tracking={"hota_alpha": {"AssA": 2.0}})]
     cols, rows = build([("A", a), ("B", b)])
-    assert cols == ["AP", "AP50", "AP75", "AR1", "AR10", "HOTA", "occlusion.heavy.AP"]
+    assert cols == ["AP", "AP50", "AP75", "AR1", "AR10", "APho", "HOTA", "tracking.hota_alpha.AssA"]
     assert rows[0]["AP"] == pytest.approx((12.0, math.sqrt(8.0)))        # sample std of 10, 14
     assert rows[0]["HOTA"] is None and rows[1]["HOTA"] == (40.0, 0.0)
     md = to_markdown(cols, rows, "T", "snakemake x")
     assert "| A | 2 | 12.00 ± 2.83 |" in md and "```\nsnakemake x\n```" in md
     csv_text = to_csv(cols, rows, "snakemake x").splitlines()
     assert csv_text[0] == "# reproduce: snakemake x"
-    assert csv_text[2].startswith("A,2,12.0000,2.8284,20.0000,0.0000") and csv_text[2].endswith(",,,,")
+    assert csv_text[2].startswith("A,2,12.0000,2.8284,20.0000,0.0000") and csv_text[2].endswith(",,,,,,")
     assert "per_category_AP.a" not in flatten(json.loads(a[0].read_text()))
 
 

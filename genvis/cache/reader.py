@@ -192,7 +192,8 @@ class CacheReader:
             dict field -> float32 CPU tensor with ``len(frames)`` entries on the frame axis.
 
         Raises:
-            InputError: unknown video id; a frame out of range; NaN in the cached features.
+            InputError: unknown video id; a frame out of range; a damaged chunk or NaN in
+                the cached features (as :meth:`read_clip`).
         """
         frames = [int(f) for f in frames]
         length = self.length(video_id)
@@ -209,11 +210,17 @@ class CacheReader:
         out = {}
         for field in fields:
             arr = self._array(video_id, field)
-            if field == "frame_queries" and layers is not None:
-                data = arr.get_orthogonal_selection((picks, layers))
-            else:
-                data = arr.get_orthogonal_selection((picks,))
-            data = np.asarray(data)
+            try:
+                if field == "frame_queries" and layers is not None:
+                    data = arr.get_orthogonal_selection((picks, layers))
+                else:
+                    data = arr.get_orthogonal_selection((picks,))
+                data = np.asarray(data)
+            except Exception as exc:  # noqa: BLE001 - as read_clip: zarr/numcodecs raise several types
+                raise InputError(self.path, f"damaged chunk in cached {field} of video {video_id} "
+                                 f"(frames {unique}): {exc}; re-extract this video (delete "
+                                 f"{layout.VIDEOS_GROUP}/{layout.video_key(video_id)} and run "
+                                 f"`genvis extract` again)") from exc
             if np.isnan(data).any():
                 raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
                                  f"(frames {unique}); re-extract this video")

@@ -148,9 +148,10 @@ def uncompressed_counts_problem(counts: list, height: int, width: int) -> str | 
     return None
 
 
-def _check_counts_chunk(b: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_counts_chunk(b: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised decode of compressed RLE strings; returns (problem code int8 [R], pixel
-    total int64 [R]). Code 0 = valid when total == pixels, see :data:`_RLE_PROBLEMS`.
+    total int64 [R], foreground area int64 [R]: the runs at odd places, as
+    ``pycocotools.mask.area``). Code 0 = valid when total == pixels, see :data:`_RLE_PROBLEMS`.
 
     Character-level work is a few passes over uint8 / bool arrays; numbers are assembled
     per number (most are 1-2 characters) from at most 7 shifted gathers; the runs come from
@@ -162,7 +163,7 @@ def _check_counts_chunk(b: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np
     totals = np.zeros(r, np.int64)
     n = int(lens.sum())
     if n == 0:
-        return code, totals
+        return code, totals, totals.copy()
     ends_of_str = np.cumsum(lens)                       # exclusive end offset of each string
     nonempty = lens > 0
     last = ends_of_str[nonempty] - 1
@@ -215,9 +216,15 @@ def _check_counts_chunk(b: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np
     counts[firsts] = x[firsts] & 0xFFFFFFFF
     totals = np.zeros(r, np.int64)                      # exact: the pixels pycocotools walks
     totals[has] = np.add.reduceat(counts, firsts)
+    # foreground: the runs at odd places inside each RLE, i.e. at odd global indices when the
+    # RLE starts at an even one, else the total minus those
+    counts[0::2] = 0
+    odd_sum = np.add.reduceat(counts, firsts)
+    areas = np.zeros(r, np.int64)
+    areas[has] = np.where(firsts & 1, totals[has] - odd_sum, odd_sum)
     for value, flag in ((3, too_long), (2, unterminated), (1, bad_char)):
         code[flag] = value   # the most basic problem wins
-    return code, totals
+    return code, totals, areas
 
 
 def compressed_rle_problem(counts: Sequence[str | bytes], pixels: Sequence[int] | np.ndarray) -> tuple[int, str] | None:
@@ -239,11 +246,23 @@ def compressed_rle_problem(counts: Sequence[str | bytes], pixels: Sequence[int] 
     Returns:
         None when all are valid, else ``(index of the first invalid one, problem in words)``.
     """
+    return compressed_rle_check(counts, pixels)[0]
+
+
+def compressed_rle_check(counts: Sequence[str | bytes], pixels: Sequence[int] | np.ndarray
+                         ) -> tuple[tuple[int, str] | None, np.ndarray | None]:
+    """:func:`compressed_rle_problem` that also returns the masks' areas from the same pass.
+
+    Returns:
+        ``(problem, areas)``: problem as :func:`compressed_rle_problem` (None when all are
+        valid); areas float64 [R], the foreground pixels of each RLE (the runs at odd places,
+        equal to ``pycocotools.mask.area``), or None when a problem was found.
+    """
     pixels = np.asarray(pixels, dtype=np.int64).reshape(-1)
     if len(counts) != len(pixels):
         raise ValueError(f"{len(counts)} RLE strings but {len(pixels)} sizes")
     if not len(counts):
-        return None
+        return None, np.zeros(0)
     try:
         joined = "".join(counts)
     except TypeError:   # some are bytes
@@ -252,21 +271,23 @@ def compressed_rle_problem(counts: Sequence[str | bytes], pixels: Sequence[int] 
     if not joined.isascii():
         k = next(k for k, c in enumerate(counts) if not (c.isascii() if isinstance(c, str) else c.isascii()))
         before = compressed_rle_problem(counts[:k], pixels[:k]) if k else None
-        return before or (k, _RLE_PROBLEMS[1])
+        return before or (k, _RLE_PROBLEMS[1]), None
     data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     offsets = np.concatenate([[0], np.cumsum(lens)])
+    areas = np.zeros(len(counts))
     # chunks of whole strings, about _RLE_CHECK_CHUNK characters each
     inner = np.searchsorted(offsets, np.arange(_RLE_CHECK_CHUNK, offsets[-1], _RLE_CHECK_CHUNK), side="right") - 1
     cuts = np.unique(np.concatenate([[0], inner, [len(counts)]]))
     for i, j in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
-        code, totals = _check_counts_chunk(data[offsets[i]:offsets[j]], lens[i:j])
+        code, totals, fg = _check_counts_chunk(data[offsets[i]:offsets[j]], lens[i:j])
         bad = np.flatnonzero((code != 0) | (totals != pixels[i:j]))
         if bad.size:
             k = int(bad[0])
             if code[k]:
-                return i + k, _RLE_PROBLEMS[int(code[k])]
-            return i + k, f"compressed RLE 'counts' covers {int(totals[k])} pixels, not {int(pixels[i + k])}"
-    return None
+                return (i + k, _RLE_PROBLEMS[int(code[k])]), None
+            return (i + k, f"compressed RLE 'counts' covers {int(totals[k])} pixels, not {int(pixels[i + k])}"), None
+        areas[i:j] = fg
+    return None, areas
 
 
 def decode_rle(rle: RLE | None, height: int, width: int) -> np.ndarray:

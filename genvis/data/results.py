@@ -18,9 +18,11 @@ import math
 import os
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from genvis.data import masks as mask_ops
 from genvis.data.ytvis import VISDataset, read_json_file
@@ -38,12 +40,16 @@ class VideoResult:
         score: confidence in [0, 1] (float).
         segmentations: one compressed RLE per frame (``{"size": [H, W], "counts": str}``),
             or None for a frame without a mask.
+        areas: optional float64 [T] pixel areas of the segmentations (0 where None), set by
+            :func:`parse_results` from its RLE check so that the evaluation needs no area
+            pass of its own; None when unknown. Not compared, not written.
     """
 
     video_id: int
     category_id: int
     score: float
     segmentations: list[dict | None]
+    areas: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The json entry."""
@@ -305,7 +311,10 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
     out: list[VideoResult] = []
     comp_counts: list[str] = []        # every compressed RLE string, checked in one pass at the end
     comp_pixels: list[int] = []
-    comp_where: list[tuple[int, int]] = []
+    comp_pos: list[int] = []           # their positions in a flat [sum of T] per-frame area array
+    bases: list[int] = []              # each result's offset in that array
+    base = 0
+    no_areas: list[int] = []           # results with RLEs not checked there (uncompressed counts)
     null_frames = 0
     null_results = 0
     empty_results = 0
@@ -344,6 +353,8 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
                                          f"{video.length} frames")
         rles: list[dict | None] = []
         vsize = None if video is None else [video.height, video.width]
+        bases.append(base)
+        base += len(segs)
         for t, s in enumerate(segs):
             if s is None:
                 rles.append(None)
@@ -352,8 +363,8 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
                     and len(s) == 2:   # the usual case: a compressed RLE of the video's size
                 comp_counts.append(s["counts"])
                 comp_pixels.append(vsize[0] * vsize[1])
-                comp_where.append((i, t))
-                rles.append({"size": vsize, "counts": s["counts"]})
+                comp_pos.append(bases[-1] + t)
+                rles.append(s)   # already exactly {"size": [H, W], "counts": str}
                 continue
             size, problem = _seg_problem(s, video)
             if problem:
@@ -362,10 +373,12 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
             if isinstance(s["counts"], str):
                 comp_counts.append(s["counts"])
                 comp_pixels.append(h * w)
-                comp_where.append((i, t))
+                comp_pos.append(bases[-1] + t)
                 rles.append({"size": [h, w], "counts": s["counts"]})
             else:
                 rles.append(mask_ops.to_rle(s, h, w))
+                if not no_areas or no_areas[-1] != i:
+                    no_areas.append(i)
         n_null = sum(x is None for x in rles)
         if n_null:
             null_frames += n_null
@@ -376,10 +389,17 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
         if first != i:
             duplicates.append((first, i))
         out.append(VideoResult(vid, cid, float(score), rles))
-    bad = mask_ops.compressed_rle_problem(comp_counts, comp_pixels)
+    bad, comp_areas = mask_ops.compressed_rle_check(comp_counts, comp_pixels)
     if bad is not None:
-        i, t = comp_where[bad[0]]
-        raise InputError(source, f"result {i} frame {t}: {bad[1]}")
+        pos = comp_pos[bad[0]]
+        i = int(np.searchsorted(bases, pos, side="right")) - 1
+        raise InputError(source, f"result {i} frame {pos - bases[i]}: {bad[1]}")
+    flat = np.zeros(base)
+    flat[np.asarray(comp_pos, dtype=np.int64)] = comp_areas
+    for k, r in enumerate(out):
+        r.areas = flat[bases[k]:bases[k] + len(r.segmentations)]
+    for k in no_areas:
+        out[k].areas = None
     if duplicates:
         a, b = duplicates[0]
         warnings.warn(InputWarning(source, f"{len(duplicates)} result(s) repeat an earlier one exactly "

@@ -150,15 +150,39 @@ def video_ious(dts: Sequence[_Inst], gts: Sequence[_Inst], length: int,
     d_rles, g_rles = [d.rles for d in dts], [g.rles for g in gts]
     # one pycocotools call per frame for every wanted pair present on it (other pairs of the
     # same instances are computed too and dropped: a call costs far more than the
-    # bounding-box test that rejects most of them inside it)
-    for t in np.flatnonzero(on_d.any(0) & on_g.any(0)).tolist():
-        di, gi = np.flatnonzero(on_d[:, t]), np.flatnonzero(on_g[:, t])
-        iou = np.asarray(mask_utils.iou([d_rles[i][t] for i in di.tolist()], [g_rles[j][t] for j in gi.tolist()],
-                                        [0] * len(gi)), dtype=np.float64).reshape(len(di), len(gi))
-        if (iou < 0).any():
-            raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {t}")
-        s = area_d[di, t][:, None] + area_g[gi, t][None, :]
-        inter[di[:, None], gi[None, :]] += np.rint(iou * s / (1.0 + iou))
+    # bounding-box test that rejects most of them inside it). The loop does nothing else:
+    # who takes part on which frame comes from two nonzero() calls, and the intersections
+    # are recovered and summed in one vectorised pass after it.
+    t_d, i_d = np.nonzero(on_d.T)  # (frame, instance), sorted by frame
+    t_g, i_g = np.nonzero(on_g.T)
+    frames = np.intersect1d(t_d, t_g)
+    if frames.size:
+        lo_d, hi_d = np.searchsorted(t_d, frames, "left").tolist(), np.searchsorted(t_d, frames, "right").tolist()
+        lo_g, hi_g = np.searchsorted(t_g, frames, "left").tolist(), np.searchsorted(t_g, frames, "right").tolist()
+        il_d, il_g = i_d.tolist(), i_g.tolist()
+        ious = []
+        iou_fn = mask_utils.iou
+        for k, t in enumerate(frames.tolist()):
+            di, gi = il_d[lo_d[k]:hi_d[k]], il_g[lo_g[k]:hi_g[k]]
+            ious.append(np.asarray(iou_fn([d_rles[i][t] for i in di], [g_rles[j][t] for j in gi],
+                                          [0] * len(gi)), dtype=np.float64).ravel())
+        n_d = np.asarray(hi_d) - np.asarray(lo_d)
+        n_g = np.asarray(hi_g) - np.asarray(lo_g)
+        per = n_d * n_g  # pairs per frame, row-major (detection, then ground truth)
+        iou = np.concatenate(ious)
+        if iou.size != int(per.sum()) or (iou < 0).any():
+            bad = int(frames[0]) if iou.size != int(per.sum()) else int(np.repeat(frames, per)[np.argmax(iou < 0)])
+            raise InputError(None, f"mask sizes of predictions and ground truth differ on frame {bad}")
+        # position of each pair inside its frame's block -> (detection, ground truth) indices
+        start = np.cumsum(per) - per
+        local = np.arange(iou.size) - np.repeat(start, per)
+        ng_rep = np.repeat(n_g, per)
+        rows = i_d[np.repeat(np.asarray(lo_d), per) + local // ng_rep]
+        cols = i_g[np.repeat(np.asarray(lo_g), per) + local % ng_rep]
+        tts = np.repeat(frames, per)
+        s = area_d[rows, tts] + area_g[cols, tts]
+        inter = np.bincount(rows * ng + cols, weights=np.rint(iou * s / (1.0 + iou)),
+                            minlength=nd * ng).reshape(nd, ng)
     union = area_d.sum(1)[:, None] + area_g.sum(1)[None, :] - inter
     ok = want & (union > 0)
     out[ok] = inter[ok] / union[ok]
@@ -277,7 +301,9 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int
             _Inst(a.id, 0.0, int(a.iscrowd), _mean_nonzero(a.areas), rles, areas, occ))
     dts: dict[tuple[int, int], list[_Inst]] = defaultdict(list)
     mine = [(k, r) for k, r in enumerate(results) if keep is None or r.video_id in keep]
-    for (k, r), areas in zip(mine, _per_frame_areas([r.segmentations for _, r in mine])):
+    known = [r.areas if r.areas is not None and len(r.areas) == len(r.segmentations) else None for _, r in mine]
+    computed = iter(_per_frame_areas([r.segmentations for (_, r), a in zip(mine, known) if a is None]))
+    for (k, r), areas in zip(mine, [next(computed) if a is None else a for a in known]):
         nz = areas[areas > 0]  # official avg_area: mean of the truthy (non-zero) areas
         dts[r.video_id, r.category_id].append(
             _Inst(k + 1, float(r.score), 0, float(nz.mean()) if nz.size else 0.0, list(r.segmentations), areas))

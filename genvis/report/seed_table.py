@@ -5,12 +5,13 @@ analogue): per row and metric the mean and the sample standard deviation over th
 files (one per training seed), in markdown and CSV, each headed by the command that
 reproduces it.
 
-Columns: the fixed video metrics ``AP, AP50, AP75, AR1, AR10`` of ``genvis evaluate``, then every
-other numeric metric whose (dot-joined, for nested dicts) key names an association or
-occlusion measure -- it contains ``HOTA``, ``AssA``, ``DetA``, ``IDF1`` or ``occlu`` (case
-ignored) -- in the order first seen. Such keys are written when present in any row's files; a
-row whose files lack one shows an empty cell. ``per_category_AP`` and the per-frame diagnosis
-are never columns.
+Columns: the fixed video metrics ``AP, AP50, AP75, AR1, AR10`` of ``genvis evaluate``, then
+the occlusion-level metrics of ``genvis evaluate`` (``APso, APmo, APho, ARso, ARmo, ARho``: slight,
+moderate, heavy occlusion as OVIS reports them) and the tracking metrics ``HOTA, DetA, AssA, IDF1``
+where present, then every other numeric metric whose (dot-joined, for nested dicts) key contains
+``hota``, ``assa``, ``deta`` or ``idf1`` (case ignored), in the order first seen. These optional
+columns are written when present in any row's files; a row whose files lack one shows an empty
+cell. ``per_category_AP``, ``occlusion_instances`` and the per-frame diagnosis are never columns.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import Any, Sequence
 from genvis.errors import InputError
 
 FIXED = ("AP", "AP50", "AP75", "AR1", "AR10")
-OPTIONAL_MARKERS = ("hota", "assa", "deta", "idf1", "occlu")
-SKIP = ("per_category_AP", "per_frame")
+OPTIONAL = ("APso", "APmo", "APho", "ARso", "ARmo", "ARho", "HOTA", "DetA", "AssA", "IDF1")
+OPTIONAL_MARKERS = ("hota", "assa", "deta", "idf1")
+SKIP = ("per_category_AP", "per_frame", "occlusion_instances")
 
 
 def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -57,8 +59,10 @@ def read_metrics(path: str | os.PathLike) -> dict[str, float]:
 
 
 def columns(rows: Sequence[Sequence[dict[str, float]]]) -> list[str]:
-    """The fixed metrics, then the optional association / occlusion keys present anywhere."""
+    """The fixed metrics, then the optional occlusion / association keys present anywhere."""
     cols = list(FIXED)
+    present = {k for files in rows for m in files for k in m}
+    cols += [k for k in OPTIONAL if k in present]
     for files in rows:
         for m in files:
             for k in m:

@@ -64,7 +64,7 @@ rule infer_idol_variant:
     resources:
         gpu=GPUS,
     shell:
-        THREAD_ENV + " genvis infer --cache {input.cache} --annotations {input.annotations}"
+        THREAD_ENV + " exec genvis infer --cache {input.cache} --annotations {input.annotations}"
         " --model {input.model} --out {output} --association idol --idol-matching {wildcards.matching}"
         " --idol-temporal {wildcards.temporal} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
 
@@ -82,7 +82,7 @@ rule evaluate_seed:
         "logs/{dataset}/{experiment}/seeds/s{seed}/{split}/{variant}evaluate.log",
     threads: 1
     shell:
-        "genvis evaluate --gt {input.gt} --results {input.results} --out {output} > {log} 2>&1"
+        "exec genvis evaluate --gt {input.gt} --results {input.results} --out {output} > {log} 2>&1"
 
 
 rule idol_table:
@@ -98,6 +98,6 @@ rule idol_table:
     log:
         "logs/reports/idol_table1.log",
     shell:
-        "genvis seed-table {params.rows} --out-md {output.md} --out-csv {output.csv}"
+        "exec genvis seed-table {params.rows} --out-md {output.md} --out-csv {output.csv}"
         " --title {params.title}"
         " --command 'snakemake --cores 2 idol_table1' > {log} 2>&1"
