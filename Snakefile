@@ -2,7 +2,7 @@
 #   stage one: frozen frame detector -> Zarr cache (cache/<dataset>/<split>/<detector>.zarr)
 #   stage two: GenVIS video modules trained / evaluated from the cache (runs/...)
 # Named targets: quickstart, synth_large_eval, davis_eval, ovis_eval, ytvis19_eval,
-# ytvis21_eval, ytvis22_eval, ablations, compare, diagnose, idol_table1. See README.md. Config: config/config.yaml
+# ytvis21_eval, ytvis22_eval, ablations, compare, diagnose, table4_long, idol_table1. See README.md. Config: config/config.yaml
 # (schema: workflow/schemas/).
 #
 # config/ and workflow/ are found relative to this file, so the workflow can run in any
@@ -28,6 +28,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/table4.smk"
 include: "workflow/rules/idol.smk"
 
 
@@ -43,6 +44,7 @@ localrules:
     ablations,
     compare,
     diagnose,
+    table4_long,
     idol_table1,
 
 
@@ -111,6 +113,14 @@ rule diagnose:
     """Every configured comparison, both sides with own / MinVIS / oracle association (genvis diagnose)."""
     input:
         lambda wc: diagnosis_targets(),
+
+
+rule table4_long:
+    """Table 4 rows and GenVIS online at 10,000 iterations x 5 seeds against the N_v = 1 baseline
+    (AP, HOTA, AssA with paired video-bootstrap intervals), the budget-matched control and the
+    diagnosis: reports/table4_long/ (config: table4_long, experiments t4l_*)."""
+    input:
+        "reports/table4_long",
 
 
 rule idol_table1:

@@ -207,6 +207,14 @@ def main() -> None:
     print(f"evaluate(): {t_eval:.2f} s wall ({c_eval:.2f} s CPU), {args.videos / t_eval:.1f} videos/s, "
           f"{frames / t_eval:.0f} frames/s; AP {metrics['AP']:.2f} AP50 {metrics['AP50']:.2f} AR10 {metrics['AR10']:.2f}")
 
+    from genvis.evaluate.hota import association_metrics
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    assoc = association_metrics(gt, results)["class_averaged"]
+    t_assoc, c_assoc = time.perf_counter() - t0, time.process_time() - c0
+    print(f"association_metrics(): {t_assoc:.2f} s wall ({c_assoc:.2f} s CPU), {args.videos / t_assoc:.1f} videos/s; "
+          f"HOTA {assoc['HOTA']:.2f} DetA {assoc['DetA']:.2f} AssA {assoc['AssA']:.2f} IDF1 {assoc['IDF1']:.2f}")
+
     with tempfile.TemporaryDirectory() as tmp:
         gp, rp, mp = Path(tmp, "gt.json"), Path(tmp, "res.json"), Path(tmp, "metrics.json")
         gp.write_text(json.dumps(gt_json))
@@ -240,7 +248,7 @@ def main() -> None:
           f"{naive * 1e3:.1f} ms ({naive / max(ours, 1e-9):.1f}x faster), max |diff| {diff:.2e}")
     ratio = "" if t_ref is None else f"{t_ref / t_cli:.1f}x vs reference evaluator (wall), "
     print(f"SUMMARY bench_evaluate: {args.videos} videos, {len(res_json)} predictions, "
-          f"evaluate {args.videos / t_eval:.1f} videos/s, CLI {args.videos / t_cli:.1f} videos/s, {ratio}"
+          f"evaluate {args.videos / t_eval:.1f} videos/s, HOTA {args.videos / t_assoc:.1f} videos/s, CLI {args.videos / t_cli:.1f} videos/s, {ratio}"
           f"IoU {naive / max(ours, 1e-9):.1f}x vs naive, device=cpu")
 
 

@@ -154,13 +154,13 @@ def main(argv: list[str] | None = None) -> int:
 def time_workers(args, det, split, tmp: Path) -> list[tuple[int, float, float]]:
     """Extraction as dask tasks: (workers, frames/s of the run, start-up seconds) per count.
 
-    Start-up = local cluster start + loading the detector on every worker (measured by
-    registering the worker plugin once); the run itself loads it again, as a
-    ``genvis extract --workers N`` run does once, so its frames/s include one load per worker.
+    Start-up = local cluster start + loading the detector on every worker (the worker
+    plugin, registered here first); the run then finds it loaded, so its frames/s are the
+    steady rate (a ``genvis extract --workers N`` run pays the start-up once on top).
     """
     import time
 
-    from genvis.cluster import _DetectorPlugin, cluster_client, extract_on_cluster
+    from genvis.cluster import _DetectorPlugin, _ensure_plugin, cluster_client, extract_on_cluster
 
     det_path = tmp / "det.pt"
     det.save(det_path)
@@ -168,7 +168,8 @@ def time_workers(args, det, split, tmp: Path) -> list[tuple[int, float, float]]:
     for n in args.workers:
         t0 = time.perf_counter()
         with cluster_client(workers=n, threads_per_worker=1) as client:
-            client.register_plugin(_DetectorPlugin(str(det_path), str(split), args.device, 1))
+            _ensure_plugin(client, _DetectorPlugin(str(det_path.resolve()), str(Path(split).resolve()),
+                                                   args.device, 1))
             start_s = time.perf_counter() - t0
             stats = extract_on_cluster(client, split, tmp / "frames", det_path, tmp / f"w{n}.zarr",
                                        batch_size=args.batch_size, min_size=args.min_size,

@@ -128,6 +128,25 @@ class _DetectorPlugin(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         self.detector = self.dataset = None
 
+    def settings(self) -> tuple:
+        """What the loaded objects depend on (files with their modification times)."""
+        return (self.detector_path, _mtime(self.detector_path), self.annotations, _mtime(self.annotations),
+                self.device, self.threads)
+
+
+def _ensure_plugin(client: Any, plugin: Any) -> None:
+    """Register ``plugin`` under its name unless every worker already holds one with the same
+    settings (a repeated call on one client then loads nothing again)."""
+    want = plugin.settings()
+
+    def holds(dask_worker, name=plugin.name, want=want) -> bool:
+        have = dask_worker.plugins.get(name)
+        return have is not None and have.settings() == want
+
+    have = client.run(holds)
+    if not have or not all(have.values()):
+        client.register_plugin(plugin, name=plugin.name)
+
 
 def _worker_plugin(name: str) -> Any:
     from distributed import get_worker
@@ -204,9 +223,8 @@ def extract_on_cluster(client: Any, annotations: str | os.PathLike, image_root: 
     todo = [i for i in ids if i not in done]
     stats = ExtractStats(videos_skipped=len(ids) - len(todo))
     if todo:
-        client.register_plugin(_DetectorPlugin(str(Path(detector_path).resolve()),
-                                               str(Path(annotations).resolve()), device, int(threads)),
-                               name=_EXTRACT_PLUGIN)
+        _ensure_plugin(client, _DetectorPlugin(str(Path(detector_path).resolve()),
+                                               str(Path(annotations).resolve()), device, int(threads)))
         futures = [client.submit(_extract_task, vid, str(Path(image_root).resolve()), str(Path(out).resolve()),
                                  batch_size, lo, hi, device, key=f"genvis-extract-{vid}", pure=False)
                    for vid in todo]
@@ -256,6 +274,18 @@ class _ModelPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         self.model = self.reader = self.dataset = None
+
+    def settings(self) -> tuple:
+        """What the loaded objects depend on (files with their modification times)."""
+        return (self.model_path, _mtime(self.model_path), self.cache, self.annotations, _mtime(self.annotations),
+                self.device, self.threads)
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def _infer_task(video_id: int, out: str, resume_key: dict, n_f_eval: int, top_k: int,
@@ -315,9 +345,8 @@ def infer_on_cluster(client: Any, model_path: str | os.PathLike, cache: str | os
     done = parts.finished(ids)
     todo = [i for i in ids if i not in done]
     if todo:
-        client.register_plugin(_ModelPlugin(str(Path(model_path).resolve()), str(Path(cache).resolve()),
-                                            str(Path(annotations).resolve()), device, int(threads)),
-                               name=_INFER_PLUGIN)
+        _ensure_plugin(client, _ModelPlugin(str(Path(model_path).resolve()), str(Path(cache).resolve()),
+                                            str(Path(annotations).resolve()), device, int(threads)))
         futures = [client.submit(_infer_task, vid, str(Path(out).resolve()), resume_key, int(n_f_eval),
                                  int(top_k), association, key=f"genvis-infer-{vid}", pure=False)
                    for vid in todo]

@@ -99,6 +99,16 @@ def test_identical_methods_tie_and_a_better_method_wins_every_draw():
     assert out["p_a_better"] == 1.0 and out["num_videos"] == 8
     again = paired_bootstrap(gt, [method(1, s) for s in range(2)], [method(0, s) for s in range(3)], n_boot=100)
     assert again["ci95"] == out["ci95"]                     # seeded draws
+    # HOTA / AssA over the same draws: per-seed values are association_metrics' class average
+    from genvis.evaluate.hota import association_metrics
+
+    for k in ("HOTA", "AssA"):
+        r = out["assoc"][k]
+        assert r["a"][1] == pytest.approx(association_metrics(gt, method(1, 1))["class_averaged"][k], abs=1e-5)
+        assert r["b_mean"] == pytest.approx(np.mean([association_metrics(gt, method(0, s))["class_averaged"][k]
+                                                     for s in range(3)]), abs=1e-5)
+        assert r["ci95"][0] <= r["diff"] <= r["ci95"][1]
+    assert same["assoc"]["HOTA"]["diff"] == 0 and same["assoc"]["HOTA"]["ci95"] == [0.0, 0.0]
 
 
 def test_compare_errors():

@@ -186,3 +186,32 @@ def test_finetuning_from_init_keeps_backbone_norm_statistics(split, tmp_path):
     assert torch.equal(det.state_dict()[key], start.state_dict()[key])
     conv = "m2f.model.pixel_level_module.encoder.embedder.embedder.convolution.weight"
     assert not torch.equal(det.state_dict()[conv], start.state_dict()[conv])  # weights still train
+
+
+def test_detector_ap_command(split, tmp_path, monkeypatch, capsys):
+    """genvis detector-ap: the oracle's frame AP written to --out; frame sampling recorded."""
+    from genvis.cli import main
+
+    root, path = split
+    det_path = tmp_path / "det.pt"
+    FrameDetector(CFG).save(det_path)
+
+    def perfect(det, frames, top_k=20, device="cpu", min_size=None, max_size=None):
+        out = []
+        for f in frames:
+            masks, classes = [f[..., 0] == 240], [0]
+            if (f[..., 2] == 200).any():
+                masks.append(f[..., 2] == 200)
+                classes.append(1)
+            out.append((np.linspace(0.9, 0.8, len(masks)), np.array(classes), np.stack(masks)))
+        return out
+
+    monkeypatch.setattr(train_mod, "predict_frame_instances", perfect)
+    out = tmp_path / "ap.json"
+    assert main(["detector-ap", "--detector", str(det_path), "--annotations", str(path), "--image-root",
+                 str(root / "frames"), "--out", str(out), "--frames-per-video", "2", "--no-progress"]) == 0
+    m = json.loads(out.read_text())
+    assert m["AP"] == pytest.approx(100.0) and m["frames"] == 4 and m["frames_per_video"] == 2
+    assert "frame mask AP" in capsys.readouterr().out
+    assert main(["detector-ap", "--detector", str(det_path), "--annotations", str(path), "--image-root",
+                 str(root / "frames"), "--out", str(out), "--frames-per-video", "-1"]) == 2

@@ -64,6 +64,9 @@ def test_identity_swaps_cost_video_ap_only_and_the_horizon_locates_dropped_frame
     assert dropped["frame_AP_before"] == pytest.approx(100.0) and dropped["frame_AP_after"] == pytest.approx(0.0)
     md = format_markdown(out)
     assert "| swapped | 2 | 30.0 | 60.0 / 0.0 | 100.0 | 100.0 | 100.0 |" in md
+    # association metrics: perfect tracks 100; the swaps cost AssA (and HOTA), not detection
+    assert perfect["HOTA_mean"] == pytest.approx(100.0) and perfect["AssA_mean"] == pytest.approx(100.0)
+    assert swapped["AssA_mean"] < 90 and swapped["HOTA_mean"] < 95
     assert "frames 0-3" in md and "frames 4+" in md
 
 

@@ -64,10 +64,10 @@ def test_deterministic_per_seed(tmp_path):
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
 
 
-@pytest.fixture(scope="module")
-def stress_set():
+@pytest.fixture(scope="module", params=["shared", "distinct"])
+def stress_set(request):
     cfg = SynthConfig(num_videos=12, seed=1, height=48, width=64, min_length=20, max_length=60,
-                      valid_fraction=0.0)
+                      valid_fraction=0.0, style=request.param)
     return synth_annotations(cfg, "train")
 
 
@@ -81,12 +81,15 @@ def test_stresses_genvis_cares_about(stress_set):
     # several instances per video and look-alikes (two instances of one category in a video)
     assert np.mean([len(ds.annotations_of(v.id)) for v in ds.videos]) >= 2.5
     lookalike = [v for v in ds.videos if max(Counter(a.category_id for a in ds.annotations_of(v.id)).values()) > 1]
-    assert len(lookalike) >= 3
+    style = ds.info["info"]["synth_config"]["style"]
+    assert len(lookalike) >= (9 if style == "distinct" else 3)
     # instances that leave (or vanish behind others) and come back after >= 3 frames
     def longest_gap(a):
         idx = np.flatnonzero(_present(a))
         return int(np.diff(idx).max()) - 1 if len(idx) > 1 else 0
     assert sum(longest_gap(a) >= 3 for a in anns) >= 3
+    if style == "distinct":  # more exits than the shared style (11 of 49 instances there)
+        assert sum(longest_gap(a) >= 5 for a in anns) >= 0.3 * len(anns)
     # instances first appearing mid-video
     assert sum(int(np.flatnonzero(_present(a))[0]) >= 5 for a in anns) >= 2
     # crossings with occlusion: two instances' boxes overlap heavily on some frame
@@ -142,3 +145,35 @@ def test_valid_videos_grows_valid_and_keeps_train(tmp_path, capsys):
     assert b["valid"]["annotations"][: len(a["valid"]["annotations"])] == a["valid"]["annotations"]
     assert main(["synth", "--out", str(tmp_path / "c"), "--videos", "4", "--valid-videos", "4", *common]) == 2
     assert "--valid-videos: must be in 1..3" in capsys.readouterr().err
+
+
+def test_distinct_style_one_look_per_category(tmp_path, capsys):
+    """--style distinct: each category its own shape and colours, so every instance of a
+    category looks alike (the plain magenta ellipses all have the category's colour)."""
+    from genvis.data.synth import DISTINCT_COLORS
+
+    out = tmp_path / "d"
+    assert main(["synth", "--out", str(out), "--videos", "8", "--seed", "2", "--height", "48", "--width", "64",
+                 "--min-length", "12", "--max-length", "20", "--style", "distinct", "--no-progress"]) == 0
+    ds = load_vis_json(out / "train.json")
+    shapes = [c.supercategory for c in ds.categories]
+    assert len(set(shapes)) == len(shapes) == 6
+    plain = [c.id for c in ds.categories if c.name == "plain_ellipse"][0]
+    seen = 0
+    for a in ds.annotations:
+        if a.category_id != plain:
+            continue
+        v = ds.video(a.video_id)
+        t = int(np.argmax([x or 0 for x in a.areas]))
+        m = mask_ops.annotation_masks(a, v)[t]
+        if m.sum() < 30:
+            continue
+        f = read_frame(out / "frames" / v.file_names[t]).astype(float)
+        inner = m & np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1)
+        assert np.abs(np.median(f[inner], axis=0) - DISTINCT_COLORS[4][0]).max() < 30
+        seen += 1
+    assert seen >= 1
+    from genvis.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="synth.style"):
+        SynthConfig(style="bogus").validate()

@@ -147,7 +147,8 @@ def test_quickstart_and_ablations_dry_run(tmp_path):
     default_points = set(cfg["datasets"]["synth"]["experiments"])
     default_points |= {r["experiment"] for t in ("table4", "table5") for r in a[t]}
     assert counts == {
-        "synth": 1, "detector": 1, "extract": 2, "train": len(experiments),
+        "synth": 1, "detector": 1, "detector_ap": len(cfg["datasets"]["synth"]["eval_splits"]),
+        "extract": 2, "train": len(experiments),
         "infer": len(default_points), "infer_n_f_eval": len(nf_points),
         "evaluate": len(default_points) + len(nf_points),
         "report_spec": 2, "report": 2, "quickstart": 1, "ablations": 1,
@@ -244,6 +245,38 @@ def test_compare_trains_every_seed_and_fine_tunes_from_the_same_seed(tmp_path):
     line = next(x for x in lines if f"--out reports/comparisons/{name}.json" in x)
     a = [f"runs/synth_large/{comps[name]['a']}/seeds/s{s}/valid/results.json" for s in comps[name]["seeds"]]
     assert f"--a {' '.join(a)} --b " in line and f"--plot reports/comparisons/{name}.png" in line
+
+
+def test_table4_long_dry_run_trains_every_row_per_seed_at_10k(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    t = cfg["table4_long"]
+    proc = run_snakemake(tmp_path, "-n", "-p", "table4_long", config=cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    experiments = {r["experiment"] for r in t["rows"]} | {t["control"]["a"], t["control"]["b"]}
+    assert counts["train_seed"] == counts["infer_seed"] == len(experiments) * len(t["seeds"])
+    n_comparisons = len(t["rows"]) - 1 + 1   # every row but the baseline, and the control
+    assert counts["compare_seeds"] == counts["diagnose_comparison"] == n_comparisons
+    assert counts["table4_long_report"] == 1 and "compare" not in counts
+    lines = proc.stdout.splitlines()
+    for e in experiments:
+        line = next(x for x in lines if f"--out runs/synth/{e}/seeds/s4/model.pt" in x)
+        assert "--iterations 10000 " in line and "--seed 4 " in line
+    ft = next(x for x in lines if f"--out runs/synth/{t['control']['a']}/seeds/s2/model.pt" in x)
+    assert f"--init-model runs/synth/{t['baseline']}/seeds/s2/model.pt" in ft
+    line = next(x for x in lines if "--out reports/comparisons/t4l_cl_nv2.json" in x)
+    assert f"--b runs/synth/{t['baseline']}/seeds/s0/valid/results.json" in line
+    assert "genvis report --comparison-table reports/table4_long.spec.json --out-dir reports/table4_long" in proc.stdout
+    # the table's comparisons are not part of the compare target
+    proc = run_snakemake(tmp_path, "-n", "compare", config=cfg)
+    assert proc.returncode == 0 and "t4l_" not in proc.stdout
+
+
+def test_table4_long_without_block_names_the_key(tmp_path):
+    cfg = placeholder_config(tmp_path)
+    del cfg["table4_long"]
+    proc = run_snakemake(tmp_path, "-n", "table4_long", config=cfg)
+    assert proc.returncode != 0 and "needs a 'table4_long' block" in proc.stderr + proc.stdout
 
 
 def test_gpu_overlay_trains_longer_on_cuda(tmp_path):
@@ -443,10 +476,15 @@ def test_tiny_workflow_end_to_end(tiny_run):
     assert [r["experiment"] for r in rows] == experiments
     for row in rows:
         metrics = json.loads((workdir / "runs" / "synth" / row["experiment"] / "valid" / "metrics.json").read_text())
-        for key in ("AP", "AP50", "AP75", "AR1", "AR10"):
+        for key in ("AP", "AP50", "AP75", "AR1", "AR10", "HOTA", "DetA", "AssA", "IDF1"):
             assert 0.0 <= metrics[key] <= 100.0
             assert float(row[key]) == pytest.approx(metrics[key], abs=1e-4)
         assert metrics["AP50"] >= metrics["AP75"]
+    detector = cfg["datasets"]["synth"]["detector"]
+    det_rows = list(csv.DictReader((report / "detector.csv").read_text().splitlines()))
+    frame_ap = json.loads((workdir / "detectors" / "synth" / f"{detector}.valid.frame_ap.json").read_text())
+    assert [r["split"] for r in det_rows] == ["valid"] and 0 <= frame_ap["AP"] <= 100
+    assert float(det_rows[0]["AP"]) == pytest.approx(frame_ap["AP"], abs=1e-4)
     for e in experiments:
         assert (workdir / "runs" / "synth" / e / "model.pt").stat().st_size > 0
     ablations = workdir / "reports" / "synth" / "ablations"

@@ -76,5 +76,9 @@ def run(args: argparse.Namespace) -> int:
     lo, hi = out["ci95"]
     print(f"{la} - {lb}: {out['diff']:+.2f} video AP; 95% interval over {out['num_videos']} videos "
           f"({out['n_boot']} draws): [{lo:+.2f}, {hi:+.2f}]; {la} ahead in {100 * out['p_a_better']:.0f}% of draws")
+    for k, r in out.get("assoc", {}).items():
+        lo_k, hi_k = r["ci95"]
+        print(f"{la} - {lb}: {r['diff']:+.2f} {k} ({_fmt(r['a_mean'])} vs {_fmt(r['b_mean'])}); "
+              f"95% interval [{lo_k:+.2f}, {hi_k:+.2f}]; {la} ahead in {100 * r['p_a_better']:.0f}% of draws")
     print(f"{time.perf_counter() - t0:.1f} s -> {args.out}" + (f", {args.plot}" if args.plot else ""))
     return 0

@@ -4,7 +4,9 @@ Writes ``metrics.json`` (AP, AP50, AP75, APs, APm, APl, AR1, AR10 in percent, nu
 undefined, plus per-category AP; AP / AR per OVIS occlusion level APso, APmo, APho, ARso,
 ARmo, ARho by ground-truth mBOR; with ``--iou boundary`` also the Tube-Boundary AP of VMT,
 AP_B, AP_B50, AP_B75, AR_B1, AR_B10; with ``--protocol davis`` also DAVIS 2017 J&F under
-``"davis"``) atomically and prints a table.
+``"davis"``; HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW, class-averaged as TrackEval's
+YouTube-VIS evaluation, with the full class- and detection-averaged results under
+``association``) atomically and prints tables.
 
 Boundary AP is opt-in because of its cost: on bench_evaluate's 200-video set it takes ~13 s
 of CPU (decoding, eroding and re-encoding the masks of every pair that reaches IoU 0.5)
@@ -95,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
                            workers=workers)
+    metrics.update(_association(gt, results))
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS
@@ -110,6 +113,10 @@ def _run(args: argparse.Namespace) -> int:
     metrics["results"] = str(args.results)
     atomic_write_json(args.out, metrics, indent=1)
     print(format_table(metrics))
+    from genvis.evaluate.hota import format_assoc_table
+
+    print("\nassociation (TrackEval's HOTA / IDF1; every prediction counts, whatever its score):")
+    print(format_assoc_table(metrics))
     if "davis" in metrics:
         from genvis.evaluate.davis_jf import format_davis_table
 
@@ -124,6 +131,15 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(gt.videos)} videos, {len(results)} predicted instances, "
           f"{time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
+
+
+def _association(gt, results) -> dict:
+    """metrics.json entries of :mod:`genvis.evaluate.hota`: the class-averaged HOTA, DetA, AssA,
+    LocA, IDF1, IDSW at top level and the whole result under ``association``."""
+    from genvis.evaluate.hota import ASSOC_KEYS, association_metrics
+
+    assoc = association_metrics(gt, results)
+    return {**{k: assoc["class_averaged"][k] for k in ASSOC_KEYS}, "association": assoc}
 
 
 def _default_workers() -> int:

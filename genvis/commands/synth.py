@@ -11,7 +11,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments: --out, --videos, --seed and the optional size / length / instance settings."""
-    from genvis.data.synth import CATEGORIES, SynthConfig
+    from genvis.data.synth import CATEGORIES, STYLES, SynthConfig
 
     d = SynthConfig()
     parser.add_argument("--out", required=True, type=Path, help="output folder (frames/, train.json, valid.json)")
@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-instances", type=int, default=d.max_instances)
     parser.add_argument("--categories", type=int, default=d.num_categories,
                         help=f"number of categories, 1..{len(CATEGORIES)} (default {d.num_categories})")
+    parser.add_argument("--style", choices=STYLES, default=d.style,
+                        help="'shared': shapes and textures shared between categories, random colours "
+                        "(the original benchmark); 'distinct': one shape, texture and colour pair per "
+                        "category, larger objects: easy frames, look-alike instances (default "
+                        f"{d.style})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = SynthConfig(num_videos=args.videos, seed=args.seed, height=args.height, width=args.width,
                       min_length=args.min_length, max_length=args.max_length,
                       valid_fraction=valid_fraction, min_instances=args.min_instances,
-                      max_instances=args.max_instances, num_categories=args.categories).validate()
+                      max_instances=args.max_instances, num_categories=args.categories,
+                      style=args.style).validate()
     summary = write_synth_dataset(args.out, cfg, progress=not args.no_progress)
     for split in ("train", "valid"):
         s = summary[split]

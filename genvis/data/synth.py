@@ -18,6 +18,22 @@ needs temporal context. What the generator puts in, because it is what GenVIS is
 * lengths from ``min_length`` (10) to ``max_length`` (110) frames, log-uniform, with
   the first video of each split at ``max_length`` and the second at ``min_length``.
 
+Two styles (``SynthConfig.style``):
+
+* ``"shared"`` (the original benchmark, the default): shapes and textures are shared
+  between categories and colours are random per instance, objects 11-22% of the short side.
+  A small frame detector finds it hard (frame mask AP 9-23), so video AP mostly measures
+  detection.
+* ``"distinct"`` (frames solved, association hard): every category has its own shape, its
+  own texture and its own colour pair (jittered by a few grey levels per instance), and
+  objects are larger (16-28% of the short side), so frames are easy to segment and
+  classify; but every instance of a category then looks alike, so telling two of them apart
+  across crossings, occlusions and exits needs temporal context. The look-alike pair, the
+  crossings, the occluder bar, leaving / re-entering and late appearance are as in
+  ``"shared"``, with more of them (look-alike pair in 90% of the videos, a second
+  look-alike pair in 50%; 85% of the instances outside a pair and 40% of those in one
+  leave the frame mid-video and come back).
+
 Output (:func:`write_synth_dataset`): ``DIR/frames/<video>/<00000>.jpg``,
 ``DIR/train.json`` and ``DIR/valid.json`` (OVIS format, both with ground truth,
 ``file_names`` relative to ``DIR/frames``), ``DIR/synth_config.json``. Deterministic for
@@ -59,6 +75,26 @@ CATEGORIES: tuple[tuple[str, str, str], ...] = (
     ("dotted_square", "square", "dots"),
 )
 
+# The "distinct" style: (name, shape, texture), each shape and texture used once, and one
+# colour pair (texture, base; RGB) per category.
+DISTINCT_CATEGORIES: tuple[tuple[str, str, str], ...] = (
+    ("striped_disc", "disc", "stripes"),
+    ("checkered_square", "square", "checker"),
+    ("dotted_triangle", "triangle", "dots"),
+    ("ringed_annulus", "annulus", "rings"),
+    ("plain_ellipse", "ellipse", "plain"),
+    ("gridded_cross", "cross", "grid"),
+)
+DISTINCT_COLORS: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = (
+    ((235, 40, 40), (250, 220, 60)),    # red on yellow
+    ((20, 20, 20), (240, 240, 240)),    # black on white
+    ((30, 60, 220), (120, 230, 250)),   # blue on cyan
+    ((40, 170, 40), (20, 60, 20)),      # green on dark green
+    ((200, 60, 220), (200, 60, 220)),   # plain magenta
+    ((250, 140, 20), (90, 40, 10)),     # orange on brown
+)
+STYLES = ("shared", "distinct")
+
 
 @dataclass
 class SynthConfig:
@@ -78,6 +114,7 @@ class SynthConfig:
     max_instances: int = 6
     num_categories: int = 6
     jpeg_quality: int = 90
+    style: str = "shared"
 
     def validate(self) -> "SynthConfig":
         """Check ranges; return self. Raises ConfigError naming the setting."""
@@ -90,13 +127,21 @@ class SynthConfig:
             ("valid_fraction", 0.0 <= self.valid_fraction < 1.0, "in [0, 1)"),
             ("min_instances", self.min_instances >= 1, ">= 1"),
             ("max_instances", self.max_instances >= self.min_instances, ">= min_instances"),
-            ("num_categories", 1 <= self.num_categories <= len(CATEGORIES), f"in 1..{len(CATEGORIES)}"),
+            ("num_categories", 1 <= self.num_categories <= len(self.category_table),
+             f"in 1..{len(self.category_table)} for style {self.style!r}"),
             ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "in 1..100"),
         ]
+        if self.style not in STYLES:
+            raise ConfigError("synth.style", f"must be one of {list(STYLES)}, got {self.style!r}")
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"synth.{name}", f"must be {rule}, got {getattr(self, name)!r}")
         return self
+
+    @property
+    def category_table(self) -> tuple[tuple[str, str, str], ...]:
+        """(name, shape, texture) per category of this style (the first ``num_categories`` are used)."""
+        return DISTINCT_CATEGORIES if self.style == "distinct" else CATEGORIES
 
     @property
     def num_valid(self) -> int:
@@ -192,6 +237,10 @@ def _texture(texture: str, x: np.ndarray, y: np.ndarray, p: float) -> np.ndarray
         return dx * dx + dy * dy <= (0.32 * p) ** 2
     if texture == "rings":
         return np.sin(2 * np.pi * np.sqrt(x * x + y * y) / p) > 0
+    if texture == "plain":
+        return np.zeros(np.broadcast(x, y).shape, bool)
+    if texture == "grid":
+        return (np.mod(x, p) < 0.3 * p) | (np.mod(y, p) < 0.3 * p)
     raise ValueError(f"unknown texture {texture}")
 
 
@@ -200,6 +249,12 @@ def _random_colors(rng: np.random.Generator) -> np.ndarray:
         c = rng.uniform(20, 235, size=(2, 3))
         if abs(c[0].mean() - c[1].mean()) > 55:
             return c
+
+
+def _category_colors(cat: int, rng: np.random.Generator) -> np.ndarray:
+    """The "distinct" style: the category's colour pair, jittered by a few grey levels."""
+    base = np.asarray(DISTINCT_COLORS[cat], dtype=np.float64)
+    return np.clip(base + rng.normal(0, 5, size=(2, 3)), 0, 255)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -213,10 +268,12 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
     h, w = cfg.height, cfg.width
     n = int(rng.integers(cfg.min_instances, cfg.max_instances + 1))
     side = min(h, w)
+    distinct = cfg.style == "distinct"
+    r_lo, r_hi = (0.16, 0.28) if distinct else (0.11, 0.22)
     specs: list[InstanceSpec] = []
     for k in range(n):
         cat = int(rng.integers(cfg.num_categories))
-        radius = float(rng.uniform(0.11, 0.22) * side)
+        radius = float(rng.uniform(r_lo, r_hi) * side)
         speed = float(rng.uniform(0.6, 2.2) * side / 96)
         ang = rng.uniform(0, 2 * np.pi)
         vel = speed * np.array([math.cos(ang), math.sin(ang)])
@@ -227,7 +284,8 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
         start = 0
         specs.append(InstanceSpec(cat, anchor, anchor_time, vel, bounds, radius,
                                   float(rng.uniform(-0.5, 0.5)), float(rng.normal(0, 0.01)),
-                                  float(rng.uniform(4.5, 7.0) * side / 96), _random_colors(rng),
+                                  float(rng.uniform(4.5, 7.0) * side / 96),
+                                  _category_colors(cat, rng) if distinct else _random_colors(rng),
                                   float(rng.random()), start))
     # late appearance
     for s in specs[1:]:
@@ -235,8 +293,12 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
             s.start = int(rng.integers(length // 4, length // 2 + 1))
     paired: set[int] = set()
     # look-alike: copy the category and colours of another instance, cross it
-    if n >= 2 and rng.random() < 0.6:
-        a, b = rng.choice(n, size=2, replace=False)
+    pair_probs = (0.9, 0.5) if distinct else (0.6,)
+    for prob in pair_probs:
+        free = [k for k in range(n) if k not in paired]
+        if len(free) < 2 or rng.random() >= prob:
+            continue
+        a, b = rng.choice(free, size=2, replace=False)
         specs[b].category = specs[a].category
         specs[b].colors = np.clip(specs[a].colors + rng.normal(0, 6, size=(2, 3)), 0, 255)
         specs[b].period = specs[a].period
@@ -254,7 +316,10 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
     # Leave and re-enter: the bounce box reaches far beyond one edge and the instance is at
     # that far point mid-video, so it is out of view for several frames and comes back.
     for k, s in enumerate(specs):
-        if k in paired or length < 16 or rng.random() >= 0.6:
+        if distinct:  # more exits: every instance may leave, a crossing partner less often
+            if length < 16 or rng.random() >= (0.4 if k in paired else 0.85):
+                continue
+        elif k in paired or length < 16 or rng.random() >= 0.6:
             continue
         axis = int(rng.integers(2))
         extent = (w, h)[axis]
@@ -319,7 +384,7 @@ def render_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> Syn
             ang = s.angle + s.spin * ti
             ca, sa = math.cos(ang), math.sin(ang)
             lx, ly = ca * dx + sa * dy, -sa * dx + ca * dy
-            name, shape, texture = CATEGORIES[s.category]
+            name, shape, texture = cfg.category_table[s.category]
             inside = _shape_mask(shape, lx / r, -ly / r)
             if not inside.any():
                 continue
@@ -379,7 +444,8 @@ def iter_split(cfg: SynthConfig, split: str, first_video_id: int = 1) -> Iterato
 
 def categories(cfg: SynthConfig) -> list[CategoryRecord]:
     """The category records (id = index + 1, name, supercategory = shape)."""
-    return [CategoryRecord(i + 1, name, shape) for i, (name, shape, _) in enumerate(CATEGORIES[: cfg.num_categories])]
+    table = cfg.category_table
+    return [CategoryRecord(i + 1, name, shape) for i, (name, shape, _) in enumerate(table[: cfg.num_categories])]
 
 
 def synth_annotations(cfg: SynthConfig, split: str) -> VISDataset:

@@ -232,6 +232,87 @@ def state_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".state.pt")
 
 
+def _check_training_data(dataset, cfg: DetectorConfig, tcfg: TrainDetectorConfig) -> list[FrameSample]:
+    """Step 1: the frames to train on. Raises InputError (no annotations, class count
+    mismatch, no frame with an instance)."""
+    src = getattr(dataset, "path", None)
+    if not getattr(dataset, "has_annotations", True) or dataset.annotations is None:
+        raise InputError(src, "has no annotations; cannot train a detector on it")
+    if dataset.num_classes != cfg.num_classes:
+        raise InputError(src, f"has {dataset.num_classes} categories but the detector config says "
+                         f"num_classes {cfg.num_classes}")
+    samples = frame_samples(dataset, tcfg.max_frames_per_video)
+    if not samples:
+        raise InputError(src, "no frame with an annotated instance to train on")
+    return samples
+
+
+def _build_detector(cfg: DetectorConfig, tcfg: TrainDetectorConfig, device: str | torch.device,
+                    init: str | os.PathLike | None) -> tuple[FrameDetector, torch.optim.AdamW]:
+    """Step 2: the detector in training mode (seeded; optionally from ``init``, then with frozen
+    backbone norms), its loss's point count, and its optimizer."""
+    torch.manual_seed(tcfg.seed)
+    det = FrameDetector(cfg)
+    if init is not None:
+        det.load_state_dict(FrameDetector.load(init).state_dict())
+    det.m2f.criterion.num_points = tcfg.num_points
+    det.m2f.criterion.matcher.num_points = tcfg.num_points
+    det.to(device).train()
+    if init is not None:
+        _freeze_backbone_norms(det)
+    return det, _optimizer(det, tcfg)
+
+
+def _save_state(spath: Path, det: FrameDetector, opt: torch.optim.Optimizer, gen: torch.Generator,
+                cfg: DetectorConfig, tcfg: TrainDetectorConfig, it: int) -> None:
+    """The resumable state after ``it`` iterations (weights, optimizer, RNGs), atomically."""
+    from genvis.utils.io import atomic_path
+
+    with atomic_path(spath) as tmp:
+        torch.save({"config": cfg.to_dict(), "train_config": asdict(tcfg), "iteration": it,
+                    "model": det.state_dict(), "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
+
+
+def _resume_state(spath: Path, det: FrameDetector, opt: torch.optim.Optimizer, gen: torch.Generator,
+                  cfg: DetectorConfig, tcfg: TrainDetectorConfig) -> int:
+    """Step 3 (``--resume``): restore weights, optimizer and RNGs; return the iteration to
+    continue from. Raises InputError: no state file, corrupt, or written with another config."""
+    if not spath.is_file():
+        raise InputError(spath, "no training state to resume from")
+    from genvis.utils.torch_io import load_weights_only
+
+    st = load_weights_only(spath, "training state (delete it to start afresh)")
+    if st.get("config") != cfg.to_dict() or st.get("train_config") != asdict(tcfg):
+        raise InputError(spath, "training state was written with another config; "
+                         "delete it or train without --resume")
+    det.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    gen.set_state(st["generator"])
+    torch.set_rng_state(st["torch_rng"])
+    return int(st["iteration"])
+
+
+def _train_step(det: FrameDetector, opt: torch.optim.Optimizer, batch, it: int, tcfg: TrainDetectorConfig,
+                device: str | torch.device, src: Any) -> float:
+    """Step 4, once per iteration: set the scheduled lr, forward with the Mask2Former loss,
+    backward, clip, step. Returns the loss. Raises InputError when the loss is not finite."""
+    pixels, mask_labels, class_labels = batch
+    for g, base in zip(opt.param_groups, (tcfg.lr, tcfg.lr * tcfg.backbone_lr_multiplier)):
+        g["lr"] = base * _lr_factor(it, tcfg)
+    out_m2f, _ = det.run(pixels.to(device), [m.to(device) for m in mask_labels],
+                         [c.to(device) for c in class_labels])
+    loss = out_m2f.loss
+    if not torch.isfinite(loss):
+        raise InputError(src, f"training diverged (loss {loss.item()}) at iteration {it}; lower lr")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if tcfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(det.parameters(), tcfg.grad_clip)
+    opt.step()
+    return float(loss.item())
+
+
 def train_detector(
     dataset,
     image_root: str | os.PathLike,
@@ -245,6 +326,11 @@ def train_detector(
     stop_after: int | None = None,
 ) -> FrameDetector:
     """Train a :class:`FrameDetector` on the frames of ``dataset``; writes ``out`` (atomic).
+
+    Steps: the training frames (:func:`_check_training_data`), the detector and optimizer
+    (:func:`_build_detector`), the resumed state (:func:`_resume_state`), the iterations
+    (:func:`_make_batch`, :func:`_train_step`, :func:`_save_state` every
+    ``checkpoint_every``), then the detector file.
 
     Args:
         dataset: a ``VISDataset`` with annotations; K must equal ``cfg.num_classes``.
@@ -268,51 +354,12 @@ def train_detector(
     from tqdm import tqdm
 
     src = getattr(dataset, "path", None)
-    if not getattr(dataset, "has_annotations", True) or dataset.annotations is None:
-        raise InputError(src, "has no annotations; cannot train a detector on it")
-    if dataset.num_classes != cfg.num_classes:
-        raise InputError(src, f"has {dataset.num_classes} categories but the detector config says "
-                         f"num_classes {cfg.num_classes}")
-    samples = frame_samples(dataset, tcfg.max_frames_per_video)
-    if not samples:
-        raise InputError(src, "no frame with an annotated instance to train on")
+    samples = _check_training_data(dataset, cfg, tcfg)
     image_root = Path(image_root)
-
-    torch.manual_seed(tcfg.seed)
-    det = FrameDetector(cfg)
-    if init is not None:
-        det.load_state_dict(FrameDetector.load(init).state_dict())
-    det.m2f.criterion.num_points = tcfg.num_points
-    det.m2f.criterion.matcher.num_points = tcfg.num_points
-    det.to(device).train()
-    if init is not None:
-        _freeze_backbone_norms(det)
-    opt = _optimizer(det, tcfg)
+    det, opt = _build_detector(cfg, tcfg, device, init)
     gen = torch.Generator().manual_seed(tcfg.seed)
-    start = 0
     spath = state_path(out)
-    if resume:
-        if not spath.is_file():
-            raise InputError(spath, "no training state to resume from")
-        from genvis.utils.torch_io import load_weights_only
-
-        st = load_weights_only(spath, "training state (delete it to start afresh)")
-        if st.get("config") != cfg.to_dict() or st.get("train_config") != asdict(tcfg):
-            raise InputError(spath, "training state was written with another config; "
-                             "delete it or train without --resume")
-        det.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["generator"])
-        torch.set_rng_state(st["torch_rng"])
-        start = int(st["iteration"])
-
-    def save_state(it: int) -> None:
-        from genvis.utils.io import atomic_path
-
-        with atomic_path(spath) as tmp:
-            torch.save({"config": cfg.to_dict(), "train_config": asdict(tcfg), "iteration": it,
-                        "model": det.state_dict(), "optimizer": opt.state_dict(),
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
+    start = _resume_state(spath, det, opt, gen, cfg, tcfg) if resume else 0
 
     bar = tqdm(total=tcfg.iterations, initial=start, desc="train-detector", unit="it",
                disable=not progress, dynamic_ncols=True)
@@ -321,26 +368,14 @@ def train_detector(
     try:
         for it in range(start, tcfg.iterations):
             idx = torch.randint(len(samples), (tcfg.batch_size,), generator=gen).tolist()
-            pixels, mask_labels, class_labels = _make_batch(dataset, image_root, [samples[i] for i in idx],
-                                                            cfg, tcfg, gen)
-            for g, base in zip(opt.param_groups, (tcfg.lr, tcfg.lr * tcfg.backbone_lr_multiplier)):
-                g["lr"] = base * _lr_factor(it, tcfg)
-            out_m2f, _ = det.run(pixels.to(device), [m.to(device) for m in mask_labels],
-                                 [c.to(device) for c in class_labels])
-            loss = out_m2f.loss
-            if not torch.isfinite(loss):
-                raise InputError(src, f"training diverged (loss {loss.item()}) at iteration {it}; lower lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(det.parameters(), tcfg.grad_clip)
-            opt.step()
-            ema = loss.item() if ema is None else 0.9 * ema + 0.1 * loss.item()
+            batch = _make_batch(dataset, image_root, [samples[i] for i in idx], cfg, tcfg, gen)
+            loss = _train_step(det, opt, batch, it, tcfg, device, src)
+            ema = loss if ema is None else 0.9 * ema + 0.1 * loss
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.3f}")
             done = it + 1
             if done % tcfg.checkpoint_every == 0 or (stop_after is not None and done >= stop_after):
-                save_state(done)
+                _save_state(spath, det, opt, gen, cfg, tcfg, done)
             if stop_after is not None and done >= stop_after and done < tcfg.iterations:
                 det.eval()
                 return det
@@ -392,7 +427,8 @@ def predict_frame_instances(det: FrameDetector, frames: np.ndarray, top_k: int =
 def evaluate_frame_ap(det: FrameDetector, dataset, image_root: str | os.PathLike, top_k: int = 20,
                       batch_size: int = 8, device: str | torch.device = "cpu",
                       progress: bool = True, max_frames_per_video: int = 0) -> dict[str, float]:
-    """COCO-style frame-level mask AP of the detector on a VIS split (pycocotools COCOeval).
+    """COCO-style frame-level mask AP of the detector on a VIS split (pycocotools COCOeval,
+    through :func:`genvis.evaluate.frame_ap.coco_mask_ap`).
 
     Every annotated frame is an image; every instance present in it a ground-truth object.
 
@@ -403,15 +439,11 @@ def evaluate_frame_ap(det: FrameDetector, dataset, image_root: str | os.PathLike
     Raises:
         InputError: the split has no annotations; frames unreadable.
     """
-    import contextlib
-    import io
-
     from pycocotools import mask as mask_utils
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
     from tqdm import tqdm
 
     from genvis.data.frames import read_frames
+    from genvis.evaluate.frame_ap import coco_mask_ap
 
     src = getattr(dataset, "path", None)
     if dataset.annotations is None:
@@ -448,19 +480,9 @@ def evaluate_frame_ap(det: FrameDetector, dataset, image_root: str | os.PathLike
     keys = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"]
     if not gts:
         raise InputError(src, "no annotated instance in the evaluated frames")
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": gts,
-                  "categories": [{"id": i + 1, "name": str(i)} for i in range(dataset.num_classes)]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        if not dts:
-            return {**{k: 0.0 for k in keys}, "frames": len(images)}
-        dt = gt.loadRes(dts)
-        ev = COCOeval(gt, dt, iouType="segm")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [float(s) * 100 if s >= 0 else -1.0 for s in ev.stats]
-    res = dict(zip(keys, stats))
+    if not dts:
+        return {**{k: 0.0 for k in keys}, "frames": len(images)}
+    stats = coco_mask_ap(images, gts, dts, [(i + 1, str(i)) for i in range(dataset.num_classes)])
+    res = {k: -1.0 if v is None else v for k, v in zip(keys, stats)}
     res["frames"] = len(images)
     return res

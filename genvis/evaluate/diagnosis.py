@@ -26,6 +26,7 @@ from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
 from genvis.evaluate.frame_ap import frame_mask_ap
+from genvis.evaluate.hota import association_metrics
 from genvis.evaluate.ytvis_eval import evaluate
 
 
@@ -80,7 +81,8 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
         {"horizon": H or None, "bins": [[start, stop], ...] (with a horizon: :func:`frame_bins`
         of H and the longest video, else []), "bin_videos": [videos reaching each bin],
         "rows": [{"label", "video_AP": [per seed],
-        "video_AP_mean", "frame_AP": [per seed], "frame_AP_mean", and with a horizon
+        "video_AP_mean", "frame_AP": [per seed], "frame_AP_mean", "HOTA" / "AssA": [per seed,
+        class-averaged, :mod:`genvis.evaluate.hota`], "HOTA_mean", "AssA_mean", and with a horizon
         "frame_AP_before", "frame_AP_after" (seed means) and "frame_AP_bins" (seed mean per
         bin)}]}; APs in percent, None where undefined (e.g. a range without ground truth).
 
@@ -99,8 +101,12 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
             raise InputError(None, f"row {row.label!r}: no results")
         video = [evaluate(gt, res)["AP"] for res in row.seeds]
         frame = [frame_mask_ap(gt, res)["AP"] for res in row.seeds]
+        assoc = [association_metrics(gt, res)["class_averaged"] for res in row.seeds]
         r = {"label": row.label, "video_AP": video, "video_AP_mean": _mean(video),
              "frame_AP": frame, "frame_AP_mean": _mean(frame)}
+        for k in ("HOTA", "AssA"):
+            r[k] = [a[k] for a in assoc]
+            r[f"{k}_mean"] = _mean(r[k])
         if horizon is not None:
             h = int(horizon)
             per_bin = [[frame_mask_ap(gt, res, b)["AP"] for res in row.seeds] for b in bins]
@@ -129,12 +135,14 @@ def format_markdown(diagnosis: dict) -> str:
     head = ["method / association", "seeds", "video AP (mean)", "video AP per seed", "frame AP"]
     if h is not None:
         head += [f"frame AP, frames 0-{h - 1}", f"frame AP, frames {h}+"]
+    head += ["HOTA", "AssA"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in diagnosis["rows"]:
         cells = [r["label"], str(len(r["video_AP"])), f(r["video_AP_mean"]),
                  " / ".join(f(v) for v in r["video_AP"]), f(r["frame_AP_mean"])]
         if h is not None:
             cells += [f(r["frame_AP_before"]), f(r["frame_AP_after"])]
+        cells += [f(r.get("HOTA_mean")), f(r.get("AssA_mean"))]
         lines.append("| " + " | ".join(cells) + " |")
     bins = diagnosis.get("bins") or []
     if bins:

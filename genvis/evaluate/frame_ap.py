@@ -34,6 +34,42 @@ def _kept_frames(video: Any, segmentations: Sequence[Any], image_id: dict) -> It
                 yield image_id[(video.id, t)], rle
 
 
+def coco_mask_ap(images: list[dict], annotations: list[dict], detections: list[dict],
+                 categories: Sequence[tuple[int, str]]) -> list[float | None]:
+    """COCO mask AP of per-image detections: the one frame-AP builder of the project (the
+    video results' frame AP here, the frame detector's in :mod:`genvis.detector.train`).
+
+    Args:
+        images: ``{"id", "height", "width"}`` per image (a frame).
+        annotations: COCO ground truth (``id``, ``image_id``, ``category_id``, compressed RLE
+            ``segmentation``, ``area``, ``bbox``, ``iscrowd``).
+        detections: ``{"image_id", "category_id", "segmentation", "score"}`` (may be empty).
+        categories: (id, name) pairs.
+
+    Returns:
+        The 12 ``COCOeval.summarize`` stats (pycocotools, ``iouType="segm"``, max detections
+        1 / 10 / 100): AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl in
+        percent, None where COCOeval reports -1 (no ground truth in that range).
+    """
+    cats = [{"id": int(i), "name": str(n)} for i, n in categories]
+    coco_gt = COCO()
+    coco_gt.dataset = {"images": images, "annotations": annotations, "categories": cats}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_gt.createIndex()
+        if detections:
+            coco_dt = coco_gt.loadRes(detections)
+        else:
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": images, "annotations": [], "categories": cats}
+            coco_dt.createIndex()
+        ev = COCOeval(coco_gt, coco_dt, "segm")
+        ev.params.maxDets = [1, 10, 100]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [None if s < 0 else 100.0 * float(s) for s in ev.stats]
+
+
 def frame_mask_ap(gt: Any, results: Sequence[Any], frames: tuple[int, int | None] = (0, None)) -> dict[str, Any]:
     """COCO mask AP over the frames of the videos, identities ignored.
 
@@ -73,19 +109,5 @@ def frame_mask_ap(gt: Any, results: Sequence[Any], frames: tuple[int, int | None
     out: dict[str, Any] = {"frames": len(images), "detections": len(dets)}
     if not any(a["iscrowd"] == 0 for a in anns):
         return {**out, **{k: None for k in FRAME_KEYS}}
-    coco_gt = COCO()
-    coco_gt.dataset = {"images": images, "annotations": anns,
-                       "categories": [{"id": c.id, "name": c.name} for c in gt.categories]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
-        if not dets:
-            coco_dt.dataset = {"images": images, "annotations": [], "categories": coco_gt.dataset["categories"]}
-            coco_dt.createIndex()
-        ev = COCOeval(coco_gt, coco_dt, "segm")
-        ev.params.maxDets = [1, 10, 100]
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [None if s < 0 else 100.0 * float(s) for s in ev.stats]
+    stats = coco_mask_ap(images, anns, dets, [(c.id, c.name) for c in gt.categories])
     return {**out, "AP": stats[0], "AP50": stats[1], "AP75": stats[2], "AR100": stats[8]}

@@ -1,8 +1,10 @@
 """Reading the ``metrics.json`` files written by ``genvis evaluate``.
 
 A metrics file is a JSON object whose scalar entries (``AP``, ``AP50``, ``AP75``, ``APs``,
-``APm``, ``APl``, ``AR1``, ``AR10``) are percentages in 0-100; other entries (such as
-``per_category_AP``) are kept but not used by the tables.
+``APm``, ``APl``, ``AR1``, ``AR10``; the association metrics ``HOTA``, ``DetA``, ``AssA``,
+``LocA``, ``IDF1``, class-averaged, of :mod:`genvis.evaluate.hota`) are percentages in 0-100
+(``IDSW`` is a count); other entries (such as ``per_category_AP``, ``association``) are kept
+but not used by the tables.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from genvis.errors import InputError
 PAPER_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "AR1", "AR10")
 #: Every scalar metric ``genvis evaluate`` writes, in display order.
 ALL_METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
+#: The association columns every report shows beside AP (:mod:`genvis.evaluate.hota`).
+ASSOC_METRICS: tuple[str, ...] = ("HOTA", "DetA", "AssA", "IDF1")
 #: AP / AR per OVIS occlusion level (ground-truth mBOR), written by every ``genvis evaluate``.
 OCCLUSION_METRICS: tuple[str, ...] = ("APso", "APmo", "APho", "ARso", "ARmo", "ARho")
 #: Tube-Boundary AP (VMT), written by ``genvis evaluate --iou boundary``.
@@ -71,7 +75,9 @@ def metric_value(metrics: dict[str, Any], key: str, source: str | os.PathLike) -
     """
     if key not in metrics:
         have = ", ".join(sorted(k for k, v in metrics.items() if _is_number(v))) or "none"
-        raise InputError(source, f"metric {key!r} missing (numeric metrics present: {have})")
+        hint = " (written before genvis evaluate reported association metrics: evaluate again)" \
+            if key in ASSOC_METRICS and "AP" in metrics else ""
+        raise InputError(source, f"metric {key!r} missing (numeric metrics present: {have}){hint}")
     value = metrics[key]
     if value is None:
         return float("nan")

@@ -13,7 +13,7 @@
 
 def comparison_cfg(name):
     """The config block comparisons.<name>, checked against the datasets and experiments."""
-    comps = config.get("comparisons") or {}
+    comps = {**table4_long_comparisons(), **(config.get("comparisons") or {})}  # table4.smk
     if name not in comps:
         raise ConfigError(f"comparisons.{name}",
                           f"comparison not configured (configured: {', '.join(sorted(comps)) or 'none'})")

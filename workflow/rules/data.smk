@@ -16,6 +16,8 @@ def _synth_args(wildcards, train_videos=None):
     for key in ("height", "width", "min_length", "max_length", "categories", "valid_videos"):
         if s.get(key):
             args += f" --{key.replace('_', '-')} {int(s[key])}"
+    if s.get("style"):
+        args += f" --style {s['style']}"
     return args
 
 

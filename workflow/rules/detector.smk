@@ -68,3 +68,30 @@ rule detector:
         + THREAD_ENV + " exec genvis train-detector {params.files}{params.settings} --device " + DEVICE
         + " --threads {threads} --no-progress; "
         "else " + THREAD_ENV + " exec genvis import-checkpoint {params.files}; fi > {log} 2>&1"
+
+
+rule detector_ap:
+    """detectors/<dataset>/<detector>.<split>.frame_ap.json: the detector's frame mask AP on a
+    split with ground truth (genvis detector-ap; datasets.<dataset>.detector_ap_frames frames
+    per video), shown in the summary report."""
+    input:
+        detector="detectors/{dataset}/{detector}.pt",
+        annotations=lambda wc: split_annotations(wc.dataset, wc.split),
+    output:
+        "detectors/{dataset}/{detector}.{split}.frame_ap.json",
+    params:
+        image_root=lambda wc: split_image_root(wc.dataset, wc.split),
+        frames=lambda wc: int(dataset_cfg(wc.dataset).get("detector_ap_frames") or 0),
+    wildcard_constraints:
+        dataset=NAME,
+        detector=NAME,
+        split=NAME,
+    log:
+        "logs/{dataset}/detector/{detector}.{split}.frame_ap.log",
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        THREAD_ENV + " exec genvis detector-ap --detector {input.detector} --annotations {input.annotations}"
+        " --image-root {params.image_root} --out {output} --frames-per-video {params.frames}"
+        " --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"

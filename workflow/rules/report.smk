@@ -4,7 +4,7 @@
 
 import json
 
-from genvis.report.metrics import ALL_METRICS, DAVIS_METRICS, OCCLUSION_METRICS, PAPER_METRICS
+from genvis.report.metrics import ALL_METRICS, ASSOC_METRICS, DAVIS_METRICS, OCCLUSION_METRICS, PAPER_METRICS
 
 
 def summary_spec(dataset):
@@ -19,9 +19,10 @@ def summary_spec(dataset):
         raise ConfigError(f"datasets.{dataset}.eval_splits", "no eval_splits: nothing to report")
     tables = [{
         "name": "results",
-        "title": f"{dataset}: video AP / AR (percent) per experiment, detector {d['detector']}",
+        "title": f"{dataset}: video AP / AR and HOTA / DetA / AssA / IDF1 (percent) per experiment, "
+                 f"detector {d['detector']}",
         "label_columns": ["experiment", "split"],
-        "metrics": list(ALL_METRICS),
+        "metrics": list(ALL_METRICS) + list(ASSOC_METRICS),
         "rows": rows,
     }, {
         "name": "occlusion",
@@ -40,6 +41,18 @@ def summary_spec(dataset):
             "metrics": list(DAVIS_METRICS),
             "rows": davis_rows,
         })
+    if d.get("detector_ap_frames") is not None:
+        n = int(d["detector_ap_frames"])
+        tables.append({
+            "name": "detector",
+            "title": f"{dataset}: frame detector {d['detector']}, frame mask AP (percent, identities ignored; "
+                     + ("all frames" if n == 0 else f"{n} evenly spaced frames per video") + ")",
+            "label_columns": ["detector", "split"],
+            "metrics": ["AP", "AP50", "AP75"],
+            "rows": [{"labels": {"detector": d["detector"], "split": s},
+                      "metrics": f"detectors/{dataset}/{d['detector']}.{s}.frame_ap.json"}
+                     for s in d.get("eval_splits", [])],
+        })
     return {"title": f"{dataset}: video instance segmentation, local scoring", "tables": tables}
 
 
@@ -57,7 +70,7 @@ def ablations_spec(dataset):
             "name": "table4",
             "title": "Table 4: inter-clip association (CL, UVLA) and memory (IPM)",
             "label_columns": ["experiment", "N_v", "CL", "UVLA", "IPM"],
-            "metrics": list(PAPER_METRICS),
+            "metrics": list(PAPER_METRICS) + list(ASSOC_METRICS),
             "rows": [{"labels": {k: r[k] for k in ("experiment", "N_v", "CL", "UVLA", "IPM")},
                       "metrics": metrics_path(dataset, r["experiment"], split)} for r in a["table4"]],
         })
@@ -66,7 +79,7 @@ def ablations_spec(dataset):
             "name": "table5",
             "title": "Table 5: memory decoding in IPM",
             "label_columns": ["experiment", "decoding"],
-            "metrics": list(PAPER_METRICS),
+            "metrics": list(PAPER_METRICS) + list(ASSOC_METRICS),
             "rows": [{"labels": {"experiment": r["experiment"], "decoding": r["decoding"]},
                       "metrics": metrics_path(dataset, r["experiment"], split)} for r in a["table5"]],
         })
@@ -75,7 +88,7 @@ def ablations_spec(dataset):
             "name": "table6",
             "title": "Table 6: clip length N_f (N_f^train = N_f^eval)",
             "label_columns": ["experiment", "N_f"],
-            "metrics": list(PAPER_METRICS),
+            "metrics": list(PAPER_METRICS) + list(ASSOC_METRICS),
             "rows": [{"labels": {"experiment": r["experiment"], "N_f": r["N_f"]},
                       "metrics": metrics_path(dataset, r["experiment"], split, r["N_f"])} for r in a["table6"]],
         })

@@ -1,0 +1,439 @@
+"""Association metrics of video results: HOTA / DetA / AssA / LocA, IDF1 and ID switches.
+
+Definitions: HOTA (Luiten et al., "HOTA: A Higher Order Metric for Evaluating Multi-Object
+Tracking", IJCV 2021, eqs. 1-12), the identity metrics IDF1 / IDP / IDR (Ristani et al.,
+ECCV-W 2016) and the CLEAR-MOT ID switches and MOTA (Bernardin & Stiefelhagen, 2008),
+computed as the official TrackEval code does for YouTube-VIS results (its ``YouTubeVIS``
+dataset class with the ``HOTA``, ``Identity`` and ``CLEAR`` metrics); the GvSEG supplement's
+HOTA on BURST comes from the same code. That code is not installable here; this is an
+independent numpy / scipy implementation of the same computation:
+
+* **detections**: an instance (ground truth or prediction) is present on frame ``t`` when its
+  segmentation there is not null (an empty but non-null mask still counts). Every prediction
+  of the results json counts, whatever its score; crowd flags and areas play no part.
+* **similarity**: mask IoU of a ground-truth and a predicted mask on the same frame
+  (``pycocotools.mask.iou``, one call per frame for all pairs present).
+* **sequences**: every (video, category) pair is one sequence holding the ground truth and
+  the predictions of that category; every category of the ground-truth json is evaluated.
+* **HOTA** per sequence, for each of 19 thresholds ``alpha = 0.05, 0.10, ..., 0.95``:
+  global alignment ``A(g, d) = sum_t S_t(g, d) / (n_g + n_d - sum_t S_t(g, d))`` with
+  ``S_t(g, d) = IoU / (sum of g's row + sum of d's column - IoU)`` on frame ``t``; each frame
+  is matched by the Hungarian algorithm maximising ``A(g, d) * IoU(g, d)``; a matched pair
+  is a true positive at ``alpha`` if ``IoU >= alpha``; then
+  ``DetA = TP / (TP + FN + FP)``, ``AssA = sum_TP TPA / (TPA + FNA + FPA) / TP``,
+  ``LocA = mean IoU of the TPs``, ``HOTA = sqrt(DetA * AssA)``.
+* **sequences combined** per category: TP / FN / FP summed, AssA / AssRe / AssPr / LocA
+  averaged weighted by TP; HOTA and DetA recomputed from the sums.
+* **categories combined** two ways: *class-averaged* (TrackEval's ``cls_comb_cls_av``, the
+  headline YouTube-VIS / BURST number): the per-category curves averaged over categories
+  with any TP, FN or FP; *detection-averaged* (``cls_comb_det_av``): counts summed over
+  categories, then combined as sequences are.
+* a reported scalar is the mean over the 19 alphas (TrackEval's summary), ``HOTA(0)`` /
+  ``LocA(0)`` are the values at alpha = 0.05.
+* **IDF1**: the bijective track matching (Hungarian over ground-truth and predicted tracks,
+  a frame pair counts as a match when IoU >= 0.5) that minimises IDFN + IDFP;
+  ``IDF1 = IDTP / (IDTP + (IDFN + IDFP) / 2)``.
+* **IDSW / MOTA**: per frame, a Hungarian matching at IoU >= 0.5 that keeps last frame's
+  pairs first; an ID switch is a ground-truth instance matched to a different prediction
+  than the last time it was matched.
+
+Per-video counts are kept apart (:func:`video_counts`) so a video bootstrap re-combines
+resampled video lists without matching again (:func:`combine`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from scipy.optimize import linear_sum_assignment
+
+from genvis.data import masks as mask_ops
+from genvis.data.results import VideoResult
+from genvis.data.ytvis import VISDataset
+from genvis.errors import InputError
+
+ALPHAS = np.arange(0.05, 0.99, 0.05)  # 19 localisation thresholds, as TrackEval
+_EPS = np.finfo("float").eps
+MATCH_IOU = 0.5  # the Identity / CLEAR matching threshold
+
+#: metrics.json keys (percent, except IDSW: a count), in table order.
+ASSOC_KEYS = ("HOTA", "DetA", "AssA", "LocA", "IDF1", "IDSW")
+
+
+@dataclass
+class Counts:
+    """Summable raw counts of one sequence (or of several combined).
+
+    Attributes:
+        tp, fn, fp: float64 [19] HOTA true positives / misses / false positives per alpha.
+        ass, ass_re, ass_pr: float64 [19] sums over true positives of the association
+            IoU / recall / precision of their (ground truth, prediction) pair (AssA * TP).
+        loc: float64 [19] sum of the true positives' mask IoU (LocA * TP).
+        idtp, idfn, idfp: identity true positives / misses / false positives (frames).
+        clr_tp, clr_fn, clr_fp, idsw: CLEAR-MOT counts at IoU 0.5 and the ID switches.
+    """
+
+    tp: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
+    fn: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
+    fp: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
+    ass: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
+    ass_re: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
+    ass_pr: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
+    loc: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHAS)))
+    idtp: int = 0
+    idfn: int = 0
+    idfp: int = 0
+    clr_tp: int = 0
+    clr_fn: int = 0
+    clr_fp: int = 0
+    idsw: int = 0
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.tp + other.tp, self.fn + other.fn, self.fp + other.fp, self.ass + other.ass,
+                      self.ass_re + other.ass_re, self.ass_pr + other.ass_pr, self.loc + other.loc,
+                      self.idtp + other.idtp, self.idfn + other.idfn, self.idfp + other.idfp,
+                      self.clr_tp + other.clr_tp, self.clr_fn + other.clr_fn, self.clr_fp + other.clr_fp,
+                      self.idsw + other.idsw)
+
+    @property
+    def empty(self) -> bool:
+        """True when the sequence(s) hold no detection at all (no TP, FN or FP at any alpha)."""
+        return not bool(((self.tp + self.fn + self.fp) > _EPS).any())
+
+
+def _sum(items: Iterable[Counts]) -> Counts:
+    out = Counts()
+    for c in items:
+        out = out + c
+    return out
+
+
+def sequence_counts(gt_ids: Sequence[np.ndarray], pred_ids: Sequence[np.ndarray],
+                    similarity: Sequence[np.ndarray]) -> Counts:
+    """HOTA, identity and CLEAR counts of one sequence (one category of one video).
+
+    Args:
+        gt_ids: per frame, int64 [G_t] ids of the ground-truth instances present (any ints,
+            unique within a frame).
+        pred_ids: per frame, int64 [D_t] ids of the predictions present.
+        similarity: per frame, float64 [G_t, D_t] mask IoU (rows in ``gt_ids`` order,
+            columns in ``pred_ids`` order).
+
+    Returns:
+        :class:`Counts` of the sequence.
+
+    Raises:
+        ValueError: the three lists differ in length, a similarity has the wrong shape, or
+            an id repeats within a frame.
+    """
+    if not len(gt_ids) == len(pred_ids) == len(similarity):
+        raise ValueError("gt_ids, pred_ids and similarity need one entry per frame")
+    g_frames = [np.asarray(g, dtype=np.int64).reshape(-1) for g in gt_ids]
+    d_frames = [np.asarray(d, dtype=np.int64).reshape(-1) for d in pred_ids]
+    sims = [np.asarray(s, dtype=np.float64).reshape(len(g), len(d)) for g, d, s in zip(g_frames, d_frames, similarity)]
+    for t, (g, d) in enumerate(zip(g_frames, d_frames)):
+        if len(np.unique(g)) != len(g) or len(np.unique(d)) != len(d):
+            raise ValueError(f"frame {t}: an id repeats within the frame")
+    # relabel ids to 0..n-1 (sorted original ids, as TrackEval)
+    g_uni = np.unique(np.concatenate(g_frames)) if g_frames else np.zeros(0, np.int64)
+    d_uni = np.unique(np.concatenate(d_frames)) if d_frames else np.zeros(0, np.int64)
+    g_frames = [np.searchsorted(g_uni, g) for g in g_frames]
+    d_frames = [np.searchsorted(d_uni, d) for d in d_frames]
+    n_gdet = sum(len(g) for g in g_frames)
+    n_ddet = sum(len(d) for d in d_frames)
+    c = Counts()
+    n_a = len(ALPHAS)
+    if n_ddet == 0:
+        c.fn[:] = n_gdet
+        c.idfn = c.clr_fn = n_gdet
+        return c
+    if n_gdet == 0:
+        c.fp[:] = n_ddet
+        c.idfp = c.clr_fp = n_ddet
+        return c
+    ng, nd = len(g_uni), len(d_uni)
+
+    # --- HOTA: global alignment, then per-frame matching ---
+    potential = np.zeros((ng, nd))
+    g_count = np.zeros((ng, 1))
+    d_count = np.zeros((1, nd))
+    id_potential = np.zeros((ng, nd))
+    for g, d, s in zip(g_frames, d_frames, sims):
+        denom = s.sum(0)[None, :] + s.sum(1)[:, None] - s
+        sim_iou = np.zeros_like(s)
+        ok = denom > 0 + _EPS
+        sim_iou[ok] = s[ok] / denom[ok]
+        potential[g[:, None], d[None, :]] += sim_iou
+        g_count[g] += 1
+        d_count[0, d] += 1
+        gi, di = np.nonzero(s >= MATCH_IOU)
+        id_potential[g[gi], d[di]] += 1
+    align = potential / (g_count + d_count - potential)
+    matches = np.zeros((n_a, ng, nd))
+    a_idx = np.arange(n_a)
+    prev_any = np.full(ng, -1)   # CLEAR: last matched prediction of each gt (any earlier frame)
+    prev_last = np.full(ng, -1)  # CLEAR: matched prediction on the previous frame
+    for g, d, s in zip(g_frames, d_frames, sims):
+        if len(g) == 0:
+            c.fp += len(d)
+            c.clr_fp += len(d)
+            continue
+        if len(d) == 0:
+            c.fn += len(g)
+            c.clr_fn += len(g)
+            continue
+        rows, cols = linear_sum_assignment(-(align[g[:, None], d[None, :]] * s))
+        ok = s[rows, cols][None, :] >= ALPHAS[:, None] - _EPS  # [A, M]
+        n_match = ok.sum(1)
+        c.tp += n_match
+        c.fn += len(g) - n_match
+        c.fp += len(d) - n_match
+        c.loc += (ok * s[rows, cols][None, :]).sum(1)
+        ai, mi = np.nonzero(ok)
+        np.add.at(matches, (a_idx[ai], g[rows[mi]], d[cols[mi]]), 1)
+        # CLEAR: keep last frame's pairs first (weight 1000), then maximise IoU
+        score = 1000.0 * (d[None, :] == prev_last[g][:, None]) + s
+        score[s < MATCH_IOU - _EPS] = 0
+        r2, c2 = linear_sum_assignment(-score)
+        keep = score[r2, c2] > 0 + _EPS
+        mg, md = g[r2[keep]], d[c2[keep]]
+        had = prev_any[mg]
+        c.idsw += int(np.count_nonzero((had >= 0) & (had != md)))
+        prev_any[mg] = md
+        prev_last[:] = -1
+        prev_last[mg] = md
+        c.clr_tp += len(mg)
+        c.clr_fn += len(g) - len(mg)
+        c.clr_fp += len(d) - len(mg)
+    tpa = matches
+    c.ass = (tpa * tpa / np.maximum(1, g_count[None] + d_count[None] - tpa)).sum((1, 2))
+    c.ass_re = (tpa * tpa / np.maximum(1, g_count[None])).sum((1, 2))
+    c.ass_pr = (tpa * tpa / np.maximum(1, d_count[None])).sum((1, 2))
+
+    # --- IDF1: bijective track matching minimising IDFN + IDFP ---
+    gc, dc = g_count[:, 0], d_count[0]
+    n = ng + nd
+    fn_mat = np.zeros((n, n))
+    fp_mat = np.zeros((n, n))
+    fp_mat[ng:, :nd] = 1e10
+    fn_mat[:ng, nd:] = 1e10
+    fn_mat[:ng, :nd] = gc[:, None]
+    fn_mat[np.arange(ng), nd + np.arange(ng)] = gc
+    fp_mat[:ng, :nd] = dc[None, :]
+    fp_mat[ng + np.arange(nd), np.arange(nd)] = dc
+    fn_mat[:ng, :nd] -= id_potential
+    fp_mat[:ng, :nd] -= id_potential
+    r, k = linear_sum_assignment(fn_mat + fp_mat)
+    c.idfn = int(fn_mat[r, k].sum())
+    c.idfp = int(fp_mat[r, k].sum())
+    c.idtp = int(gc.sum() - c.idfn)
+    return c
+
+
+def _final(c: Counts) -> dict[str, Any]:
+    """Scores of summed counts (per alpha arrays for the HOTA family), fractions 0-1."""
+    tp = c.tp
+    det_re = tp / np.maximum(1, tp + c.fn)
+    det_pr = tp / np.maximum(1, tp + c.fp)
+    det_a = tp / np.maximum(1, tp + c.fn + c.fp)
+    ass_a = c.ass / np.maximum(1, tp)
+    out = {"HOTA": np.sqrt(det_a * ass_a), "DetA": det_a, "AssA": ass_a, "DetRe": det_re, "DetPr": det_pr,
+           "AssRe": c.ass_re / np.maximum(1, tp), "AssPr": c.ass_pr / np.maximum(1, tp),
+           "LocA": np.maximum(1e-10, c.loc) / np.maximum(1e-10, tp)}
+    out["IDR"] = c.idtp / max(1.0, c.idtp + c.idfn)
+    out["IDP"] = c.idtp / max(1.0, c.idtp + c.idfp)
+    out["IDF1"] = c.idtp / max(1.0, c.idtp + 0.5 * c.idfp + 0.5 * c.idfn)
+    out["MOTA"] = (c.clr_tp - c.clr_fp - c.idsw) / max(1.0, c.clr_tp + c.clr_fn)
+    out["IDSW"] = c.idsw
+    return out
+
+
+_CURVES = ("HOTA", "DetA", "AssA", "DetRe", "DetPr", "AssRe", "AssPr", "LocA")
+_SCALARS = ("IDF1", "IDP", "IDR", "MOTA")
+
+
+def _summary(curves: dict[str, np.ndarray], scalars: dict[str, float], idsw: int) -> dict[str, Any]:
+    out: dict[str, Any] = {k: round(100.0 * float(np.mean(curves[k])), 6) for k in _CURVES}
+    out["HOTA(0)"] = round(100.0 * float(curves["HOTA"][0]), 6)
+    out["LocA(0)"] = round(100.0 * float(curves["LocA"][0]), 6)
+    out.update({k: (None if scalars[k] is None or math.isnan(scalars[k]) else round(100.0 * scalars[k], 6))
+                for k in _SCALARS})
+    out["IDSW"] = int(idsw)
+    return out
+
+
+def combine(per_video: Sequence[dict[int, Counts]], category_ids: Sequence[int]) -> dict[str, Any]:
+    """Combine per-video counts (from :func:`video_counts`; a video may repeat, as in a
+    bootstrap draw) over videos, then over categories.
+
+    Returns:
+        ``{"class_averaged": {...}, "det_averaged": {...}, "per_category": {category id:
+        {...}}}``; each ``{...}`` holds HOTA, DetA, AssA, DetRe, DetPr, AssRe, AssPr, LocA
+        (means over the 19 alphas), HOTA(0), LocA(0), IDF1, IDP, IDR, MOTA in percent and
+        IDSW (a count). With no non-empty category the class average is NaN.
+    """
+    per_cat = {cid: _sum(v[cid] for v in per_video if cid in v) for cid in category_ids}
+    finals = {cid: _final(c) for cid, c in per_cat.items()}
+    cat_out = {cid: _summary(f, f, f["IDSW"]) for cid, f in finals.items()}
+    used = [cid for cid in category_ids if not per_cat[cid].empty]
+    id_used = [cid for cid in category_ids if per_cat[cid].idtp + per_cat[cid].idfn + per_cat[cid].idfp > 0]
+    clr_used = [cid for cid in category_ids if per_cat[cid].clr_tp + per_cat[cid].clr_fn + per_cat[cid].clr_fp > 0]
+    nan = np.full(len(ALPHAS), np.nan)
+    curves = {k: (np.mean([finals[c][k] for c in used], axis=0) if used else nan) for k in _CURVES}
+    scalars = {k: (float(np.mean([finals[c][k] for c in id_used])) if id_used else float("nan"))
+               for k in ("IDF1", "IDP", "IDR")}
+    scalars["MOTA"] = float(np.mean([finals[c]["MOTA"] for c in clr_used])) if clr_used else float("nan")
+    cls_av = _summary(curves, scalars, sum(per_cat[c].idsw for c in clr_used))
+    for k in _CURVES + ("HOTA(0)", "LocA(0)"):
+        if isinstance(cls_av[k], float) and math.isnan(cls_av[k]):
+            cls_av[k] = None
+    tot = _final(_sum(per_cat.values()))
+    return {"class_averaged": cls_av, "det_averaged": _summary(tot, tot, tot["IDSW"]), "per_category": cat_out}
+
+
+_N_A = len(ALPHAS)
+_INT_FIELDS = ("idtp", "idfn", "idfp", "clr_tp", "clr_fn", "clr_fp", "idsw")
+_ARR_FIELDS = ("tp", "fn", "fp", "ass", "ass_re", "ass_pr", "loc")
+
+
+def pack(per_video: Sequence[dict[int, Counts]], category_ids: Sequence[int]) -> np.ndarray:
+    """Per-video counts as one array, for fast re-combination (video bootstrap).
+
+    Returns:
+        float64 ``[V, K, 7 * 19 + 7]``: per video (in the given order) and category, the
+        per-alpha arrays tp, fn, fp, ass, ass_re, ass_pr, loc, then idtp, idfn, idfp,
+        clr_tp, clr_fn, clr_fp, idsw; zeros where the category has no sequence.
+    """
+    out = np.zeros((len(per_video), len(category_ids), len(_ARR_FIELDS) * _N_A + len(_INT_FIELDS)))
+    for vi, v in enumerate(per_video):
+        for ki, cid in enumerate(category_ids):
+            c = v.get(cid)
+            if c is not None:
+                out[vi, ki] = np.concatenate([*(getattr(c, f) for f in _ARR_FIELDS),
+                                              [getattr(c, f) for f in _INT_FIELDS]])
+    return out
+
+
+def packed_scores(summed: np.ndarray) -> dict[str, float]:
+    """Class-averaged HOTA, DetA, AssA, IDF1 (percent; NaN without a non-empty category) of
+    packed counts summed over videos (``[K, F]``, e.g. ``weights @ pack(...)`` for a bootstrap
+    draw); the same numbers as :func:`combine`'s ``class_averaged``."""
+    k = summed.shape[0]
+    arr = summed[:, : len(_ARR_FIELDS) * _N_A].reshape(k, len(_ARR_FIELDS), _N_A)
+    tp, fn, fp, ass = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+    det_a = tp / np.maximum(1, tp + fn + fp)
+    ass_a = ass / np.maximum(1, tp)
+    used = ((tp + fn + fp) > _EPS).any(1)
+    ints = summed[:, len(_ARR_FIELDS) * _N_A:]
+    idtp, idfn, idfp = ints[:, 0], ints[:, 1], ints[:, 2]
+    id_used = (idtp + idfn + idfp) > 0
+    idf1 = idtp / np.maximum(1.0, idtp + 0.5 * idfp + 0.5 * idfn)
+    nan = float("nan")
+    return {"HOTA": 100.0 * float(np.sqrt(det_a * ass_a)[used].mean(0).mean()) if used.any() else nan,
+            "DetA": 100.0 * float(det_a[used].mean(0).mean()) if used.any() else nan,
+            "AssA": 100.0 * float(ass_a[used].mean(0).mean()) if used.any() else nan,
+            "IDF1": 100.0 * float(idf1[id_used].mean()) if id_used.any() else nan}
+
+
+def _present(seg: Any) -> bool:
+    """TrackEval's test: a frame holds a detection when its segmentation is truthy."""
+    return bool(seg)
+
+
+def video_counts(gt: VISDataset, results: Sequence[VideoResult]) -> dict[int, dict[int, Counts]]:
+    """Per video and category, the :class:`Counts` of that sequence.
+
+    Args:
+        gt: ground truth with annotations.
+        results: predicted instances (every one counts, whatever its score).
+
+    Returns:
+        video id -> {category id -> Counts}, for every video of ``gt`` and every category
+        with ground truth or predictions in that video.
+
+    Raises:
+        InputError: ``gt`` has no annotations, a result names a video not in ``gt``, or mask
+            sizes of predictions and ground truth differ on a frame.
+    """
+    if gt.annotations is None:
+        raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
+    cat_ids = {c.id for c in gt.categories}
+    preds: dict[int, list[VideoResult]] = {v: [] for v in gt.video_ids}
+    for k, r in enumerate(results):
+        if r.video_id not in preds:
+            raise InputError(None, f"result {k}: video_id {r.video_id} is not in the ground truth")
+        preds[r.video_id].append(r)
+    out: dict[int, dict[int, Counts]] = {}
+    for vid in sorted(gt.video_ids):
+        video = gt.video(vid)
+        anns = [a for a in gt.annotations_of(vid) if a.category_id in cat_ids]
+        dts = [r for r in preds[vid] if r.category_id in cat_ids]
+        out[vid] = _one_video(video, anns, dts)
+    return out
+
+
+def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult]) -> dict[int, Counts]:
+    n_t = video.length
+    g_cat = np.array([a.category_id for a in anns], dtype=np.int64)
+    d_cat = np.array([r.category_id for r in dts], dtype=np.int64)
+    g_rle = [[mask_ops.to_rle(s, video.height, video.width) if _present(s) else None
+              for s in list(a.segmentations)[:n_t]] for a in anns]
+    d_rle = [[mask_ops.to_rle(s, video.height, video.width) if _present(s) else None
+              for s in list(r.segmentations)[:n_t]] for r in dts]
+    cats = sorted(set(g_cat.tolist()) | set(d_cat.tolist()))
+    per: dict[int, tuple[list, list, list]] = {c: ([], [], []) for c in cats}
+    for t in range(n_t):
+        gi = np.array([i for i, r in enumerate(g_rle) if t < len(r) and r[t] is not None], dtype=np.int64)
+        di = np.array([j for j, r in enumerate(d_rle) if t < len(r) and r[t] is not None], dtype=np.int64)
+        if len(gi) and len(di):
+            iou = np.asarray(mask_utils.iou([g_rle[i][t] for i in gi], [d_rle[j][t] for j in di],
+                                            [0] * len(di)), dtype=np.float64).reshape(len(gi), len(di))
+            if (iou < 0).any():
+                raise InputError(None, f"video {video.id}: mask sizes of predictions and ground truth differ "
+                                 f"on frame {t}")
+        else:
+            iou = np.zeros((len(gi), len(di)))
+        for c in cats:
+            gm, dm = g_cat[gi] == c if len(gi) else np.zeros(0, bool), d_cat[di] == c if len(di) else np.zeros(0, bool)
+            per[c][0].append(gi[gm])
+            per[c][1].append(di[dm])
+            per[c][2].append(iou[np.ix_(gm, dm)])
+    return {c: sequence_counts(*per[c]) for c in cats}
+
+
+def association_metrics(gt: VISDataset, results: Sequence[VideoResult]) -> dict[str, Any]:
+    """HOTA / DetA / AssA / LocA, IDF1 and IDSW of ``results`` (TrackEval's YouTube-VIS way).
+
+    Returns:
+        :func:`combine`'s dict (``class_averaged``, ``det_averaged``, ``per_category`` keyed
+        by category *name*), percent except IDSW.
+
+    Raises:
+        InputError: as :func:`video_counts`.
+    """
+    per_video = video_counts(gt, results)
+    cats = sorted(c.id for c in gt.categories)
+    out = combine([per_video[v] for v in sorted(per_video)], cats)
+    out["per_category"] = {gt.category_name(cid): v for cid, v in out["per_category"].items()}
+    return out
+
+
+def format_assoc_table(metrics: dict[str, Any]) -> str:
+    """Plain-text table: HOTA, DetA, AssA, LocA, IDF1 (percent, 2 decimals) and IDSW, one row
+    class-averaged and one detection-averaged. ``metrics`` is :func:`association_metrics`'s
+    dict (or a metrics.json holding it under ``association``)."""
+    assoc = metrics.get("association", metrics)
+    head = f"{'':<14} | " + " | ".join(f"{k:>6}" for k in ASSOC_KEYS)
+    lines = [head, "-" * len(head)]
+    for label, key in (("class-averaged", "class_averaged"), ("det-averaged", "det_averaged")):
+        row = assoc.get(key) or {}
+        cells = []
+        for k in ASSOC_KEYS:
+            v = row.get(k)
+            cells.append(f"{'-' if v is None else (str(v) if k == 'IDSW' else f'{v:.2f}'):>6}")
+        lines.append(f"{label:<14} | " + " | ".join(cells))
+    return "\n".join(lines)
