@@ -342,22 +342,12 @@ def _video_results(model: IDOLModel, reader: Any, dataset: Any, video: Any, sett
 
 
 def check_inputs(model: IDOLModel, reader: Any, dataset: Any) -> None:
-    """InputError / ConfigError when the cache or the split do not fit the model."""
-    from genvis.errors import ConfigError, InputError
-    from genvis.clip_source import check_covers, probe_sizes
+    """InputError / ConfigError when the cache or the split do not fit the model: the checks
+    of :func:`genvis.infer.inference.check_inputs` (coverage, classes, feature sizes; an IDOL
+    model's config has the same size fields), frame by frame (N_f^eval = 1)."""
+    from genvis.infer.inference import check_inputs as check_clip_inputs
 
-    check_covers(reader, dataset)
-    if model.cfg.num_classes != dataset.num_classes:
-        raise InputError(getattr(dataset, "path", None), f"the model has {model.cfg.num_classes} "
-                         f"classes but the annotation file {dataset.num_classes}")
-    if dataset.videos:
-        sizes = probe_sizes(reader, dataset.videos[0].id)
-        mine = {"hidden_dim": model.cfg.hidden_dim, "num_frame_queries": model.cfg.num_frame_queries,
-                "mask_feature_dim": model.cfg.mask_feature_dim}
-        bad = {k: (v, sizes[k]) for k, v in mine.items() if sizes[k] != v}
-        if bad:
-            raise ConfigError(str(getattr(reader, "path", "clip source")), "the IDOL model does not fit "
-                              "these features: " + ", ".join(f"{k} model={a} features={b}" for k, (a, b) in bad.items()))
+    check_clip_inputs(model, reader, dataset, 1)
 
 
 def write_idol_inference(model: IDOLModel, reader: Any, dataset: Any, out: Any, settings: Any, top_k: int = 20,
