@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from genvis.errors import InputError
 from genvis.model.idol_head import IDOLModel
-from genvis.train.idol_selection import mask_iou
+from genvis.utils.matching import mask_iou
 
 FIELDS = ("frame_queries", "class_logits", "mask_embeddings", "mask_features")
 

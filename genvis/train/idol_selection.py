@@ -60,22 +60,6 @@ def ot_constants(num_queries: int) -> tuple[int, int]:
     return top_pos, top_neg
 
 
-def mask_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Mask IoU of every prediction with every ground truth.
-
-    Args:
-        pred: bool [Q, ...] hard masks. gt: bool [G, ...] masks of the same grid.
-
-    Returns:
-        float [Q, G] in [0, 1] (0 where the union is empty).
-    """
-    p = pred.flatten(1).float()
-    g = gt.flatten(1).float()
-    inter = p @ g.T
-    union = p.sum(1, keepdim=True) + g.sum(1)[None] - inter
-    return torch.where(union > 0, inter / union.clamp_min(1e-6), torch.zeros_like(inter))
-
-
 def selection_cost(class_prob: torch.Tensor, labels: torch.Tensor, iou: torch.Tensor) -> torch.Tensor:
     """Matching cost ``2 (1 - p_class) + 5 (1 - IoU)``.
 

@@ -41,7 +41,8 @@ from tqdm import tqdm
 from genvis.errors import ConfigError, InputError
 from genvis.model.idol_head import IDOLConfig, IDOLModel, init_mask_projection_from_detector, save_idol_model
 from genvis.train.idol_loss import aux_cosine_loss, contrastive_loss, id_cross_entropy
-from genvis.train.idol_selection import hungarian_select, iou_select, mask_iou, ot_constants, ot_select, selection_cost
+from genvis.train.idol_selection import hungarian_select, iou_select, ot_constants, ot_select, selection_cost
+from genvis.utils.matching import mask_iou
 from genvis.utils.io import atomic_path, atomic_write_text
 
 CSV_COLUMNS = ("iteration", "lr", "loss", "loss_embed", "loss_aux", "loss_id", "instances")
