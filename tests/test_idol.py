@@ -12,7 +12,8 @@ from genvis.infer.idol import IDOLTracker, bisoftmax, summarise_tracks, temporal
 from genvis.train.config import ExperimentConfig
 from genvis.train.idol_config import IDOLSettings
 from genvis.train.idol_loss import aux_cosine_loss, contrastive_loss, id_cross_entropy
-from genvis.train.idol_selection import hungarian_select, iou_select, mask_iou, ot_constants, ot_select
+from genvis.train.idol_selection import hungarian_select, iou_select, ot_constants, ot_select
+from genvis.utils.matching import mask_iou
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
