@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from genvis.errors import ConfigError, InputError
 from genvis.infer.config import InferenceConfig
 from genvis.model.config import GenVISConfig
-from genvis.utils.checks import check_float, check_int
+from genvis.utils.checks import check_float, check_int, dataclass_from_mapping
 
 ASSIGNMENTS = ("uvla", "cl", "per_clip")
 #: model fields that are read from the cache / dataset, never from the YAML
@@ -126,18 +126,6 @@ class TrainConfig:
         return self
 
 
-def _from_mapping(cls, data: Any, source: str):
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(source, f"must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(source, f"unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**dict(data))
-
-
 @dataclass
 class ExperimentConfig:
     """One stage-two experiment: model overrides, training and inference settings.
@@ -211,8 +199,8 @@ class ExperimentConfig:
             raise ConfigError(f"{source}: model", "must be a mapping")
         cfg = cls(name=str(data.get("name", "genvis")), description=str(data.get("description", "")),
                   model=dict(model),
-                  train=_from_mapping(TrainConfig, data.get("train"), f"{source}: train"),
-                  inference=_from_mapping(InferenceConfig, data.get("inference"), f"{source}: inference"))
+                  train=dataclass_from_mapping(TrainConfig, data.get("train"), f"{source}: train"),
+                  inference=dataclass_from_mapping(InferenceConfig, data.get("inference"), f"{source}: inference"))
         if "idol" in data:
             from genvis.train.idol_config import IDOLSettings
 

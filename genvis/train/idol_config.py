@@ -12,10 +12,11 @@ tracker otherwise (thresholds); each field says which.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from genvis.errors import ConfigError
+from genvis.utils.checks import dataclass_from_mapping
 
 LOSSES = ("contrastive", "id_head")
 SELECTIONS = ("ot", "iou", "hungarian")
@@ -125,12 +126,4 @@ class IDOLSettings:
     @classmethod
     def from_dict(cls, data: Any, source: str = "idol") -> "IDOLSettings":
         """Build and validate from a mapping; unknown keys are a ConfigError."""
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(source, f"must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(source, f"unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(data)).validate(source)
+        return dataclass_from_mapping(cls, data, source).validate(source)
