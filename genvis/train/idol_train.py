@@ -27,8 +27,6 @@ Only the embedding head learns; the mask projection (copied from the detector wi
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from pathlib import Path
@@ -43,7 +41,7 @@ from genvis.model.idol_head import IDOLConfig, IDOLModel, init_mask_projection_f
 from genvis.train.idol_loss import aux_cosine_loss, contrastive_loss, id_cross_entropy
 from genvis.train.idol_selection import hungarian_select, iou_select, ot_constants, ot_select, selection_cost
 from genvis.utils.matching import mask_iou
-from genvis.utils.io import atomic_path, atomic_write_text
+from genvis.utils.io import atomic_path, atomic_write_text, csv_text
 
 CSV_COLUMNS = ("iteration", "lr", "loss", "loss_embed", "loss_aux", "loss_id", "instances")
 FIELDS = ("frame_queries", "class_logits", "mask_embeddings", "mask_features")
@@ -142,15 +140,6 @@ def pair_losses(model: IDOLModel, settings: Any, source: Any, targets: Callable[
     return embeds, auxes, ids
 
 
-def _csv_text(rows: list[dict[str, float]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: (f"{row[c]:.6g}" if isinstance(row.get(c), float) else row.get(c, "")) for c in CSV_COLUMNS})
-    return buf.getvalue()
-
-
 def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
                targets: Callable[[int], Any] | None = None, progress: bool = True,
                init_heads: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Path:
@@ -227,7 +216,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
                    "sample_rng": sample_gen.get_state(), "rows": rows}
         with atomic_path(paths["resume"]) as tmp:
             torch.save(payload, tmp)
-        atomic_write_text(paths["losses"], _csv_text(rows))
+        atomic_write_text(paths["losses"], csv_text(rows, CSV_COLUMNS))
 
     bar = tqdm(range(start, tc.iterations), initial=start, total=tc.iterations, disable=not progress,
                desc=f"train {cfg.name}", unit="it", dynamic_ncols=True)
@@ -262,7 +251,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         if (it + 1) % tc.checkpoint_every == 0 or it + 1 == tc.iterations:
             checkpoint(it + 1)
     bar.close()
-    atomic_write_text(paths["losses"], _csv_text(rows))
+    atomic_write_text(paths["losses"], csv_text(rows, CSV_COLUMNS))
     categories = [{"id": c.id, "name": c.name} for c in getattr(dataset, "categories", [])]
     model.cpu()
     save_idol_model(out, model, experiment, extra={

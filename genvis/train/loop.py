@@ -20,8 +20,6 @@ clips of the next batch are read by a background thread while the current step r
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,7 +43,7 @@ from genvis.train.criterion import ClipTargets, SetCriterion
 from genvis.train.sampler import ClipSampler, Sample
 from genvis.train.targets import DatasetTargets, VideoTargets
 from genvis.utils.device import resolve_device
-from genvis.utils.io import atomic_path, atomic_write_text
+from genvis.utils.io import atomic_path, atomic_write_text, csv_text
 
 LOSS_COLUMNS = ("loss_ce", "loss_mask", "loss_dice", "loss_sim")
 CSV_COLUMNS = ("iteration", "lr", "loss") + LOSS_COLUMNS
@@ -78,15 +76,6 @@ def learning_rate(it: int, base: float, decay_steps: list[int], gamma: float, wa
     if warmup > 0 and it < warmup:
         lr *= (it + 1) / warmup
     return lr
-
-
-def _csv_text(rows: list[dict[str, float]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in CSV_COLUMNS})
-    return buf.getvalue()
 
 
 @dataclass
@@ -323,7 +312,7 @@ class TrainingState:
 
     def write_losses(self) -> None:
         """The loss rows as CSV (atomic)."""
-        atomic_write_text(self.paths["losses"], _csv_text(self.rows))
+        atomic_write_text(self.paths["losses"], csv_text(self.rows, CSV_COLUMNS))
 
 
 def run_steps(cfg: ExperimentConfig, ts: TrainingState, criterion: SetCriterion, source: ClipSource,

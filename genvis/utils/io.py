@@ -73,3 +73,17 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk_bytes), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """CSV text of ``rows`` with a header of ``columns`` (floats as ``%.6g``, missing
+    values empty, ``\n`` line ends): the loss logs (``losses.csv``) of the training loops."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: (f"{row[c]:.6g}" if isinstance(row.get(c), float) else row.get(c, "")) for c in columns})
+    return buf.getvalue()
