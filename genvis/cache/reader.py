@@ -18,7 +18,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -156,22 +156,24 @@ class CacheReader:
         out = {}
         for field in fields:
             arr = self._array(video_id, field)
-            try:
-                if field == "frame_queries" and layers is not None:
-                    data = arr[start:stop, layers]
-                else:
-                    data = arr[start:stop]
-                data = np.asarray(data)
-            except Exception as exc:  # noqa: BLE001 - zarr/numcodecs raise ValueError, RuntimeError, OSError...
-                raise InputError(self.path, f"damaged chunk in cached {field} of video {video_id} "
-                                 f"(frames {start}..{stop - 1}): {exc}; re-extract this video "
-                                 f"(delete {layout.VIDEOS_GROUP}/{layout.video_key(video_id)} and "
-                                 f"run `genvis extract` again)") from exc
-            if np.isnan(data).any():
-                raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
-                                 f"(frames {start}..{stop - 1}); re-extract this video")
-            out[field] = torch.from_numpy(data.astype(np.float32))
+            sel = (slice(start, stop), layers) if field == "frame_queries" and layers is not None else slice(start, stop)
+            out[field] = self._checked(video_id, field, f"{start}..{stop - 1}", lambda: arr[sel])
         return out
+
+    def _checked(self, video_id: int, field: str, frames: str, read: Callable[[], Any]) -> torch.Tensor:
+        """``read()`` as a float32 tensor; InputError naming the store, video, array and
+        ``frames`` for a damaged chunk (checksum mismatch, undecodable) or a NaN."""
+        try:
+            data = np.asarray(read())
+        except Exception as exc:  # noqa: BLE001 - zarr/numcodecs raise ValueError, RuntimeError, OSError...
+            raise InputError(self.path, f"damaged chunk in cached {field} of video {video_id} "
+                             f"(frames {frames}): {exc}; re-extract this video "
+                             f"(delete {layout.VIDEOS_GROUP}/{layout.video_key(video_id)} and "
+                             f"run `genvis extract` again)") from exc
+        if np.isnan(data).any():
+            raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
+                             f"(frames {frames}); re-extract this video")
+        return torch.from_numpy(data.astype(np.float32))
 
     def read_frames(
         self,
@@ -210,21 +212,9 @@ class CacheReader:
         out = {}
         for field in fields:
             arr = self._array(video_id, field)
-            try:
-                if field == "frame_queries" and layers is not None:
-                    data = arr.get_orthogonal_selection((picks, layers))
-                else:
-                    data = arr.get_orthogonal_selection((picks,))
-                data = np.asarray(data)
-            except Exception as exc:  # noqa: BLE001 - as read_clip: zarr/numcodecs raise several types
-                raise InputError(self.path, f"damaged chunk in cached {field} of video {video_id} "
-                                 f"(frames {unique}): {exc}; re-extract this video (delete "
-                                 f"{layout.VIDEOS_GROUP}/{layout.video_key(video_id)} and run "
-                                 f"`genvis extract` again)") from exc
-            if np.isnan(data).any():
-                raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
-                                 f"(frames {unique}); re-extract this video")
-            out[field] = torch.from_numpy(data.astype(np.float32))[index]
+            sel = (picks, layers) if field == "frame_queries" and layers is not None else (picks,)
+            out[field] = self._checked(video_id, field, str(unique),
+                                       lambda: arr.get_orthogonal_selection(sel))[index]
         return out
 
     def iter_clips(
