@@ -177,3 +177,37 @@ def test_distinct_style_one_look_per_category(tmp_path, capsys):
 
     with pytest.raises(ConfigError, match="synth.style"):
         SynthConfig(style="bogus").validate()
+
+
+def test_distinct_style_outline_and_annotation_threshold():
+    """distinct: every instance has a dark 1-px contour (so two touching look-alikes are
+    separable in one frame), and a visible fragment under the annotation threshold is no
+    ground truth (its pixels are labelled -3); shared: neither."""
+    from genvis.data.synth import UNLABELLED, min_visible_area, outline_width, render_video
+
+    cfg = SynthConfig(height=96, width=128, style="distinct").validate()
+    assert outline_width(cfg) == 1 and min_visible_area(cfg) == 25
+    assert outline_width(SynthConfig(height=192, width=256, style="distinct")) == 2
+    shared = SynthConfig(height=96, width=128, style="shared")
+    assert outline_width(shared) == 0 and min_visible_area(shared) == 1
+    v = render_video(cfg, np.random.default_rng([0, 1, 3]), 40)
+    k = len(v.instances)
+    areas = np.stack([(v.labels == i).sum((1, 2)) for i in range(k)])
+    assert ((areas == 0) | (areas >= 25)).all()
+    assert (v.labels == UNLABELLED).sum() > 0  # this video has fragments under the threshold
+    # an instance wholly in view (visible = whole shape, off the frame border): its contour
+    # pixels (in the mask, next to one outside it) are much darker than its inside
+    grey = v.frames.astype(float).mean(-1)
+    checked = 0
+    for i in range(k):
+        for t in np.flatnonzero((areas[i] == v.amodal_areas[i]) & (areas[i] > 200)):
+            m = v.labels[t] == i
+            if m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+                continue
+            inner = m & np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1)
+            assert grey[t][m & ~inner].mean() < 0.6 * grey[t][inner].mean()
+            checked += 1
+    assert checked >= 5
+    ds = synth_annotations(SynthConfig(num_videos=4, seed=1, height=96, width=128, min_length=20, max_length=40,
+                                       valid_fraction=0.0, style="distinct"), "train")
+    assert min(x for a in ds.annotations for x in a.areas if x) >= 25

@@ -32,7 +32,11 @@ Two styles (``SynthConfig.style``):
   crossings, the occluder bar, leaving / re-entering and late appearance are as in
   ``"shared"``, with more of them (look-alike pair in 90% of the videos, a second
   look-alike pair in 50%; 85% of the instances outside a pair and 40% of those in one
-  leave the frame mid-video and come back).
+  leave the frame mid-video and come back). Every instance has a dark contour
+  (:func:`outline_width`), so two touching look-alikes are separable within one frame (as
+  real objects are by their occlusion boundaries) but not told apart across frames; the
+  occluder bar is grey (never a category's colour); a visible fragment smaller than the
+  annotation threshold (:func:`min_visible_area`, 0.2% of the frame) is not annotated.
 
 Output (:func:`write_synth_dataset`): ``DIR/frames/<video>/<00000>.jpg``,
 ``DIR/train.json`` and ``DIR/valid.json`` (OVIS format, both with ground truth,
@@ -54,13 +58,14 @@ from typing import Iterator
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import binary_erosion
 
 from genvis.data import masks as mask_ops
 from genvis.data.ytvis import AnnotationRecord, CategoryRecord, VideoRecord, VISDataset, save_vis_json
 from genvis.errors import ConfigError
 from genvis.utils.io import atomic_write_json
 
-SYNTH_VERSION = 1  # bump when the rendering changes: a resumed run then re-renders every video
+SYNTH_VERSION = 2  # bump when the rendering changes: a resumed run then re-renders every video
 
 # (name, shape, texture); category id = position + 1. Shapes and textures are shared between
 # categories, so neither alone decides the category.
@@ -94,6 +99,13 @@ DISTINCT_COLORS: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] =
     ((250, 140, 20), (90, 40, 10)),     # orange on brown
 )
 STYLES = ("shared", "distinct")
+#: the ``distinct`` style's contour colour: this share of the instance's base colour
+OUTLINE_SHADE = 0.3
+#: the ``distinct`` style's annotation threshold: the visible part of an instance in a frame
+#: must cover at least this share of the frame to be annotated (:func:`min_visible_area`)
+MIN_VISIBLE_FRACTION = 0.002
+#: label of the pixels of an instance fragment below the annotation threshold
+UNLABELLED = -3
 
 
 @dataclass
@@ -172,7 +184,8 @@ class InstanceSpec:
 @dataclass
 class SynthVideo:
     """A rendered video: frames uint8 [T, H, W, 3], visible-instance labels int16 [T, H, W]
-    (-1 background, -2 occluder, k = instance k), and the instance plans."""
+    (-1 background, -2 occluder, -3 an instance fragment below the annotation threshold
+    (:func:`min_visible_area`), k = instance k), and the instance plans."""
 
     frames: np.ndarray
     labels: np.ndarray
@@ -361,8 +374,12 @@ def render_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> Syn
         extent = w if vertical else h
         thick = float(rng.uniform(0.08, 0.16) * extent)
         pos = _fold(rng.uniform(0, extent) + rng.uniform(0.4, 1.2) * (t - length / 2), -thick, extent)
-        occluder = (vertical, thick, pos, rng.uniform(40, 220, size=3))
+        col = rng.uniform(40, 220, size=3)
+        if cfg.style == "distinct":  # grey: never the colour of a category (a plain magenta bar
+            col[:] = col.mean()       # was detected as a plain magenta ellipse)
+        occluder = (vertical, thick, pos, col)
     depth_order = np.argsort([s.depth for s in specs], kind="stable")  # far first
+    outline = outline_width(cfg)
     frames = np.empty((length, h, w, 3), np.uint8)
     labels = np.full((length, h, w), -1, np.int16)
     amodal = np.zeros((len(specs), length), np.int64)
@@ -391,6 +408,9 @@ def render_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> Syn
             amodal[k, ti] = int(inside.sum())
             pattern = _texture(texture, lx, ly, s.period)
             color = np.where(pattern[..., None], s.colors[0], s.colors[1])
+            if outline:  # a dark contour: touching look-alikes are separable in one frame
+                edge = inside & ~binary_erosion(inside, iterations=outline, border_value=1)
+                color[edge] = OUTLINE_SHADE * s.colors[1]
             img[y0:y1, x0:x1][inside] = color[inside]
             lab[y0:y1, x0:x1][inside] = k
         if occluder is not None:
@@ -404,7 +424,31 @@ def render_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> Syn
                 lab[a:b, :] = -2
         img += rng.normal(0, 4.0, size=img.shape).astype(np.float32)
         frames[ti] = np.clip(img, 0, 255).astype(np.uint8)
+    min_area = min_visible_area(cfg)
+    if min_area > 1:  # fragments below the annotation threshold: no instance, no ground truth
+        for k in range(len(specs)):
+            vis = (labels == k).sum((1, 2))
+            tiny = (vis > 0) & (vis < min_area)
+            if tiny.any():
+                lab_t = labels[tiny]
+                lab_t[lab_t == k] = UNLABELLED
+                labels[tiny] = lab_t
     return SynthVideo(frames, labels, specs, amodal)
+
+
+def outline_width(cfg: SynthConfig) -> int:
+    """Width in pixels of the dark contour drawn around every instance: 0 for the ``shared``
+    style, ``max(1, round(min(H, W) / 96))`` for ``distinct`` (1 px at 96x128 frames)."""
+    return 0 if cfg.style != "distinct" else max(1, round(min(cfg.height, cfg.width) / 96))
+
+
+def min_visible_area(cfg: SynthConfig) -> int:
+    """The annotation threshold in pixels: an instance whose visible part in a frame is
+    smaller is not annotated there (no ground-truth mask; its pixels get label -3). 1 (every
+    visible pixel annotated) for the ``shared`` style; ``ceil(MIN_VISIBLE_FRACTION * H * W)``
+    for ``distinct`` (25 px at 96x128: a sliver at the frame edge or between occluders that
+    no VIS annotator would label, and no detector can find)."""
+    return 1 if cfg.style != "distinct" else math.ceil(MIN_VISIBLE_FRACTION * cfg.height * cfg.width)
 
 
 def _lengths(cfg: SynthConfig, rng: np.random.Generator, n: int) -> list[int]:
