@@ -153,7 +153,7 @@ def test_distinct_style_one_look_per_category(tmp_path, capsys):
     from genvis.data.synth import DISTINCT_COLORS
 
     out = tmp_path / "d"
-    assert main(["synth", "--out", str(out), "--videos", "8", "--seed", "2", "--height", "48", "--width", "64",
+    assert main(["synth", "--out", str(out), "--videos", "8", "--seed", "2", "--height", "96", "--width", "128",
                  "--min-length", "12", "--max-length", "20", "--style", "distinct", "--no-progress"]) == 0
     ds = load_vis_json(out / "train.json")
     shapes = [c.supercategory for c in ds.categories]
@@ -169,8 +169,11 @@ def test_distinct_style_one_look_per_category(tmp_path, capsys):
         if m.sum() < 30:
             continue
         f = read_frame(out / "frames" / v.file_names[t]).astype(float)
-        inner = m & np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1)
-        assert np.abs(np.median(f[inner], axis=0) - DISTINCT_COLORS[4][0]).max() < 30
+        for _ in range(2):  # two pixels in from the edge: away from the dark contour (JPEG blurs it)
+            m = m & np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1)
+        if m.sum() < 10:
+            continue
+        assert np.abs(np.median(f[m], axis=0) - DISTINCT_COLORS[4][0]).max() < 30
         seen += 1
     assert seen >= 1
     from genvis.errors import ConfigError

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", choices=STYLES, default=d.style,
                         help="'shared': shapes and textures shared between categories, random colours "
                         "(the original benchmark); 'distinct': one shape, texture and colour pair per "
-                        "category, larger objects: easy frames, look-alike instances (default "
+                        "category, dark contours: easy frames, look-alike instances (default "
                         f"{d.style})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
