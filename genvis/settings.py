@@ -30,6 +30,26 @@ from genvis.train.config import ExperimentConfig
 #: online setting (N_f^eval = 1, top-k 20 as for OVIS, instance queries propagated)
 OFFICIAL_INFERENCE = InferenceConfig(n_f_eval=1, top_k=20, association="propagate")
 
+#: top-k predictions per video of the official GenVIS configs (``TEST.DETECTIONS_PER_IMAGE``),
+#: by the checkpoint's class count: 20 on OVIS (25 classes), 10 on YouTube-VIS 2019/2021 (40)
+OFFICIAL_TOP_K = {25: 20, 40: 10}
+
+
+def official_inference(num_classes: int | None = None) -> InferenceConfig:
+    """Inference settings of official GenVIS weights (no experiment stored with them).
+
+    Args:
+        num_classes: the checkpoint's class count; 40 (YouTube-VIS) gives the official top-k
+            10, 25 (OVIS) and anything else 20 (official configs' ``TEST.DETECTIONS_PER_IMAGE``).
+
+    Returns:
+        :class:`InferenceConfig` with N_f^eval 1 (online; pass ``--n-f-eval 3`` for a
+        semi-online checkpoint: the clip length is not stored in the weights) and association
+        ``propagate``.
+    """
+    top_k = OFFICIAL_TOP_K.get(int(num_classes), OFFICIAL_INFERENCE.top_k) if num_classes else OFFICIAL_INFERENCE.top_k
+    return InferenceConfig(OFFICIAL_INFERENCE.n_f_eval, top_k, OFFICIAL_INFERENCE.association)
+
 
 @dataclass(frozen=True)
 class InferenceSettings:
@@ -48,7 +68,7 @@ class InferenceSettings:
 
 def resolve_inference(experiment: Mapping[str, Any] | None, n_f_eval: int | None = None,
                       top_k: int | None = None, association: str | None = None,
-                      source: str = "model") -> InferenceSettings:
+                      source: str = "model", num_classes: int | None = None) -> InferenceSettings:
     """Inference settings of a model: command-line values over its experiment's.
 
     Args:
@@ -56,6 +76,8 @@ def resolve_inference(experiment: Mapping[str, Any] | None, n_f_eval: int | None
             for official weights (then :data:`OFFICIAL_INFERENCE`).
         n_f_eval, top_k, association: command-line overrides (None: keep).
         source: the model file, named in errors about its stored experiment.
+        num_classes: the model's class count, for official weights (:func:`official_inference`:
+            the official top-k differs between OVIS and YouTube-VIS).
 
     Returns:
         :class:`InferenceSettings`.
@@ -68,7 +90,7 @@ def resolve_inference(experiment: Mapping[str, Any] | None, n_f_eval: int | None
         exp = ExperimentConfig.from_dict(experiment, source=f"{source}: experiment")
         base = InferenceConfig(exp.n_f_eval, exp.inference.top_k, exp.inference.association)
     else:
-        base = OFFICIAL_INFERENCE
+        base = official_inference(num_classes)
     chosen = InferenceConfig(base.n_f_eval if n_f_eval is None else n_f_eval,
                              base.top_k if top_k is None else top_k,
                              base.association if association is None else association)

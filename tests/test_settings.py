@@ -27,6 +27,12 @@ def test_official_weights_get_the_papers_online_setting():
     assert OFFICIAL_INFERENCE.n_f_eval == 1
     assert resolve_inference(None) == InferenceSettings(1, 20, "propagate")
     assert resolve_inference({}, n_f_eval=3) == InferenceSettings(3, 20, "propagate")
+    # the official configs keep 20 predictions per video on OVIS (25 classes), 10 on YouTube-VIS (40)
+    assert resolve_inference(None, num_classes=25) == InferenceSettings(1, 20, "propagate")
+    assert resolve_inference(None, num_classes=40) == InferenceSettings(1, 10, "propagate")
+    assert resolve_inference(None, top_k=15, num_classes=40).top_k == 15
+    # an experiment's own top-k is never replaced by the official one
+    assert resolve_inference(_experiment(top_k=7), num_classes=40).top_k == 7
 
 
 def test_bad_values_name_their_source():
