@@ -99,6 +99,38 @@ def resolve_inference(experiment: Mapping[str, Any] | None, n_f_eval: int | None
     return InferenceSettings(int(chosen.n_f_eval), int(chosen.top_k), chosen.association)
 
 
+def resolve_idol(experiment: Mapping[str, Any], matching: str | None = None, temporal: str | bool | None = None,
+                 top_k: int | None = None, source: str = "model") -> tuple[Any, int]:
+    """Inference settings of an IDOL model: command-line values over its experiment's.
+
+    Args:
+        experiment: the experiment dict stored in the IDOL MODEL.pt (``meta["experiment"]``),
+            with its ``idol:`` section.
+        matching: ``--idol-matching`` (overrides ``idol.matching``; None: keep).
+        temporal: ``--idol-temporal`` "on" / "off" (or a bool) over ``idol.temporal``.
+        top_k: ``--top-k`` over ``inference.top_k`` (None: keep).
+        source: the model file, named in errors.
+
+    Returns:
+        (:class:`genvis.train.idol_config.IDOLSettings`, top-k).
+
+    Raises:
+        ConfigError: an invalid stored experiment or IDOL section, an unknown matching, or
+            ``--top-k`` < 1, naming the option or the model file.
+    """
+    exp = ExperimentConfig.from_dict(dict(experiment), source=f"{source}: experiment")
+    settings = exp.idol
+    if matching is not None:
+        settings.matching = matching
+    if temporal is not None:
+        settings.temporal = temporal in ("on", True)
+    settings.validate(f"{source}: idol")
+    k = exp.inference.top_k if top_k is None else top_k
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError("--top-k", f"must be an integer >= 1, got {k!r}")
+    return settings, int(k)
+
+
 def apply_training_overrides(cfg: ExperimentConfig, iterations: int | None = None,
                              seed: int | None = None) -> ExperimentConfig:
     """Apply ``genvis train --iterations / --seed`` to an experiment (in place) and validate it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from genvis.errors import ConfigError
@@ -64,3 +66,19 @@ def test_workflow_overrides_and_flags():
     assert cli_flags(n_f_eval=5, association=None) == " --n-f-eval 5"
     assert cli_flags(n_f_eval=None, association="minvis") == " --association minvis"
     assert cli_flags(iterations=None) == ""
+
+
+def test_idol_settings_resolve_with_the_same_rules():
+    import yaml
+
+    from genvis.settings import resolve_idol
+
+    exp = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/experiments/idol.yaml").read_text())
+    settings, k = resolve_idol(exp)
+    assert (settings.matching, settings.temporal, k) == ("embeddings", True, exp["inference"]["top_k"])
+    settings, k = resolve_idol(exp, matching="multi_cue", temporal="off", top_k=5)
+    assert (settings.matching, settings.temporal, k) == ("multi_cue", False, 5)
+    with pytest.raises(ConfigError, match="--top-k: must be an integer >= 1, got 0"):
+        resolve_idol(exp, top_k=0)
+    with pytest.raises(ConfigError, match=r"m\.pt: idol"):
+        resolve_idol(exp, matching="greedy", source="m.pt")
