@@ -147,7 +147,8 @@ def test_quickstart_and_ablations_dry_run(tmp_path):
     default_points = set(cfg["datasets"]["synth"]["experiments"])
     default_points |= {r["experiment"] for t in ("table4", "table5") for r in a[t]}
     assert counts == {
-        "synth": 1, "detector": 1, "detector_ap": len(cfg["datasets"]["synth"]["eval_splits"]),
+        "synth": 1, "synth_train_split": 1,  # the detector's 192 training videos (split train_det)
+        "detector": 1, "detector_ap": len(cfg["datasets"]["synth"]["eval_splits"]),
         "extract": 2, "train": len(experiments),
         "infer": len(default_points), "infer_n_f_eval": len(nf_points),
         "evaluate": len(default_points) + len(nf_points),
@@ -164,7 +165,7 @@ def test_idol_table1_dry_run_trains_every_row_and_seed_from_the_quickstart_cache
     experiments = {r["experiment"] for r in t["rows"]}
     idol_rows = [r for r in t["rows"] if "matching" in r]
     assert job_counts(proc.stdout) == {
-        "synth": 1, "detector": 1, "extract": 2, "train_seed": len(experiments) * seeds,
+        "synth": 1, "synth_train_split": 1, "detector": 1, "extract": 2, "train_seed": len(experiments) * seeds,
         "infer_idol_variant": len(idol_rows) * seeds, "infer_seed": (len(t["rows"]) - len(idol_rows)) * seeds,
         "evaluate_seed": len(t["rows"]) * seeds, "idol_table": 1, "idol_table1": 1}
     out = proc.stdout
