@@ -206,7 +206,8 @@ def test_cli_writes_occlusion_boundary_and_davis_keys(tmp_path, capsys):
 
 def test_forked_workers_give_the_same_numbers():
     """34 videos (enough for the worker split): predictions shifted by 0..3 pixels and a
-    false positive per video; two processes and one agree to the last digit."""
+    false positive per video; two processes and one agree to the last digit (AP and the
+    association metrics)."""
     rng = np.random.default_rng(1)
     videos, anns, preds = [], [], []
     for vid in range(1, 35):
@@ -224,3 +225,8 @@ def test_forked_workers_give_the_same_numbers():
     one = evaluate(gt, preds, workers=1)
     two = evaluate(gt, preds, workers=2)
     assert one == two and 0 < one["AP"] < 100 and one["APho"] is not None
+    from genvis.evaluate.hota import association_metrics
+
+    one = association_metrics(gt, preds, workers=1)
+    two = association_metrics(gt, preds, workers=2)
+    assert one == two and 0 < one["class_averaged"]["HOTA"] < 100

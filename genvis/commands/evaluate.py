@@ -41,12 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "video IoU = min(mask, boundary) IoU; slower, see genvis.evaluate.boundary) to the "
                         "mask metrics")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="processes for the per-video matching (default: 2 where 2 CPUs are available, "
-                        "else 1; used from 32 videos on; the numbers do not depend on it)")
+                        help="processes for the per-video matching and association (HOTA) counts (default: 2 "
+                        "where 2 CPUs are available, else 1; used from 32 videos on; the numbers do not depend "
+                        "on it)")
     parser.add_argument("--scheduler", default=None,
                         help="address of a running dask scheduler (tcp://host:8786): the per-video matching "
-                        "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers is then "
-                        "not used")
+                        "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers then "
+                        "serves the association counts only")
     parser.add_argument("--protocol", choices=("ytvis", "davis"), default="ytvis",
                         help="'davis' adds DAVIS 2017 J&F (unsupervised flow: the top-20 tracks painted into "
                         "one id map, matched to the objects by the Hungarian method; genvis.evaluate.davis_jf) "
@@ -97,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
                            workers=workers)
-    metrics.update(_association(gt, results))
+    metrics.update(_association(gt, results, workers, progress=len(gt.videos) >= 50))
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS
@@ -133,12 +134,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _association(gt, results) -> dict:
+def _association(gt, results, workers: int = 1, progress: bool = False) -> dict:
     """metrics.json entries of :mod:`genvis.evaluate.hota`: the class-averaged HOTA, DetA, AssA,
     LocA, IDF1, IDSW at top level and the whole result under ``association``."""
     from genvis.evaluate.hota import ASSOC_KEYS, association_metrics
 
-    assoc = association_metrics(gt, results)
+    assoc = association_metrics(gt, results, workers, progress)
     return {**{k: assoc["class_averaged"][k] for k in ASSOC_KEYS}, "association": assoc}
 
 

@@ -55,6 +55,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
+from genvis.evaluate.forked import can_fork, map_forked
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # 19 localisation thresholds, as TrackEval
 _EPS = np.finfo("float").eps
@@ -355,12 +356,16 @@ def _present(seg: Any) -> bool:
     return bool(seg)
 
 
-def video_counts(gt: VISDataset, results: Sequence[VideoResult]) -> dict[int, dict[int, Counts]]:
+def video_counts(gt: VISDataset, results: Sequence[VideoResult], workers: int = 1,
+                 progress: bool = False) -> dict[int, dict[int, Counts]]:
     """Per video and category, the :class:`Counts` of that sequence.
 
     Args:
         gt: ground truth with annotations.
         results: predicted instances (every one counts, whatever its score).
+        workers: processes for the per-video counts (forked, POSIX only, from 32 videos on;
+            :mod:`genvis.evaluate.forked`); the numbers do not depend on it.
+        progress: show a tqdm progress bar over videos.
 
     Returns:
         video id -> {category id -> Counts}, for every video of ``gt`` and every category
@@ -372,18 +377,28 @@ def video_counts(gt: VISDataset, results: Sequence[VideoResult]) -> dict[int, di
     """
     if gt.annotations is None:
         raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
-    cat_ids = {c.id for c in gt.categories}
     preds: dict[int, list[VideoResult]] = {v: [] for v in gt.video_ids}
     for k, r in enumerate(results):
         if r.video_id not in preds:
             raise InputError(None, f"result {k}: video_id {r.video_id} is not in the ground truth")
         preds[r.video_id].append(r)
+    vids = sorted(gt.video_ids)
+    if can_fork(len(vids), workers):
+        return map_forked(_counts_of_videos, vids, (gt, preds), workers, progress)
+    return _counts_of_videos(vids, (gt, preds), progress)
+
+
+def _counts_of_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[int, dict[int, Counts]]:
+    """:func:`video_counts` of the videos ``vids``; ``job`` = (gt, video id -> its results)."""
+    from tqdm import tqdm
+
+    gt, preds = job
+    cat_ids = {c.id for c in gt.categories}
     out: dict[int, dict[int, Counts]] = {}
-    for vid in sorted(gt.video_ids):
-        video = gt.video(vid)
+    for vid in tqdm(vids, desc="association", unit="video", disable=not progress):
         anns = [a for a in gt.annotations_of(vid) if a.category_id in cat_ids]
         dts = [r for r in preds[vid] if r.category_id in cat_ids]
-        out[vid] = _one_video(video, anns, dts)
+        out[vid] = _one_video(gt.video(vid), anns, dts)
     return out
 
 
@@ -599,8 +614,11 @@ def _frame_matches(positive: np.ndarray, key_tg: np.ndarray, key_td: np.ndarray,
     return np.sort(np.concatenate([easy, *solved.values()]))
 
 
-def association_metrics(gt: VISDataset, results: Sequence[VideoResult]) -> dict[str, Any]:
+def association_metrics(gt: VISDataset, results: Sequence[VideoResult], workers: int = 1,
+                        progress: bool = False) -> dict[str, Any]:
     """HOTA / DetA / AssA / LocA, IDF1 and IDSW of ``results`` (TrackEval's YouTube-VIS way).
+
+    ``workers`` / ``progress``: as :func:`video_counts`.
 
     Returns:
         :func:`combine`'s dict (``class_averaged``, ``det_averaged``, ``per_category`` keyed
@@ -609,7 +627,7 @@ def association_metrics(gt: VISDataset, results: Sequence[VideoResult]) -> dict[
     Raises:
         InputError: as :func:`video_counts`.
     """
-    per_video = video_counts(gt, results)
+    per_video = video_counts(gt, results, workers, progress)
     cats = sorted(c.id for c in gt.categories)
     out = combine([per_video[v] for v in sorted(per_video)], cats)
     out["per_category"] = {gt.category_name(cid): v for cid, v in out["per_category"].items()}

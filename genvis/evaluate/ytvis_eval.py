@@ -27,7 +27,6 @@ ground truth) pairs present on it, instead of the official per-pair, per-frame
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -39,6 +38,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
+from genvis.evaluate.forked import can_fork, map_forked
 
 AREA_LABELS = ("all", "small", "medium", "large")
 
@@ -344,37 +344,9 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     job = (gt, results, occlusion, p, ranges)
     if client is not None:
         return _evaluate_on_cluster(vids, job, client, progress)
-    if workers > 1 and len(vids) >= 32 and "fork" in mp.get_all_start_methods():
-        return _evaluate_forked(vids, job, workers, progress)
+    if can_fork(len(vids), workers):
+        return map_forked(_evaluate_videos, vids, job, workers, progress)
     return _evaluate_videos(vids, job, progress)
-
-
-def _evaluate_forked(vids: list[int], job: tuple, workers: int, progress: bool) -> dict:
-    """:func:`_evaluate_videos` over ``workers`` forked processes (videos dealt round-robin;
-    this process takes the first share). A worker's error is raised here."""
-    ctx = mp.get_context("fork")
-    shares = [vids[i::workers] for i in range(workers)]
-    children = []
-    for share in shares[1:]:
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, args=(send, share, job), daemon=True)
-        proc.start()
-        send.close()
-        children.append((proc, recv))
-    try:
-        out = _evaluate_videos(shares[0], job, progress)
-        for proc, recv in children:
-            status, value = recv.recv()
-            if status != "ok":
-                raise value if isinstance(value, BaseException) else RuntimeError(str(value))
-            out.update(value)
-    finally:
-        for proc, recv in children:
-            recv.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-    return dict(sorted(out.items()))
 
 
 def _evaluate_on_cluster(vids: list[int], job: tuple, client: Any, progress: bool,
@@ -397,19 +369,6 @@ def _evaluate_on_cluster(vids: list[int], job: tuple, client: Any, progress: boo
     finally:
         client.cancel(futures)
     return dict(sorted(out.items()))
-
-
-def _worker(send, share: list[int], job: tuple) -> None:
-    try:
-        result = ("ok", _evaluate_videos(share, job, False))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        result = ("error", exc)
-    try:
-        send.send(result)
-    except Exception as exc:  # an unpicklable error: send its text
-        send.send(("error", f"{type(result[1]).__name__}: {result[1]}" if result[0] == "error" else str(exc)))
-    finally:
-        send.close()
 
 
 def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[int, dict[tuple[int, int], tuple]]:
