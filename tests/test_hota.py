@@ -161,6 +161,14 @@ def test_evaluate_command_writes_association_metrics(tmp_path, tiny_vis_json, ca
     assert m["AssA"] == m["association"]["class_averaged"]["AssA"]
     printed = capsys.readouterr().out
     assert "HOTA" in printed and "det-averaged" in printed
+    # --no-hota: the same AP, no association keys or table
+    out2 = tmp_path / "metrics2.json"
+    assert main(["evaluate", "--gt", str(tiny_vis_json), "--results", str(res_path), "--out", str(out2),
+                 "--no-hota"]) == 0
+    m2 = json.loads(out2.read_text())
+    assert m2["AP"] == m["AP"] and m2["APho"] == m["APho"]
+    assert "association" not in m2 and "HOTA" not in m2 and "IDF1" not in m2
+    assert "det-averaged" not in capsys.readouterr().out
 
 
 def test_packed_scores_equal_combine():

@@ -4,9 +4,9 @@ Writes ``metrics.json`` (AP, AP50, AP75, APs, APm, APl, AR1, AR10 in percent, nu
 undefined, plus per-category AP; AP / AR per OVIS occlusion level APso, APmo, APho, ARso,
 ARmo, ARho by ground-truth mBOR; with ``--iou boundary`` also the Tube-Boundary AP of VMT,
 AP_B, AP_B50, AP_B75, AR_B1, AR_B10; with ``--protocol davis`` also DAVIS 2017 J&F under
-``"davis"``; HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW, class-averaged as TrackEval's
-YouTube-VIS evaluation, with the full class- and detection-averaged results under
-``association``) atomically and prints tables.
+``"davis"``; unless ``--no-hota``, HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW,
+class-averaged as TrackEval's YouTube-VIS evaluation, with the full class- and
+detection-averaged results under ``association``) atomically and prints tables.
 
 Boundary AP is opt-in because of its cost: on bench_evaluate's 200-video set it takes ~13 s
 of CPU (decoding, eroding and re-encoding the masks of every pair that reaches IoU 0.5)
@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address of a running dask scheduler (tcp://host:8786): the per-video matching "
                         "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers then "
                         "serves the association counts only")
+    parser.add_argument("--hota", action=argparse.BooleanOptionalAction, default=True,
+                        help="the association metrics (HOTA, DetA, AssA, LocA, IDF1, IDSW; genvis.evaluate.hota; "
+                        "on by default); --no-hota skips them: about 40%% of the time on bench_evaluate's set, "
+                        "which leaves the work of the official YouTube-VIS evaluation plus the occlusion levels")
     parser.add_argument("--protocol", choices=("ytvis", "davis"), default="ytvis",
                         help="'davis' adds DAVIS 2017 J&F (unsupervised flow: the top-20 tracks painted into "
                         "one id map, matched to the objects by the Hungarian method; genvis.evaluate.davis_jf) "
@@ -98,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
                            workers=workers)
-    metrics.update(_association(gt, results, workers, progress=len(gt.videos) >= 50))
+    if args.hota:
+        metrics.update(_association(gt, results, workers, progress=len(gt.videos) >= 50))
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS
@@ -114,10 +119,11 @@ def _run(args: argparse.Namespace) -> int:
     metrics["results"] = str(args.results)
     atomic_write_json(args.out, metrics, indent=1)
     print(format_table(metrics))
-    from genvis.evaluate.hota import format_assoc_table
+    if "association" in metrics:
+        from genvis.evaluate.hota import format_assoc_table
 
-    print("\nassociation (TrackEval's HOTA / IDF1; every prediction counts, whatever its score):")
-    print(format_assoc_table(metrics))
+        print("\nassociation (TrackEval's HOTA / IDF1; every prediction counts, whatever its score):")
+        print(format_assoc_table(metrics))
     if "davis" in metrics:
         from genvis.evaluate.davis_jf import format_davis_table
 
