@@ -207,7 +207,7 @@ def test_cli_writes_occlusion_boundary_and_davis_keys(tmp_path, capsys):
 def test_forked_workers_give_the_same_numbers():
     """34 videos (enough for the worker split): predictions shifted by 0..3 pixels and a
     false positive per video; two processes and one agree to the last digit (AP and the
-    association metrics)."""
+    association metrics, apart and in one pass)."""
     rng = np.random.default_rng(1)
     videos, anns, preds = [], [], []
     for vid in range(1, 35):
@@ -227,6 +227,10 @@ def test_forked_workers_give_the_same_numbers():
     assert one == two and 0 < one["AP"] < 100 and one["APho"] is not None
     from genvis.evaluate.hota import association_metrics
 
-    one = association_metrics(gt, preds, workers=1)
-    two = association_metrics(gt, preds, workers=2)
-    assert one == two and 0 < one["class_averaged"]["HOTA"] < 100
+    assoc = association_metrics(gt, preds, workers=1)
+    assert association_metrics(gt, preds, workers=2) == assoc and 0 < assoc["class_averaged"]["HOTA"] < 100
+    # both in one pass over the videos (shared per-frame IoUs), in one process and in two
+    for workers in (1, 2):
+        joint = evaluate(gt, preds, workers=workers, hota=True)
+        assert joint["association"] == assoc and joint["HOTA"] == assoc["class_averaged"]["HOTA"]
+        assert {k: v for k, v in joint.items() if k in one} == one

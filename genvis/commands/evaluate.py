@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on it)")
     parser.add_argument("--scheduler", default=None,
                         help="address of a running dask scheduler (tcp://host:8786): the per-video matching "
-                        "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers then "
-                        "serves the association counts only")
+                        "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers is then "
+                        "not used")
     parser.add_argument("--hota", action=argparse.BooleanOptionalAction, default=True,
                         help="the association metrics (HOTA, DetA, AssA, LocA, IDF1, IDSW; genvis.evaluate.hota; "
                         "on by default); --no-hota skips them: about 40%% of the time on bench_evaluate's set, "
@@ -98,12 +98,10 @@ def _run(args: argparse.Namespace) -> int:
 
         with cluster_client(scheduler=args.scheduler) as client:
             metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
-                               client=client)
+                               client=client, hota=args.hota)
     else:
         metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
-                           workers=workers)
-    if args.hota:
-        metrics.update(_association(gt, results, workers, progress=len(gt.videos) >= 50))
+                           workers=workers, hota=args.hota)
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS
@@ -138,15 +136,6 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(gt.videos)} videos, {len(results)} predicted instances, "
           f"{time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
-
-
-def _association(gt, results, workers: int = 1, progress: bool = False) -> dict:
-    """metrics.json entries of :mod:`genvis.evaluate.hota`: the class-averaged HOTA, DetA, AssA,
-    LocA, IDF1, IDSW at top level and the whole result under ``association``."""
-    from genvis.evaluate.hota import ASSOC_KEYS, association_metrics
-
-    assoc = association_metrics(gt, results, workers, progress)
-    return {**{k: assoc["class_averaged"][k] for k in ASSOC_KEYS}, "association": assoc}
 
 
 def _default_workers() -> int:

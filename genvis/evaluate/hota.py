@@ -48,14 +48,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
 from genvis.evaluate.forked import can_fork, map_forked
+from genvis.evaluate.frame_pairs import VideoPairs, video_pairs
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # 19 localisation thresholds, as TrackEval
 _EPS = np.finfo("float").eps
@@ -402,50 +401,8 @@ def _counts_of_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[i
     return out
 
 
-def _track_rles(segs: Sequence[Any], n_t: int, h: int, w: int) -> list:
-    """One compressed RLE or None per frame (``n_t`` of them) of a track: None where the
-    segmentation is falsy (:func:`_present`), the dict itself when it is already a compressed
-    RLE, else :func:`genvis.data.masks.to_rle`."""
-    out = [None if not s else s if type(s) is dict and len(s) == 2 and type(s.get("counts")) is str
-           else mask_ops.to_rle(s, h, w) for s in list(segs)[:n_t]]
-    return out + [None] * (n_t - len(out))
-
-
-def _frame_pair_ious(video: Any, g_rle: list, d_rle: list, on_g: np.ndarray, on_d: np.ndarray):
-    """Per-frame mask IoU of every (ground truth, prediction) pair present together on a frame,
-    one ``pycocotools.mask.iou`` call per frame. Returns int64 frame [E], gt index [E],
-    prediction index [E] and float64 IoU [E], frame-major, then gt, then prediction order."""
-    t_g, i_g = np.nonzero(on_g.T)  # (frame, instance), sorted by frame
-    t_d, i_d = np.nonzero(on_d.T)
-    frames = np.intersect1d(t_g, t_d)
-    empty = np.zeros(0, np.int64)
-    if not frames.size:
-        return empty, empty, empty, np.zeros(0)
-    lo_g, hi_g = np.searchsorted(t_g, frames, "left"), np.searchsorted(t_g, frames, "right")
-    lo_d, hi_d = np.searchsorted(t_d, frames, "left"), np.searchsorted(t_d, frames, "right")
-    il_g, il_d = i_g.tolist(), i_d.tolist()
-    iou_fn = mask_utils.iou
-    blocks = []
-    for t, a, b, c, d in zip(frames.tolist(), lo_g.tolist(), hi_g.tolist(), lo_d.tolist(), hi_d.tolist()):
-        di = il_d[c:d]
-        blocks.append(np.asarray(iou_fn([g_rle[i][t] for i in il_g[a:b]], [d_rle[j][t] for j in di],
-                                        [0] * len(di)), dtype=np.float64).ravel())
-    n_g, n_d = hi_g - lo_g, hi_d - lo_d
-    per = n_g * n_d  # pairs per frame, row-major (gt, then prediction)
-    iou = np.concatenate(blocks)
-    tts = np.repeat(frames, per)
-    if iou.size != int(per.sum()) or (iou < 0).any():
-        bad = int(frames[0]) if iou.size != int(per.sum()) else int(tts[np.argmax(iou < 0)])
-        raise InputError(None, f"video {video.id}: mask sizes of predictions and ground truth differ "
-                         f"on frame {bad}")
-    local = np.arange(iou.size) - np.repeat(np.cumsum(per) - per, per)
-    nd_rep = np.repeat(n_d, per)
-    rows = i_g[np.repeat(lo_g, per) + local // nd_rep]
-    cols = i_d[np.repeat(lo_d, per) + local % nd_rep]
-    return tts, rows, cols, iou
-
-
-def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult]) -> dict[int, Counts]:
+def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult],
+               pairs: VideoPairs | None = None) -> dict[int, Counts]:
     """:class:`Counts` of every sequence (category) of one video: the numbers of
     :func:`sequence_counts` on each category's per-frame ids and IoUs, vectorised over frames.
 
@@ -453,20 +410,18 @@ def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult]) -> d
     ``linear_sum_assignment``: on a frame where the pairs of positive score (HOTA: alignment
     x IoU > 0; CLEAR: IoU >= 0.5) share no ground truth and no prediction, every optimal
     assignment takes exactly those pairs (the others score 0), so they are the matching.
+    ``pairs``: :func:`genvis.evaluate.frame_pairs.video_pairs` of ``anns`` / ``dts`` when
+    already computed.
     """
-    n_t, h, w = video.length, video.height, video.width
-    g_cat = np.array([a.category_id for a in anns], dtype=np.int64)
-    d_cat = np.array([r.category_id for r in dts], dtype=np.int64)
+    n_t = video.length
+    p = video_pairs(video, anns, dts) if pairs is None else pairs
+    g_cat, d_cat, on_g, on_d = p.g_cat, p.d_cat, p.on_g, p.on_d
     cats = sorted(set(g_cat.tolist()) | set(d_cat.tolist()))
     if not cats:
         return {}
     n_k, ng, nd = len(cats), len(anns), len(dts)
     gk = np.searchsorted(cats, g_cat)
     dk = np.searchsorted(cats, d_cat)
-    g_rle = [_track_rles(a.segmentations, n_t, h, w) for a in anns]
-    d_rle = [_track_rles(r.segmentations, n_t, h, w) for r in dts]
-    on_g = np.array([[x is not None for x in r] for r in g_rle], dtype=bool).reshape(ng, n_t)
-    on_d = np.array([[x is not None for x in r] for r in d_rle], dtype=bool).reshape(nd, n_t)
     gc = on_g.sum(1).astype(np.float64)  # frames each track is present
     dc = on_d.sum(1).astype(np.float64)
     cnt_g = np.zeros((n_k, n_t), np.int64)  # present instances per (category, frame)
@@ -474,10 +429,7 @@ def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult]) -> d
     np.add.at(cnt_g, gk, on_g.astype(np.int64))
     np.add.at(cnt_d, dk, on_d.astype(np.int64))
     n_gdet, n_ddet = cnt_g.sum(1), cnt_d.sum(1)
-    # instances on frames where a partner of their category is present: the frame matrices
-    et, eg, ed, es = _frame_pair_ious(video, g_rle, d_rle, on_g & (cnt_d[gk] > 0), on_d & (cnt_g[dk] > 0))
-    same = gk[eg] == dk[ed]
-    et, eg, ed, es = et[same], eg[same], ed[same], es[same]
+    et, eg, ed, es = p.frame, p.gt, p.pred, p.iou
     ek = gk[eg]
     bkey = et * n_k + ek  # one block per (frame, category): that frame's matrix of the sequence
     order = np.argsort(bkey, kind="stable")  # keeps row-major (gt, prediction) order in a block
@@ -627,9 +579,12 @@ def association_metrics(gt: VISDataset, results: Sequence[VideoResult], workers:
     Raises:
         InputError: as :func:`video_counts`.
     """
-    per_video = video_counts(gt, results, workers, progress)
-    cats = sorted(c.id for c in gt.categories)
-    out = combine([per_video[v] for v in sorted(per_video)], cats)
+    return association_from_counts(gt, video_counts(gt, results, workers, progress))
+
+
+def association_from_counts(gt: VISDataset, per_video: dict[int, dict[int, Counts]]) -> dict[str, Any]:
+    """:func:`association_metrics`' dict from per-video counts (:func:`video_counts`' value)."""
+    out = combine([per_video[v] for v in sorted(per_video)], sorted(c.id for c in gt.categories))
     out["per_category"] = {gt.category_name(cid): v for cid, v in out["per_category"].items()}
     return out
 
