@@ -351,40 +351,45 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
             if len(segs) != video.length:
                 raise InputError(source, f"result {i}: {len(segs)} segmentations but video {vid} has "
                                          f"{video.length} frames")
-        rles: list[dict | None] = []
         vsize = None if video is None else [video.height, video.width]
+        b0 = base
         bases.append(base)
         base += len(segs)
-        for t, s in enumerate(segs):
-            if s is None:
-                rles.append(None)
-                continue
-            if vsize is not None and type(s) is dict and type(s.get("counts")) is str and s.get("size") == vsize \
-                    and len(s) == 2:   # the usual case: a compressed RLE of the video's size
-                comp_counts.append(s["counts"])
-                comp_pixels.append(vsize[0] * vsize[1])
-                comp_pos.append(bases[-1] + t)
-                rles.append(s)   # already exactly {"size": [H, W], "counts": str}
-                continue
-            size, problem = _seg_problem(s, video)
-            if problem:
-                raise InputError(source, f"result {i} frame {t}: {problem}")
-            h, w = size
-            if isinstance(s["counts"], str):
-                comp_counts.append(s["counts"])
-                comp_pixels.append(h * w)
-                comp_pos.append(bases[-1] + t)
-                rles.append({"size": [h, w], "counts": s["counts"]})
-            else:
-                rles.append(mask_ops.to_rle(s, h, w))
-                if not no_areas or no_areas[-1] != i:
-                    no_areas.append(i)
-        n_null = sum(x is None for x in rles)
+        if vsize is not None and all(type(s) is dict and len(s) == 2 and type(s.get("counts")) is str
+                                     and s.get("size") == vsize for s in segs if s is not None):
+            # the usual case: every mask a compressed RLE of the video's size, or null
+            rles: list[dict | None] = list(segs)
+            cs = [s["counts"] for s in segs if s is not None]
+            comp_counts.extend(cs)
+            comp_pixels.extend([vsize[0] * vsize[1]] * len(cs))
+            comp_pos.extend(range(b0, base) if len(cs) == len(segs) else
+                            [b0 + t for t, s in enumerate(segs) if s is not None])
+            n_null = len(segs) - len(cs)
+        else:
+            rles = []
+            for t, s in enumerate(segs):
+                if s is None:
+                    rles.append(None)
+                    continue
+                size, problem = _seg_problem(s, video)
+                if problem:
+                    raise InputError(source, f"result {i} frame {t}: {problem}")
+                h, w = size
+                if isinstance(s["counts"], str):
+                    comp_counts.append(s["counts"])
+                    comp_pixels.append(h * w)
+                    comp_pos.append(b0 + t)
+                    rles.append({"size": [h, w], "counts": s["counts"]})
+                else:
+                    rles.append(mask_ops.to_rle(s, h, w))
+                    if not no_areas or no_areas[-1] != i:
+                        no_areas.append(i)
+            n_null = sum(x is None for x in rles)
         if n_null:
             null_frames += n_null
             null_results += 1
             empty_results += n_null == len(rles)
-        key = (vid, cid, float(score), tuple(None if x is None else x["counts"] for x in rles))
+        key = (vid, cid, float(score), tuple([None if x is None else x["counts"] for x in rles]))
         first = seen.setdefault(key, i)
         if first != i:
             duplicates.append((first, i))
