@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "video IoU = min(mask, boundary) IoU; slower, see genvis.evaluate.boundary) to the "
                         "mask metrics")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="processes for the per-video matching and association (HOTA) counts (default: 2 "
-                        "where 2 CPUs are available, else 1; used from 32 videos on; the numbers do not depend "
-                        "on it)")
+                        help="processes for the RLE check (from 4 M characters on) and the per-video matching "
+                        "and association (HOTA) counts (from 32 videos on); default: 2 where 2 CPUs are "
+                        "available, else 1; the numbers do not depend on it")
     parser.add_argument("--scheduler", default=None,
                         help="address of a running dask scheduler (tcp://host:8786): the per-video matching "
                         "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers is then "
@@ -88,11 +88,11 @@ def _run(args: argparse.Namespace) -> int:
     gt = load_vis_json(args.gt)
     if not gt.has_annotations:
         raise InputError(args.gt, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
-    results = read_results(args.results, gt)
-    frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     workers = _default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    results = read_results(args.results, gt, workers=workers)
+    frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     if args.scheduler:
         from genvis.cluster import cluster_client
 

@@ -292,14 +292,16 @@ def _seg_problem(s: Any, video: Any) -> tuple[tuple[int, int] | None, str | None
     return (h, w), None
 
 
-def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = None) -> list[VideoResult]:
+def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = None,
+                  workers: int = 1) -> list[VideoResult]:
     """Validate a parsed results json (see :func:`read_results`).
 
     Every RLE is checked before pycocotools sees it (:func:`genvis.data.masks.rle_size`,
     :func:`~genvis.data.masks.compressed_rle_problem`: runs add up to exactly H x W), so
     that no later evaluation can hang or read past a mask. Warns (:class:`InputWarning`)
     about exact duplicate entries and about null per-frame segmentations (both are
-    scored, as the official API scores them: see docs/bad_inputs.md).
+    scored, as the official API scores them: see docs/bad_inputs.md). ``workers``: processes
+    for the RLE check (:func:`~genvis.data.masks.compressed_rle_check`).
     """
     if isinstance(data, dict) and "videos" in data:
         raise InputError(source, "this is an annotation file (has 'videos'), not a results list")
@@ -394,7 +396,7 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
         if first != i:
             duplicates.append((first, i))
         out.append(VideoResult(vid, cid, float(score), rles))
-    bad, comp_areas = mask_ops.compressed_rle_check(comp_counts, comp_pixels)
+    bad, comp_areas = mask_ops.compressed_rle_check(comp_counts, comp_pixels, workers)
     if bad is not None:
         pos = comp_pos[bad[0]]
         i = int(np.searchsorted(bases, pos, side="right")) - 1
@@ -419,7 +421,7 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
 
 
 def read_results(path: str | os.PathLike, gt: VISDataset | None = None,
-                 max_zip_bytes: int | None = None) -> list[VideoResult]:
+                 max_zip_bytes: int | None = None, workers: int = 1) -> list[VideoResult]:
     """Read and validate a results json (or a server zip holding ``results.json``).
 
     Args:
@@ -428,6 +430,8 @@ def read_results(path: str | os.PathLike, gt: VISDataset | None = None,
             sizes); None checks the structure only.
         max_zip_bytes: cap on the inflated size of ``results.json`` in a zip (bytes;
             default :data:`MAX_RESULTS_JSON_BYTES`).
+        workers: processes for the RLE check (forked from 4 M characters on; the result
+            does not depend on it).
 
     Returns:
         The results in file order (file order breaks score ties in the evaluation).
@@ -442,7 +446,7 @@ def read_results(path: str | os.PathLike, gt: VISDataset | None = None,
         InputWarning: exact duplicate entries; null per-frame segmentations.
     """
     path = Path(path)
-    return parse_results(_read_results_obj(path, max_zip_bytes), path, gt)
+    return parse_results(_read_results_obj(path, max_zip_bytes), path, gt, workers)
 
 
 def write_results_zip(results_json_path: str | os.PathLike, zip_path: str | os.PathLike) -> None:

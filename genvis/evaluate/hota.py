@@ -53,7 +53,7 @@ from scipy.optimize import linear_sum_assignment
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
-from genvis.evaluate.forked import can_fork, map_forked
+from genvis.utils.forked import can_fork, map_forked
 from genvis.evaluate.frame_pairs import VideoPairs, video_pairs
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # 19 localisation thresholds, as TrackEval
@@ -363,7 +363,7 @@ def video_counts(gt: VISDataset, results: Sequence[VideoResult], workers: int = 
         gt: ground truth with annotations.
         results: predicted instances (every one counts, whatever its score).
         workers: processes for the per-video counts (forked, POSIX only, from 32 videos on;
-            :mod:`genvis.evaluate.forked`); the numbers do not depend on it.
+            :mod:`genvis.utils.forked`); the numbers do not depend on it.
         progress: show a tqdm progress bar over videos.
 
     Returns:

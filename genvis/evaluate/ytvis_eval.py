@@ -38,7 +38,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
-from genvis.evaluate.forked import can_fork, map_forked
+from genvis.utils.forked import can_fork, map_forked
 
 AREA_LABELS = ("all", "small", "medium", "large")
 

@@ -1,8 +1,9 @@
-"""Per-video work split over forked processes (``genvis evaluate --workers``).
+"""Independent pieces of work split over forked processes (``genvis evaluate --workers``).
 
-Videos are independent until the metrics are accumulated, so a per-video function runs on
-shares of the video ids in ``fork``-started children that inherit the parsed ground truth
-and results (nothing is pickled on the way in; each child sends back its share's dict).
+Videos are independent until the metrics are accumulated (and chunks of RLE strings until
+their check is reported), so a function runs on shares of the keys in ``fork``-started
+children that inherit the parsed ground truth and results (nothing is pickled on the way
+in; each child sends back its share's dict).
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from typing import Any, Callable, Sequence
 MIN_VIDEOS = 32
 
 
-def can_fork(n_videos: int, workers: int) -> bool:
-    """True when ``workers`` > 1, there are at least :data:`MIN_VIDEOS` videos and the
-    platform can fork (POSIX)."""
-    return workers > 1 and n_videos >= MIN_VIDEOS and "fork" in mp.get_all_start_methods()
+def can_fork(n_items: int, workers: int, minimum: int = MIN_VIDEOS) -> bool:
+    """True when ``workers`` > 1, there are at least ``minimum`` items (default
+    :data:`MIN_VIDEOS` videos) and the platform can fork (POSIX)."""
+    return workers > 1 and n_items >= minimum and "fork" in mp.get_all_start_methods()
 
 
 def map_forked(fn: Callable[[Sequence[int], Any, bool], dict], vids: list[int], job: Any, workers: int,
                progress: bool) -> dict:
-    """``fn(share, job, progress) -> {video id: value}`` over ``workers`` processes (videos
-    dealt round-robin; this process takes the first share and shows the progress bar).
+    """``fn(share, job, progress) -> {key: value}`` over ``workers`` processes (the keys
+    ``vids``, e.g. video ids, dealt round-robin; this process takes the first share and shows
+    the progress bar).
 
     Returns:
-        the union of the shares' dicts, sorted by video id.
+        the union of the shares' dicts, sorted by key.
 
     Raises:
         whatever ``fn`` raises in any process (a child's exception is re-raised here; one that
