@@ -18,10 +18,11 @@ The official evaluation is COCO's ``COCOeval`` with the image replaced by a vide
   video and category.
 
 Our implementation computes the same numbers (integer pixel counts, so identical up to
-float rounding) but fast: all per-frame areas of a video in one ``pycocotools.mask.area``
-call, and one ``pycocotools.mask.iou`` call per (frame, category) for all (prediction,
-ground truth) pairs present on it, instead of the official per-pair, per-frame
-``merge``/``area`` loop; no loop over pixels.
+float rounding) but fast: per-frame areas from the RLE check (or one ``pycocotools.mask.area``
+pass), and one ``pycocotools.mask.iou`` call per frame for all (prediction, ground truth)
+pairs present on it, instead of the official per-pair, per-frame ``merge``/``area`` loop; no
+loop over pixels. With ``evaluate(..., hota=True)`` those per-frame IoUs
+(:mod:`genvis.evaluate.frame_pairs`) also give the association metrics.
 """
 
 from __future__ import annotations
