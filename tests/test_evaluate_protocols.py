@@ -221,6 +221,8 @@ def test_forked_workers_give_the_same_numbers():
             preds.append(VideoResult(vid, 1, float(rng.random()),
                                      mask_ops.encode_masks_or_none(np.roll(m, int(rng.integers(4)), axis=2))))
         preds.append(VideoResult(vid, 1, float(rng.random()), mask_ops.encode_masks_or_none(_square(3, 40, 40, 30, 40, 0, 9))))
+        if vid % 5 == 0:  # an empty but non-null mask on every frame: present, area 0
+            preds.append(VideoResult(vid, 1, float(rng.random()), mask_ops.encode_masks(np.zeros((3, 40, 40), bool))))
     gt = parse_vis_dict({"videos": videos, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}, "gt")
     one = evaluate(gt, preds, workers=1)
     two = evaluate(gt, preds, workers=2)
