@@ -437,6 +437,8 @@ def tiny_config() -> dict:
     synth["synth"] = {"videos": 4, "seed": 3, "height": 64, "width": 64, "min_length": 16, "max_length": 18}
     det = synth["detectors"][synth["detector"]]
     det["train"]["iterations"] = 3
+    det["train"]["split"] = "train"  # not the quickstart's 192-video detector split
+    synth["splits"].pop("train_det", None)
     det["min_size"] = 64
     det["max_size"] = 64
     synth["train_iterations"] = 2
