@@ -59,6 +59,8 @@ def main() -> None:
         return wrapper
 
     gm.GenVIS.clip_step = timed(gm.GenVIS.clip_step, "forward")
+    if hasattr(gm.GenVIS, "encode_clips"):  # the encoder of all clips at once (newer code)
+        gm.GenVIS.encode_clips = timed(gm.GenVIS.encode_clips, "forward")
     crit.SetCriterion.__call__ = timed(crit.SetCriterion.__call__, "criterion")
     torch.Tensor.backward = timed(torch.Tensor.backward, "backward")
     steps: list[tuple[float, dict]] = []
