@@ -47,7 +47,7 @@ from torch.nn import functional as F
 from genvis.model.genvis import ClipOutput
 from genvis.train.config import TrainConfig
 from genvis.train.matcher import batched_matching_cost
-from genvis.train.points import point_sample_indexed, smallest_k
+from genvis.train.points import point_sample, smallest_k
 from genvis.train.uvla import assign, needs_cost, supervised_pairs
 
 
@@ -352,9 +352,8 @@ class SetCriterion:
             keep = smallest_k(values[:, :, :s].detach().abs().reshape(m * t, s), u).reshape(m, t, u)
             fill = torch.arange(s, n_pts, device=device).expand(m, t, p - u)
             keep = torch.cat([keep, fill], dim=2)                                   # [M, T, P]
-            maps = torch.arange(b * n * t, device=device)
-            tpts = point_sample_indexed(tmasks.reshape(b * n * t, *tmasks.shape[-2:]), maps,
-                                        coords[:, None].expand(b, n, t, n_pts, 2).reshape(b * n * t, n_pts, 2))
+            tpts = point_sample(tmasks.reshape(b * n * t, 1, *tmasks.shape[-2:]).float(),
+                                coords[:, None].expand(b, n, t, n_pts, 2).reshape(b * n * t, n_pts, 2))
             first = (((j_idx * n + k_idx)[:, None] * t).to(device) + torch.arange(t, device=device)) * n_pts
             labels = tpts.reshape(-1).take(first[..., None] + keep).reshape(m, t * p)
         logits = values.gather(2, keep).reshape(m, t * p)
