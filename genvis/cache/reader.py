@@ -170,10 +170,11 @@ class CacheReader:
                              f"(frames {frames}): {exc}; re-extract this video "
                              f"(delete {layout.VIDEOS_GROUP}/{layout.video_key(video_id)} and "
                              f"run `genvis extract` again)") from exc
+        data = data.astype(np.float32)  # first: numpy's float32 isnan is ~15x faster than float16's
         if np.isnan(data).any():
             raise InputError(self.path, f"NaN found in cached {field} of video {video_id} "
                              f"(frames {frames}); re-extract this video")
-        return torch.from_numpy(data.astype(np.float32))
+        return torch.from_numpy(data)
 
     def read_frames(
         self,

@@ -134,8 +134,7 @@ def batched_matching_cost(logits: torch.Tensor, mask_embed: torch.Tensor, mask_f
                         .expand(b, n, t, d * p, 2).reshape(b * n * t, d * p, 2))          # [B*N*T, 1, D*P]
     tgt = tpts.reshape(b, n, t, d, p).permute(3, 0, 2, 4, 1).reshape(d, b, t * p, n)   # [D, B, T*P, N]
     s = pred.sigmoid()
-    prods = torch.cat([pred, s], dim=2) @ tgt                                      # [D, B, 2*R*N_q, N]
-    x_t, s_t = prods[:, :, :r * n_q], prods[:, :, r * n_q:]
+    x_t, s_t = pred @ tgt, s @ tgt                                                  # [D, B, R*N_q, N] each
     cost_ce = (F.softplus(pred).sum(-1, keepdim=True) - x_t) / (t * p)
     cost_dice = 1 - (2 * s_t + 1) / (s.sum(-1, keepdim=True) + tgt.sum(2)[:, :, None, :] + 1)
     cost_mask = (mask_weight * cost_ce + dice_weight * cost_dice).reshape(d, b, r, n_q, n).transpose(1, 2)
