@@ -131,14 +131,7 @@ def smallest_k(values: torch.Tensor, k: int) -> torch.Tensor:
     if k == 0 or n == 0:
         return torch.zeros(n, k, dtype=torch.long, device=values.device)
     if values.device.type != "cpu":
-        values = values.nan_to_num(nan=float("inf"))
-        kth = values.kthvalue(k, dim=1, keepdim=True).values
-        below = values < kth
-        eq = values == kth
-        keep = below | (eq & (eq.cumsum(1) <= k - below.sum(1, keepdim=True)))
-        # exactly k kept per row: their positions, in index order, without nonzero (a host sync)
-        key = torch.where(keep, s - torch.arange(s, device=values.device), 0)
-        return key.topk(k, dim=1, sorted=True).indices
+        return _smallest_k_on_device(values, k)
     a = values.detach().contiguous().numpy()
     kth = np.partition(a, k - 1, axis=1)[:, k - 1:k]
     keep = a <= kth
@@ -150,3 +143,17 @@ def smallest_k(values: torch.Tensor, k: int) -> torch.Tensor:
         eq = a == kth
         keep = below | (eq & (np.cumsum(eq, axis=1) <= k - below.sum(1, keepdims=True)))
     return torch.from_numpy(np.flatnonzero(keep) % s).reshape(n, k)
+
+
+def _smallest_k_on_device(values: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`smallest_k` in torch ops only (GPU; no host synchronisation): the k-th value
+    by ``kthvalue``, the kept set by the same tie rule, their positions by a ``topk`` on
+    ``S - index`` over the kept entries (exactly k per row, so no ``nonzero``)."""
+    s = values.shape[1]
+    values = values.nan_to_num(nan=float("inf"))
+    kth = values.kthvalue(k, dim=1, keepdim=True).values
+    below = values < kth
+    eq = values == kth
+    keep = below | (eq & (eq.cumsum(1) <= k - below.sum(1, keepdim=True)))
+    key = torch.where(keep, s - torch.arange(s, device=values.device), 0)
+    return key.topk(k, dim=1, sorted=True).indices
