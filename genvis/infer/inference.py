@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -29,7 +29,7 @@ from genvis.clip_source import ClipSource, check_covers, check_finite, probe_siz
 from genvis.errors import ConfigError, InputError
 from genvis.infer.config import ASSOCIATIONS
 from genvis.infer.minvis import associate
-from genvis.model.genvis import GenVIS
+from genvis.model.genvis import GenVIS, VideoState
 
 if TYPE_CHECKING:
     from genvis.data.results import ResultsParts, VideoResult
@@ -102,6 +102,128 @@ def clip_predictions(model: GenVIS, source: ClipSource, video_id: int, n_f: int,
         logits.append(lg)
         embeds.append(me)
     return torch.stack(logits), torch.stack(embeds)
+
+
+#: videos whose pass 1 runs as one batch by default (``write_inference``, ``genvis infer``)
+VIDEOS_AT_ONCE = 8
+
+
+#: frames read at once (a multiple of N_f, at least one clip) and the most bytes (float32) a
+#: read block may hold: fewer, larger reads (a zarr read has a fixed cost on top of its chunks)
+BLOCK_FRAMES = 32
+BLOCK_BYTES = 16 << 20
+
+
+def _clips_in_blocks(source: ClipSource, video_id: int, n_f: int, field: str,
+                     layers: slice | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(start, stop, field tensor [stop - start, ...])`` of the clips of ``n_f`` frames of one
+    video (the last may be shorter), read in blocks of whole clips (up to :data:`BLOCK_FRAMES`
+    frames and :data:`BLOCK_BYTES`; one clip at least) with the source's read-ahead; the
+    clips are views of their block.
+
+    Raises:
+        InputError: as the source's ``read_clip``; non-finite values (naming the clip's frames).
+    """
+    length = source.length(video_id)
+    probe = source.read_clip(video_id, 0, 1, fields=(field,), layers=layers)[field]
+    per_clip = max(1, probe.numel() * 4 * n_f)
+    block = n_f * max(1, min(BLOCK_FRAMES // n_f, BLOCK_BYTES // per_clip))
+    for s, e, chunk in source.iter_clips(video_id, min(block, length), (field,), layers=layers):
+        data = chunk[field]
+        suspect = not torch.isfinite(data.sum())   # finite values sum to a finite number (unless it overflows)
+        for a in range(s, e, n_f):
+            clip = data[a - s:min(a + n_f, e) - s]
+            if suspect:
+                check_finite(source, video_id, field, clip, a, min(a + n_f, e))
+            yield a, min(a + n_f, e), clip
+
+
+def _state_rows(state: VideoState, start: int, stop: int) -> VideoState:
+    """Sequences ``start:stop`` of a batched state (views; the sequences are independent)."""
+    return VideoState(state.output[start:stop], state.memory.rows(start, stop))
+
+
+@torch.no_grad()
+def clip_predictions_many(model: GenVIS, source: ClipSource, video_ids: Sequence[int], n_f: int,
+                          association: str = "propagate") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pass 1 of several videos at once: :func:`clip_predictions` of each, with the clip steps
+    of the videos batched (the i-th clips of all videos that have one go through the model
+    together), so the per-operation cost of the small video modules is paid once per step,
+    not once per video (issue 19).
+
+    The videos advance in lockstep, longest first: at step i the videos with an i-th clip
+    form a prefix of that order, those with a full clip of ``n_f`` frames first; a shorter
+    last clip is its own batch, and a video leaves the batch after its last clip. The
+    sequences of a batch do not interact (per-sequence attention, per-row linear layers and
+    memory), and on CPU the results equal the one-video computation bit for bit
+    (``tests/test_infer.py``).
+
+    Args:
+        model, source, n_f: as for :func:`clip_predictions`.
+        video_ids: the videos (any lengths; each one's frame queries are read clip by clip
+            with the source's read-ahead).
+        association: "propagate" or "minvis" ("oracle" runs :func:`clip_predictions` video
+            by video).
+
+    Returns:
+        per video, in the order of ``video_ids``: (class logits float [n_clips, N_q, K+1],
+        mask embeddings float [n_clips, N_q, C]) on the model's device, as :func:`clip_predictions`.
+
+    Raises:
+        ValueError: unknown association. Errors of the source (missing video, damaged chunk,
+        non-finite values), as :func:`clip_predictions`.
+    """
+    if association not in ASSOCIATIONS:
+        raise ValueError(f"association must be one of {ASSOCIATIONS}, got {association!r}")
+    if association == "oracle":
+        return [clip_predictions(model, source, v, n_f, association) for v in video_ids]
+    device = model.device
+    lengths = [source.length(v) for v in video_ids]
+    order = sorted(range(len(video_ids)), key=lambda i: -lengths[i])   # stable: ties keep their order
+    n_clips = [-(-lengths[i] // n_f) for i in order]
+    clips = [_clips_in_blocks(source, video_ids[i], n_f, "frame_queries", layers=slice(-1, None)) for i in order]
+    per_video: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in order]
+    state = model.initial_state(len(order)) if association == "propagate" else None
+    try:
+        step, active = 0, sum(n > 0 for n in n_clips)
+        while active:
+            fqs = []
+            for b in range(active):
+                fqs.append(next(clips[b])[2][:, -1])   # [t, Q_f, C]
+            nxt = None
+            a = 0
+            while a < active:   # runs of equal clip length: the full clips first, then shorter last clips
+                z = a + 1
+                while z < active and fqs[z].shape[0] == fqs[a].shape[0]:
+                    z += 1
+                run_state = model.initial_state(z - a) if state is None else _state_rows(state, a, z)
+                out, new_state = model.clip_step(torch.stack(fqs[a:z]).to(device), run_state,
+                                                 read_per_sequence=True)
+                if a == 0:
+                    nxt = new_state
+                for b in range(a, z):
+                    per_video[b].append((out.logits[-1, b - a], out.mask_embed[-1, b - a], out.prototypes[b - a]))
+                a = z
+            step += 1
+            active = sum(n > step for n in n_clips)
+            if state is not None and active:
+                state = _state_rows(nxt, 0, active)
+    finally:
+        for it in clips:
+            it.close()
+    results: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(video_ids)
+    for b, i in enumerate(order):
+        logits, embeds, previous = [], [], None
+        for lg, me, pr in per_video[b]:
+            if association == "minvis":
+                if previous is not None:
+                    perm = associate(previous, pr)
+                    lg, me, pr = lg[perm], me[perm], pr[perm]
+                previous = pr
+            logits.append(lg)
+            embeds.append(me)
+        results[i] = (torch.stack(logits), torch.stack(embeds))
+    return results
 
 
 def select_topk(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -184,36 +306,39 @@ def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask
         (spool: k per-frame RLE lists -- the caller closes it, mask score factor float [k]:
         mean mask probability inside the hard mask at the padded/cropped resolution).
     """
-    from genvis.data.masks import encode_masks
+    from genvis.data.masks import encode_masks_json
     from genvis.infer.spool import SegmentationSpool
 
     device = model.device
-    mask_embed, queries = mask_embed.to(device), queries.to(device)
     k = queries.shape[0]
+    selected = mask_embed.to(device)[:, queries.to(device)]   # [n_clips, k, C]
     spool = SegmentationSpool(k)
     numerator = torch.zeros(k, device=device)
     denominator = torch.zeros(k, device=device)
     sizes = None
     try:
-        for i, (s, e, clip) in enumerate(source.iter_clips(video_id, n_f, ("mask_features",))):
-            raw = clip["mask_features"]
-            check_finite(source, video_id, "mask_features", raw, s, e)
+        for i, (s, e, raw) in enumerate(_clips_in_blocks(source, video_id, n_f, "mask_features")):
             if sizes is None:
                 sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
             if k == 0:
                 continue
-            logits, full = clip_masks(model, mask_embed[i, queries], raw, sizes)
-            soft = logits.sigmoid()
-            hard = soft > 0.5
-            numerator += (soft * hard).flatten(1).sum(1)
-            denominator += hard.flatten(1).sum(1)
-            full = full.cpu()
+            logits, full = clip_masks(model, selected[i], raw, sizes)
+            # soft where soft > 0.5, else 0: the same numbers as soft * (soft > 0.5), in one pass
+            kept = F.threshold(logits.sigmoid(), 0.5, 0.0).reshape(k, -1)
+            numerator += kept.sum(1)
+            # the pixel count of soft > 0.5 as float32, as the int64 count it replaces was added:
+            # kept is 0 or in (0.5, 1], so ceil gives 0/1, summed exactly below 2^24
+            denominator += (kept.ceil().sum(1) if kept.shape[1] < (1 << 24)
+                            else torch.sign(kept).sum(1, dtype=torch.float64).float())
+            t, (h, w) = full.shape[1], full.shape[2:]
             if on_clip is not None:
-                on_clip(s, e, full)
-            t = full.shape[1]
-            rles = encode_masks(full.numpy().reshape(k * t, *full.shape[2:]))   # one call for the clip
+                on_clip(s, e, full.cpu())
+            # [k, t, W, H] in C order = per mask a Fortran-ordered (H, W) image: pycocotools'
+            # layout, so the RLEs of all queries and frames are one call without another copy
+            cols = full.transpose(2, 3).contiguous().cpu().numpy().reshape(k * t, w, h).transpose(0, 2, 1)
+            texts = encode_masks_json(cols)
             for j in range(k):
-                spool.extend(j, rles[j * t:(j + 1) * t])
+                spool.extend_json(j, texts[j * t:(j + 1) * t])
     except BaseException:
         spool.close()
         raise
@@ -225,6 +350,13 @@ def _predict(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int, to
              ) -> tuple[list[int], list[int], list[float], SegmentationSpool]:
     """Both passes over one video: (query indices, class indices, final scores, RLE spool)."""
     logits, embeds = clip_predictions(model, source, video_id, int(n_f_eval), association, dataset)
+    return _masks_and_scores(model, source, video_id, n_f_eval, top_k, dataset, logits, embeds, on_clip)
+
+
+def _masks_and_scores(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int, top_k: int,
+                      dataset: VISDataset | None, logits: torch.Tensor, embeds: torch.Tensor,
+                      on_clip: OnClip | None = None) -> tuple[list[int], list[int], list[float], SegmentationSpool]:
+    """Top-k selection and pass 2 of one video from its pass-1 outputs."""
     scores, queries, labels = (x.cpu() for x in select_topk(logits, top_k))
     spool, factor = video_masks(model, source, video_id, int(n_f_eval), embeds, queries, dataset, on_clip)
     return queries.tolist(), labels.tolist(), (scores * factor).clamp(0.0, 1.0).tolist(), spool
@@ -240,30 +372,73 @@ def _eval_mode(model: GenVIS) -> Iterator[None]:
         model.train(was_training)
 
 
-def _video_results(model: GenVIS, reader: ClipSource, dataset: VISDataset, video: VideoRecord, n_f_eval: int,
-                   top_k: int, association: str) -> Iterator[VideoResult]:
-    """One video's predictions (VideoResult with lazy spool-backed segmentations)."""
+def _spooled(dataset: VISDataset, video: VideoRecord, labels: list[int], final: list[float],
+             spool: SegmentationSpool, raw: bool) -> Iterator[VideoResult]:
+    """A video's predictions read back from its spool (closed when the generator ends)."""
     from genvis.data.results import VideoResult
 
-    _, labels, final, spool = _predict(model, reader, video.id, n_f_eval, top_k, dataset, association)
     with spool:
         for j, (c, sc) in enumerate(zip(labels, final)):
-            yield VideoResult(video.id, dataset.category_id(c), sc, spool.read(j))
+            yield VideoResult(video.id, dataset.category_id(c), sc, spool.read_json(j) if raw else spool.read(j))
+
+
+def _results_by_video(model: GenVIS, reader: ClipSource, dataset: VISDataset, videos: Sequence[VideoRecord],
+                      n_f_eval: int, top_k: int, association: str, videos_at_once: int = 1,
+                      raw: bool = False) -> Iterator[tuple[VideoRecord, Iterator[VideoResult]]]:
+    """``(video, its predictions)`` for each of ``videos`` in order; pass 1 of up to
+    ``videos_at_once`` videos runs as one batch (:func:`clip_predictions_many`), pass 2 video
+    by video. Consume a video's predictions before asking for the next video (its spool is
+    then deleted). ``raw``: segmentations as json text (:class:`genvis.data.results.JSONText`),
+    for writers."""
+    if int(videos_at_once) < 1:
+        raise ValueError(f"videos_at_once must be >= 1, got {videos_at_once}")
+    for g in range(0, len(videos), int(videos_at_once)):
+        group = videos[g:g + int(videos_at_once)]
+        passes = clip_predictions_many(model, reader, [v.id for v in group], int(n_f_eval), association) \
+            if association != "oracle" else [None] * len(group)
+        for video, first in zip(group, passes):
+            if first is None:
+                _, labels, final, spool = _predict(model, reader, video.id, n_f_eval, top_k, dataset, association)
+            else:
+                _, labels, final, spool = _masks_and_scores(model, reader, video.id, n_f_eval, top_k, dataset, *first)
+            it = _spooled(dataset, video, labels, final, spool, raw)
+            try:
+                yield video, it
+            finally:
+                it.close()
+
+
+def _video_results(model: GenVIS, reader: ClipSource, dataset: VISDataset, video: VideoRecord, n_f_eval: int,
+                   top_k: int, association: str, raw: bool = False) -> Iterator[VideoResult]:
+    """One video's predictions (VideoResult with lazy spool-backed segmentations)."""
+    for _, results in _results_by_video(model, reader, dataset, [video], n_f_eval, top_k, association, 1, raw):
+        yield from results
 
 
 def iter_results(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int, top_k: int = 20,
-                 association: str = "propagate", progress: bool = True) -> Iterator[VideoResult]:
+                 association: str = "propagate", progress: bool = True,
+                 videos_at_once: int = VIDEOS_AT_ONCE, raw: bool = False) -> Iterator[VideoResult]:
     """Inference over every video of ``dataset``, one prediction at a time.
 
     Checks the inputs first (see :func:`run_inference`), then yields
     ``genvis.data.results.VideoResult`` objects whose ``segmentations`` is a lazy iterator
     over the video's spool: consume it before asking for the next result (the spool of a
     video is deleted when the generator moves on to the next video).
+
+    Args:
+        videos_at_once: videos whose pass 1 runs as one batch (:func:`clip_predictions_many`;
+            the same results as one at a time).
+        raw: segmentations as their json text (:class:`genvis.data.results.JSONText`, what
+            a :class:`~genvis.data.results.ResultsWriter` copies verbatim) instead of dicts.
     """
     check_inputs(model, reader, dataset, n_f_eval)
     with _eval_mode(model):
-        for v in tqdm(dataset.videos, desc="infer", unit="video", disable=not progress):
-            yield from _video_results(model, reader, dataset, v, n_f_eval, top_k, association)
+        bar = tqdm(total=len(dataset.videos), desc="infer", unit="video", disable=not progress)
+        with bar:
+            for _, results in _results_by_video(model, reader, dataset, dataset.videos, n_f_eval, top_k,
+                                                association, videos_at_once, raw):
+                yield from results
+                bar.update(1)
 
 
 def infer_video(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int, top_k: int,
@@ -305,7 +480,8 @@ def check_inputs(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eva
 
 
 def run_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int, top_k: int = 20,
-                  association: str = "propagate", progress: bool = True) -> list[VideoResult]:
+                  association: str = "propagate", progress: bool = True,
+                  videos_at_once: int = VIDEOS_AT_ONCE) -> list[VideoResult]:
     """Inference over every video of ``dataset``, all results in memory.
 
     For long videos or many videos prefer :func:`write_inference`, which streams the
@@ -318,6 +494,8 @@ def run_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_ev
         dataset: the split (VISDataset); gives video ids, original sizes, category ids.
         n_f_eval: N_f^eval >= 1. top_k: predictions per video.
         association: "propagate", "minvis" or "oracle" (:func:`clip_predictions`).
+        videos_at_once: videos whose pass 1 runs as one batch (:func:`clip_predictions_many`;
+            the results do not depend on it).
 
     Returns:
         list of ``genvis.data.results.VideoResult``.
@@ -325,18 +503,18 @@ def run_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_ev
     Raises:
         InputError: videos missing from the reader, NaN features, size mismatch.
         ConfigError: the model's hidden size / frame queries differ from the reader's.
-        ValueError: n_f_eval < 1.
+        ValueError: n_f_eval < 1 or videos_at_once < 1.
     """
     from genvis.data.results import VideoResult
 
     return [VideoResult(r.video_id, r.category_id, r.score, list(r.segmentations))
-            for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress)]
+            for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress, videos_at_once)]
 
 
 def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_eval: int,
                     out: str | os.PathLike, top_k: int = 20,
                     association: str = "propagate", progress: bool = True,
-                    resume_key: dict | None = None) -> int:
+                    resume_key: dict | None = None, videos_at_once: int = VIDEOS_AT_ONCE) -> int:
     """Inference over every video of ``dataset``, streamed into the results json ``out``.
 
     Same arguments and errors as :func:`run_inference`; the file is written atomically
@@ -350,6 +528,7 @@ def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_
             ``out``), a rerun with an equal key skips the finished videos, a different key
             discards them, and the parts are joined into ``out`` (same bytes as one pass)
             and removed at the end.
+        videos_at_once: as for :func:`run_inference`.
 
     Returns:
         the number of predictions written.
@@ -358,7 +537,8 @@ def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_
 
     if resume_key is None:
         with ResultsWriter(out) as w:
-            for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress):
+            for r in iter_results(model, reader, dataset, n_f_eval, top_k, association, progress,
+                                  videos_at_once, raw=True):
                 w.add(r)
         return w.count
     check_inputs(model, reader, dataset, n_f_eval)
@@ -371,8 +551,13 @@ def write_inference(model: GenVIS, reader: ClipSource, dataset: VISDataset, n_f_
         print(f"resuming {out}: {len(done)} of {len(ids)} videos already done")
     with _eval_mode(model):
         todo = [v for v in dataset.videos if v.id not in done]
-        for v in tqdm(todo, desc="infer", unit="video", disable=not progress, initial=len(done), total=len(ids)):
-            write_video_part(model, reader, dataset, v, n_f_eval, top_k, association, parts)
+        with tqdm(todo, desc="infer", unit="video", disable=not progress, initial=len(done), total=len(ids)) as bar:
+            for video, results in _results_by_video(model, reader, dataset, todo, n_f_eval, top_k, association,
+                                                    videos_at_once, raw=True):
+                with parts.writer(video.id) as w:
+                    for r in results:
+                        w.add(r)
+                bar.update(1)
     return parts.join(ids)
 
 
@@ -388,6 +573,6 @@ def write_video_part(model: GenVIS, reader: ClipSource, dataset: VISDataset, vid
         the number of predictions of the video.
     """
     with parts.writer(video.id) as w:
-        for r in _video_results(model, reader, dataset, video, n_f_eval, top_k, association):
+        for r in _video_results(model, reader, dataset, video, n_f_eval, top_k, association, raw=True):
             w.add(r)
     return w.count

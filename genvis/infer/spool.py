@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import tempfile
-from typing import IO, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Iterable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from genvis.data.results import JSONText
 
 
 class SegmentationSpool:
@@ -50,6 +53,15 @@ class SegmentationSpool:
             f.write(json.dumps(seg) + "\n")
             self._lengths[j] += 1
 
+    def extend_json(self, j: int, texts: Sequence[str]) -> None:
+        """Append already-serialised RLEs (json text, one per frame, in frame order; e.g.
+        :func:`genvis.data.masks.encode_masks_json`) to prediction ``j``."""
+        if texts:
+            f = self._files[j]
+            f.seek(0, 2)
+            f.write("\n".join(texts) + "\n")
+            self._lengths[j] += len(texts)
+
     def length(self, j: int) -> int:
         """Number of frames appended to prediction ``j``."""
         return self._lengths[j]
@@ -61,6 +73,17 @@ class SegmentationSpool:
         f.seek(0)
         for line in f:
             yield json.loads(line)
+
+    def read_json(self, j: int) -> Iterator[JSONText]:
+        """Prediction ``j``'s RLEs in frame order as their json text, not parsed
+        (:class:`genvis.data.results.JSONText`: a results writer copies it verbatim)."""
+        from genvis.data.results import JSONText
+
+        f = self._files[j]
+        f.flush()
+        f.seek(0)
+        for line in f:
+            yield JSONText(line[:-1])
 
     def lists(self) -> list[list[dict | None]]:
         """All predictions' RLEs in memory (for tests and small videos)."""

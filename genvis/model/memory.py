@@ -44,6 +44,12 @@ class MemoryState:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def rows(self, start: int, stop: int) -> "MemoryState":
+        """Sequences ``start:stop`` of the batch (views of the same entries)."""
+        r = slice(start, stop)
+        return MemoryState([x[r] for x in self.keys], [x[r] for x in self.values], [x[r] for x in self.prototypes],
+                           None if self.valid is None else [x[r] for x in self.valid])
+
 
 class InstancePrototypeMemory(nn.Module):
     """IPM read / write.
