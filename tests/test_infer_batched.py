@@ -126,3 +126,43 @@ def test_spooled_json_text_is_written_verbatim(tmp_path):
         w.add(VideoResult(1, 2, 0.5, rles))
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     assert json.loads((tmp_path / "a.json").read_text())[0]["segmentations"] == rles
+
+
+@pytest.mark.parametrize("sizes", [None, {"padded_size": [16, 16], "resized_size": [14, 12], "original_size": [21, 18]}])
+def test_pass_two_equals_the_plain_formula_bit_for_bit(uneven, sizes):
+    """Masks and score factor of video_masks against the direct computation it replaced:
+    soft = sigmoid(upsampled logits cropped to the resized size), factor = sum(soft * (soft > 0.5))
+    / (count(soft > 0.5) + 1e-6) over the clips, masks = (logits resized to the original size) > 0."""
+    from torch.nn import functional as F
+
+    from genvis.data.masks import decode_rle
+    from genvis.infer.inference import video_masks
+
+    src, ds, model = uneven
+    vid = ds.videos[0].id
+    data = dict(src._videos[vid])
+    if sizes:
+        data["attrs"] = dict(data["attrs"], **sizes)
+    one = InMemoryClipSource({vid: data})
+    logits, embeds = clip_predictions(model, one, vid, 3)
+    queries = torch.tensor([4, 0, 4, 2])
+    spool, factor = video_masks(model, one, vid, 3, embeds, queries)
+    with spool:
+        got = spool.lists()
+    attrs = data["attrs"]
+    num, den = torch.zeros(4), torch.zeros(4)
+    for i, s in enumerate(range(0, LENGTHS[0], 3)):
+        raw = data["mask_features"][s:s + 3]
+        lg = GenVIS.mask_logits(embeds[i, queries], model.project_mask_features(raw))
+        lg = F.interpolate(lg, size=tuple(attrs["padded_size"]), mode="bilinear", align_corners=False)
+        lg = lg[:, :, :attrs["resized_size"][0], :attrs["resized_size"][1]]
+        soft = lg.sigmoid()
+        hard = soft > 0.5
+        num += (soft * hard).flatten(1).sum(1)
+        den += hard.flatten(1).sum(1)
+        full = F.interpolate(lg, size=tuple(attrs["original_size"]), mode="bilinear", align_corners=False) > 0
+        for j in range(4):
+            for f in range(full.shape[1]):
+                assert np.array_equal(decode_rle(got[j][s + f], *attrs["original_size"]), full[j, f].numpy())
+    assert torch.equal(factor, num / (den + 1e-6))
+    assert [len(g) for g in got] == [LENGTHS[0]] * 4
