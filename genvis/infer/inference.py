@@ -311,10 +311,14 @@ def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask
 
     device = model.device
     k = queries.shape[0]
-    selected = mask_embed.to(device)[:, queries.to(device)]   # [n_clips, k, C]
+    # a query selected with several classes has one mask: decode each selected query once
+    unique, inverse = torch.unique(queries.to(device), sorted=True, return_inverse=True)
+    selected = mask_embed.to(device)[:, unique]   # [n_clips, u, C]
+    owner = inverse.tolist()                      # prediction j -> row of `unique`
     spool = SegmentationSpool(k)
-    numerator = torch.zeros(k, device=device)
-    denominator = torch.zeros(k, device=device)
+    numerator = torch.zeros(unique.shape[0], device=device)
+    denominator = torch.zeros(unique.shape[0], device=device)
+    buffers = _Buffers(device)
     sizes = None
     try:
         for i, (s, e, raw) in enumerate(_clips_in_blocks(source, video_id, n_f, "mask_features")):
@@ -322,27 +326,72 @@ def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask
                 sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
             if k == 0:
                 continue
-            logits, full = clip_masks(model, selected[i], raw, sizes)
-            # soft where soft > 0.5, else 0: the same numbers as soft * (soft > 0.5), in one pass
-            kept = F.threshold(logits.sigmoid(), 0.5, 0.0).reshape(k, -1)
-            numerator += kept.sum(1)
-            # the pixel count of soft > 0.5 as float32, as the int64 count it replaces was added:
-            # kept is 0 or in (0.5, 1], so ceil gives 0/1, summed exactly below 2^24
-            denominator += (kept.ceil().sum(1) if kept.shape[1] < (1 << 24)
-                            else torch.sign(kept).sum(1, dtype=torch.float64).float())
-            t, (h, w) = full.shape[1], full.shape[2:]
+            kept_sum, count, cols = _clip_mask_stats(model, selected[i], raw, sizes, buffers)
+            numerator += kept_sum
+            denominator += count
+            u, t, w, h = cols.shape
             if on_clip is not None:
-                on_clip(s, e, full.cpu())
-            # [k, t, W, H] in C order = per mask a Fortran-ordered (H, W) image: pycocotools'
-            # layout, so the RLEs of all queries and frames are one call without another copy
-            cols = full.transpose(2, 3).contiguous().cpu().numpy().reshape(k * t, w, h).transpose(0, 2, 1)
-            texts = encode_masks_json(cols)
-            for j in range(k):
-                spool.extend_json(j, texts[j * t:(j + 1) * t])
+                on_clip(s, e, cols.transpose(2, 3)[inverse].cpu())
+            texts = encode_masks_json(cols.cpu().numpy().reshape(u * t, w, h).transpose(0, 2, 1))
+            for j, r in enumerate(owner):
+                spool.extend_json(j, texts[r * t:(r + 1) * t])
     except BaseException:
         spool.close()
         raise
-    return spool, (numerator / (denominator + 1e-6)).cpu()
+    return spool, (numerator / (denominator + 1e-6))[inverse].cpu()
+
+
+class _Buffers:
+    """Work tensors reused from clip to clip (one per name and shape): pass 2 would otherwise
+    allocate, and page-fault in, several fresh mask-sized tensors per clip."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._held: dict[tuple, torch.Tensor] = {}
+
+    def get(self, name: str, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` and ``dtype``, the same one on every call."""
+        key = (name, tuple(int(x) for x in shape), dtype)
+        if key not in self._held:
+            self._held[key] = torch.empty(key[1], dtype=dtype, device=self.device)
+        return self._held[key]
+
+
+def _clip_mask_stats(model: GenVIS, mask_embed: torch.Tensor, raw: torch.Tensor, sizes: tuple,
+                     buffers: _Buffers) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass 2 on one clip: the numbers of :func:`clip_masks` followed by ``soft = sigmoid(logits)``,
+    ``sum(soft * (soft > 0.5))``, ``count(soft > 0.5)`` and the hard masks, bit for bit, with
+    fewer passes over the masks and no fresh mask-sized tensors.
+
+    Args:
+        mask_embed: float [u, C]; raw: float [t, C_m, h, w]; sizes: as for :func:`clip_masks`.
+
+    Returns:
+        (sum of the kept probabilities float [u], their count float [u] (float32, as an int64
+        count added to a float32 tensor), hard masks bool [u, t, W, H] -- transposed, so
+        that each mask is a Fortran-ordered (H, W) image for pycocotools -- in a reused
+        buffer: valid until the next call), on the model's device.
+    """
+    original, resized, padded = sizes
+    mf = model.project_mask_features(raw.to(model.device))
+    logits = GenVIS.mask_logits(mask_embed, mf)                            # [u, t, h, w]
+    u, t = logits.shape[:2]
+    up = buffers.get("up", (u, t, *padded))
+    torch.ops.aten.upsample_bilinear2d.out(logits, list(padded), False, None, None, out=up)   # = F.interpolate
+    crop = up[:, :, :resized[0], :resized[1]]
+    soft = torch.sigmoid(crop, out=buffers.get("soft", (u, t, *resized)))
+    F.threshold(soft, 0.5, 0.0, inplace=True)           # soft * (soft > 0.5): soft where > 0.5, else 0
+    flat = soft.view(u, -1)
+    kept_sum = flat.sum(1)
+    # the kept values are 0 or in (0.5, 1]: ceil gives 0/1, whose float32 sum is exact below 2^24
+    count = flat.ceil_().sum(1) if flat.shape[1] < (1 << 24) else flat.ceil_().sum(1, dtype=torch.float64).float()
+    if tuple(original) == tuple(resized):   # a same-size bilinear resize is the identity: skip it
+        hard = torch.gt(crop, 0.0, out=buffers.get("hard", (u, t, *original), torch.bool))
+    else:
+        hard = F.interpolate(crop, size=original, mode="bilinear", align_corners=False) > 0.0
+    cols = buffers.get("cols", (u, t, original[1], original[0]), torch.bool)
+    cols.copy_(hard.transpose(2, 3))
+    return kept_sum, count, cols
 
 
 def _predict(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int, top_k: int,
