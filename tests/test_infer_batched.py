@@ -128,11 +128,19 @@ def test_spooled_json_text_is_written_verbatim(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text())[0]["segmentations"] == rles
 
 
-@pytest.mark.parametrize("sizes", [None, {"padded_size": [16, 16], "resized_size": [14, 12], "original_size": [21, 18]}])
-def test_pass_two_equals_the_plain_formula_bit_for_bit(uneven, sizes):
+@pytest.mark.parametrize("grid,sizes,queries", [
+    (None, None, [4, 0, 4, 2]),
+    (None, {"padded_size": [16, 16], "resized_size": [14, 12], "original_size": [21, 18]}, [4, 0, 4, 2]),
+    # 5 x 3 grid, 5 predictions: the sigmoid's scalar tail falls inside the last prediction's mask
+    ((5, 3), None, [4, 0, 4, 2, 0]),
+    ((5, 3), None, [1, 1]),
+    ((5, 3), {"padded_size": [20, 12], "resized_size": [19, 11], "original_size": [19, 11]}, [3, 5, 3]),
+])
+def test_pass_two_equals_the_plain_formula_bit_for_bit(uneven, grid, sizes, queries):
     """Masks and score factor of video_masks against the direct computation it replaced:
     soft = sigmoid(upsampled logits cropped to the resized size), factor = sum(soft * (soft > 0.5))
-    / (count(soft > 0.5) + 1e-6) over the clips, masks = (logits resized to the original size) > 0."""
+    / (count(soft > 0.5) + 1e-6) over the clips, masks = (logits resized to the original size) > 0;
+    repeated queries (one query selected with two classes) included."""
     from torch.nn import functional as F
 
     from genvis.data.masks import decode_rle
@@ -141,16 +149,21 @@ def test_pass_two_equals_the_plain_formula_bit_for_bit(uneven, sizes):
     src, ds, model = uneven
     vid = ds.videos[0].id
     data = dict(src._videos[vid])
-    if sizes:
-        data["attrs"] = dict(data["attrs"], **sizes)
+    if grid:
+        data["mask_features"] = torch.randn(LENGTHS[0], 32, *grid, generator=torch.Generator().manual_seed(2))
+        data.pop("attrs")
     one = InMemoryClipSource({vid: data})
+    if sizes:
+        one._videos[vid]["attrs"].update(sizes)
+    data = one._videos[vid]
     logits, embeds = clip_predictions(model, one, vid, 3)
-    queries = torch.tensor([4, 0, 4, 2])
+    k = len(queries)
+    queries = torch.tensor(queries)
     spool, factor = video_masks(model, one, vid, 3, embeds, queries)
     with spool:
         got = spool.lists()
     attrs = data["attrs"]
-    num, den = torch.zeros(4), torch.zeros(4)
+    num, den = torch.zeros(k), torch.zeros(k)
     for i, s in enumerate(range(0, LENGTHS[0], 3)):
         raw = data["mask_features"][s:s + 3]
         lg = GenVIS.mask_logits(embeds[i, queries], model.project_mask_features(raw))
@@ -161,8 +174,46 @@ def test_pass_two_equals_the_plain_formula_bit_for_bit(uneven, sizes):
         num += (soft * hard).flatten(1).sum(1)
         den += hard.flatten(1).sum(1)
         full = F.interpolate(lg, size=tuple(attrs["original_size"]), mode="bilinear", align_corners=False) > 0
-        for j in range(4):
+        for j in range(k):
             for f in range(full.shape[1]):
                 assert np.array_equal(decode_rle(got[j][s + f], *attrs["original_size"]), full[j, f].numpy())
     assert torch.equal(factor, num / (den + 1e-6))
-    assert [len(g) for g in got] == [LENGTHS[0]] * 4
+    assert [len(g) for g in got] == [LENGTHS[0]] * k
+
+
+def _plain_factor(model, data, embeds, queries, n_f):
+    """Score factor by the formula inference used before issue 19 (one row per prediction)."""
+    from torch.nn import functional as F
+
+    attrs = data["attrs"]
+    k = len(queries)
+    num, den = torch.zeros(k), torch.zeros(k)
+    length = data["mask_features"].shape[0]
+    for i, s in enumerate(range(0, length, n_f)):
+        lg = GenVIS.mask_logits(embeds[i, queries], model.project_mask_features(data["mask_features"][s:s + n_f]))
+        lg = F.interpolate(lg, size=tuple(attrs["padded_size"]), mode="bilinear", align_corners=False)
+        soft = lg[:, :, :attrs["resized_size"][0], :attrs["resized_size"][1]].sigmoid()
+        hard = soft > 0.5
+        num += (soft * hard).flatten(1).sum(1)
+        den += hard.flatten(1).sum(1)
+    return num / (den + 1e-6)
+
+
+def test_pass_two_score_factor_is_the_plain_formula_on_many_shapes(uneven):
+    """Many small odd shapes and repeated queries, so that the sigmoid's scalar tail (it rounds
+    differently from the vectorised body) lands in a repeated query's mask now and then."""
+    from genvis.infer.inference import video_masks
+
+    src, ds, model = uneven
+    g = torch.Generator().manual_seed(7)
+    for trial in range(40):
+        h, w = (int(x) for x in torch.randint(2, 8, (2,), generator=g))
+        n = int(torch.randint(3, 10, (1,), generator=g))
+        mf = torch.randn(n, 32, h, w, generator=g) * 3
+        vid = 1
+        one = InMemoryClipSource({vid: {"frame_queries": torch.randn(n, 1, 4, 32, generator=g), "mask_features": mf}})
+        _, embeds = clip_predictions(model, one, vid, 3)
+        queries = torch.randint(0, 6, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g)
+        spool, factor = video_masks(model, one, vid, 3, embeds, queries)
+        spool.close()
+        assert torch.equal(factor, _plain_factor(model, one._videos[vid], embeds, queries, 3)), (trial, h, w, queries)

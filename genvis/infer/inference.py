@@ -311,13 +311,14 @@ def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask
 
     device = model.device
     k = queries.shape[0]
-    # a query selected with several classes has one mask: decode each selected query once
-    unique, inverse = torch.unique(queries.to(device), sorted=True, return_inverse=True)
-    selected = mask_embed.to(device)[:, unique]   # [n_clips, u, C]
-    owner = inverse.tolist()                      # prediction j -> row of `unique`
+    queries = queries.to(device)
+    selected = mask_embed.to(device)[:, queries]   # [n_clips, k, C]
+    # a query selected with several classes has one mask: upsample and encode it once
+    unique, inverse = torch.unique(queries, sorted=True, return_inverse=True)
+    first = torch.full_like(unique, k).scatter_reduce_(0, inverse, torch.arange(k, device=device), "amin")
     spool = SegmentationSpool(k)
-    numerator = torch.zeros(unique.shape[0], device=device)
-    denominator = torch.zeros(unique.shape[0], device=device)
+    numerator = torch.zeros(k, device=device)
+    denominator = torch.zeros(k, device=device)
     buffers = _Buffers(device)
     sizes = None
     try:
@@ -326,19 +327,19 @@ def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask
                 sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
             if k == 0:
                 continue
-            kept_sum, count, cols = _clip_mask_stats(model, selected[i], raw, sizes, buffers)
+            kept_sum, count, cols, owner = _clip_mask_stats(model, selected[i], raw, sizes, buffers, first, inverse)
             numerator += kept_sum
             denominator += count
             u, t, w, h = cols.shape
             if on_clip is not None:
-                on_clip(s, e, cols.transpose(2, 3)[inverse].cpu())
+                on_clip(s, e, cols.transpose(2, 3)[owner].cpu())
             texts = encode_masks_json(cols.cpu().numpy().reshape(u * t, w, h).transpose(0, 2, 1))
-            for j, r in enumerate(owner):
+            for j, r in enumerate(owner.tolist()):
                 spool.extend_json(j, texts[r * t:(r + 1) * t])
     except BaseException:
         spool.close()
         raise
-    return spool, (numerator / (denominator + 1e-6))[inverse].cpu()
+    return spool, (numerator / (denominator + 1e-6)).cpu()
 
 
 class _Buffers:
@@ -357,41 +358,56 @@ class _Buffers:
         return self._held[key]
 
 
-def _clip_mask_stats(model: GenVIS, mask_embed: torch.Tensor, raw: torch.Tensor, sizes: tuple,
-                     buffers: _Buffers) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _clip_mask_stats(model: GenVIS, mask_embed: torch.Tensor, raw: torch.Tensor, sizes: tuple, buffers: _Buffers,
+                     first: torch.Tensor, inverse: torch.Tensor,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pass 2 on one clip: the numbers of :func:`clip_masks` followed by ``soft = sigmoid(logits)``,
     ``sum(soft * (soft > 0.5))``, ``count(soft > 0.5)`` and the hard masks, bit for bit, with
-    fewer passes over the masks and no fresh mask-sized tensors.
+    fewer passes over the masks, no fresh mask-sized tensors, and each distinct mask
+    upsampled, thresholded and transposed once.
 
     Args:
-        mask_embed: float [u, C]; raw: float [t, C_m, h, w]; sizes: as for :func:`clip_masks`.
+        mask_embed: float [k, C] (rows of repeated queries are equal); raw: float
+            [t, C_m, h, w]; sizes: as for :func:`clip_masks`.
+        first, inverse: long [u] first row of each distinct query, long [k] row -> its
+            distinct query (``torch.unique``); used when the clip's mask logits of equal
+            queries are equal bit for bit (checked: else every row is its own mask).
 
     Returns:
-        (sum of the kept probabilities float [u], their count float [u] (float32, as an int64
-        count added to a float32 tensor), hard masks bool [u, t, W, H] -- transposed, so
+        (sum of the kept probabilities float [k], their count float [k] (float32, as an int64
+        count added to a float32 tensor), hard masks bool [u', t, W, H] -- transposed, so
         that each mask is a Fortran-ordered (H, W) image for pycocotools -- in a reused
-        buffer: valid until the next call), on the model's device.
+        buffer: valid until the next call; long [k] the row of each prediction's mask), on
+        the model's device.
     """
     original, resized, padded = sizes
     mf = model.project_mask_features(raw.to(model.device))
-    logits = GenVIS.mask_logits(mask_embed, mf)                            # [u, t, h, w]
-    u, t = logits.shape[:2]
+    logits = GenVIS.mask_logits(mask_embed, mf)                            # [k, t, h, w]
+    k, t = logits.shape[:2]
+    if first.shape[0] < k and torch.equal(logits, logits[first][inverse]):
+        rows, owner = logits[first], inverse
+    else:
+        rows, owner = logits, torch.arange(k, device=logits.device)
+    u = rows.shape[0]
     up = buffers.get("up", (u, t, *padded))
-    torch.ops.aten.upsample_bilinear2d.out(logits, list(padded), False, None, None, out=up)   # = F.interpolate
-    crop = up[:, :, :resized[0], :resized[1]]
-    soft = torch.sigmoid(crop, out=buffers.get("soft", (u, t, *resized)))
+    torch.ops.aten.upsample_bilinear2d.out(rows, list(padded), False, None, None, out=up)   # = F.interpolate
+    # the probabilities of all k rows, laid out as F.interpolate(logits) was: the same
+    # sigmoid loop (its vectorised body and scalar tail round differently), so the same bits
+    every = up if u == k else torch.index_select(up, 0, owner, out=buffers.get("every", (k, t, *padded)))
+    soft = torch.sigmoid(every[:, :, :resized[0], :resized[1]], out=buffers.get("soft", (k, t, *resized)))
     F.threshold(soft, 0.5, 0.0, inplace=True)           # soft * (soft > 0.5): soft where > 0.5, else 0
-    flat = soft.view(u, -1)
+    flat = soft.view(k, -1)
     kept_sum = flat.sum(1)
     # the kept values are 0 or in (0.5, 1]: ceil gives 0/1, whose float32 sum is exact below 2^24
     count = flat.ceil_().sum(1) if flat.shape[1] < (1 << 24) else flat.ceil_().sum(1, dtype=torch.float64).float()
+    crop = up[:, :, :resized[0], :resized[1]]
     if tuple(original) == tuple(resized):   # a same-size bilinear resize is the identity: skip it
         hard = torch.gt(crop, 0.0, out=buffers.get("hard", (u, t, *original), torch.bool))
     else:
         hard = F.interpolate(crop, size=original, mode="bilinear", align_corners=False) > 0.0
     cols = buffers.get("cols", (u, t, original[1], original[0]), torch.bool)
     cols.copy_(hard.transpose(2, 3))
-    return kept_sum, count, cols
+    return kept_sum, count, cols, owner
 
 
 def _predict(model: GenVIS, source: ClipSource, video_id: int, n_f_eval: int, top_k: int,
