@@ -91,10 +91,9 @@ class GenVIS(nn.Module):
                 in training each kept detector layer of each video is its own sequence).
             state: :class:`VideoState` from the previous clip (or :meth:`initial_state`).
             all_layers: predictions for every decoder layer (deep supervision).
-            read_per_sequence: read the IPM one sequence at a time, the rest batched. The
-                read's einsum rounds differently for B > 1 than for B = 1 once the memory
-                holds >= 7 entries (different matmul layouts), so batched inference uses this
-                to give bit for bit the results of one video at a time.
+            read_per_sequence: the IPM attends one sequence at a time
+                (:meth:`InstancePrototypeMemory.read`), so that a batch gives bit for bit the
+                results of one sequence at a time (batched inference).
 
         Returns:
             (:class:`ClipOutput`, the state for the next clip).
@@ -108,13 +107,8 @@ class GenVIS(nn.Module):
         if c != self.cfg.hidden_dim or q_f != self.cfg.num_frame_queries:
             raise ValueError(f"frame queries have Q_f={q_f}, C={c}; the model expects "
                              f"Q_f={self.cfg.num_frame_queries}, C={self.cfg.hidden_dim}")
-        if self.memory is None:
-            queries = state.output
-        elif read_per_sequence and state.output.shape[0] > 1:
-            queries = torch.cat([self.memory.read(state.output[b:b + 1], state.memory.rows(b, b + 1))
-                                 for b in range(state.output.shape[0])])
-        else:
-            queries = self.memory.read(state.output, state.memory)
+        queries = state.output if self.memory is None else self.memory.read(state.output, state.memory,
+                                                                             per_sequence=read_per_sequence)
         encoded = self.encoder(frame_queries)
         protos, out = self.decoder(queries, encoded, all_layers=all_layers)
         logits = self.heads.class_embed(protos)
