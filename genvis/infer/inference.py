@@ -114,19 +114,21 @@ BLOCK_FRAMES = 32
 BLOCK_BYTES = 16 << 20
 
 
-def _clips_in_blocks(source: ClipSource, video_id: int, n_f: int, field: str,
-                     layers: slice | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+def _clips_in_blocks(source: ClipSource, video_id: int, n_f: int, field: str, layers: slice | None = None,
+                     frame_bytes: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
     """``(start, stop, field tensor [stop - start, ...])`` of the clips of ``n_f`` frames of one
     video (the last may be shorter), read in blocks of whole clips (up to :data:`BLOCK_FRAMES`
     frames and :data:`BLOCK_BYTES`; one clip at least) with the source's read-ahead; the
-    clips are views of their block.
+    clips are views of their block. ``frame_bytes``: the size of one frame of ``field`` in
+    float32 (an estimate is enough); None reads frame 0 to find it.
 
     Raises:
         InputError: as the source's ``read_clip``; non-finite values (naming the clip's frames).
     """
     length = source.length(video_id)
-    probe = source.read_clip(video_id, 0, 1, fields=(field,), layers=layers)[field]
-    per_clip = max(1, probe.numel() * 4 * n_f)
+    if frame_bytes is None:
+        frame_bytes = 4 * source.read_clip(video_id, 0, 1, fields=(field,), layers=layers)[field].numel()
+    per_clip = max(1, int(frame_bytes) * n_f)
     block = n_f * max(1, min(BLOCK_FRAMES // n_f, BLOCK_BYTES // per_clip))
     for s, e, chunk in source.iter_clips(video_id, min(block, length), (field,), layers=layers):
         data = chunk[field]
@@ -181,7 +183,8 @@ def clip_predictions_many(model: GenVIS, source: ClipSource, video_ids: Sequence
     lengths = [source.length(v) for v in video_ids]
     order = sorted(range(len(video_ids)), key=lambda i: -lengths[i])   # stable: ties keep their order
     n_clips = [-(-lengths[i] // n_f) for i in order]
-    clips = [_clips_in_blocks(source, video_ids[i], n_f, "frame_queries", layers=slice(-1, None)) for i in order]
+    fq_bytes = 4 * model.cfg.num_frame_queries * model.cfg.hidden_dim
+    clips = [_clips_in_blocks(source, video_ids[i], n_f, "frame_queries", slice(-1, None), fq_bytes) for i in order]
     per_video: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in order]
     state = model.initial_state(len(order)) if association == "propagate" else None
     try:
@@ -322,7 +325,9 @@ def video_masks(model: GenVIS, source: ClipSource, video_id: int, n_f: int, mask
     buffers = _Buffers(device)
     sizes = None
     try:
-        for i, (s, e, raw) in enumerate(_clips_in_blocks(source, video_id, n_f, "mask_features")):
+        padded = source.video_attrs(video_id).get("padded_size")   # mask features at 1/4 of the padded input
+        mf_bytes = None if padded is None else 4 * model.cfg.mask_feature_dim * (padded[0] // 4) * (padded[1] // 4)
+        for i, (s, e, raw) in enumerate(_clips_in_blocks(source, video_id, n_f, "mask_features", None, mf_bytes)):
             if sizes is None:
                 sizes = _sizes(source, video_id, dataset, tuple(raw.shape[-2:]))
             if k == 0:
