@@ -52,6 +52,8 @@ def main() -> None:
         return wrapper
 
     inf.clip_predictions = timed(inf.clip_predictions, "pass1")
+    if hasattr(inf, "clip_predictions_many"):   # batched pass 1 (issue 19; not in older commits)
+        inf.clip_predictions_many = timed(inf.clip_predictions_many, "pass1")
     inf.video_masks = timed(inf.video_masks, "pass2")
     ds = load_vis_json(args.dataset)
     reader = CacheReader(args.store)

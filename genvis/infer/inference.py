@@ -406,12 +406,11 @@ def _clip_mask_stats(model: GenVIS, mask_embed: torch.Tensor, raw: torch.Tensor,
     # the kept values are 0 or in (0.5, 1]: ceil gives 0/1, whose float32 sum is exact below 2^24
     count = flat.ceil_().sum(1) if flat.shape[1] < (1 << 24) else flat.ceil_().sum(1, dtype=torch.float64).float()
     crop = up[:, :, :resized[0], :resized[1]]
-    if tuple(original) == tuple(resized):   # a same-size bilinear resize is the identity: skip it
-        hard = torch.gt(crop, 0.0, out=buffers.get("hard", (u, t, *original), torch.bool))
-    else:
-        hard = F.interpolate(crop, size=original, mode="bilinear", align_corners=False) > 0.0
     cols = buffers.get("cols", (u, t, original[1], original[0]), torch.bool)
-    cols.copy_(hard.transpose(2, 3))
+    if tuple(original) == tuple(resized):   # a same-size bilinear resize is the identity: skip it
+        torch.gt(crop.transpose(2, 3), 0.0, out=cols)
+    else:
+        cols.copy_((F.interpolate(crop, size=original, mode="bilinear", align_corners=False) > 0.0).transpose(2, 3))
     return kept_sum, count, cols, owner
 
 
