@@ -157,13 +157,13 @@ def clip_predictions_many(model: GenVIS, source: ClipSource, video_ids: Sequence
     form a prefix of that order, those with a full clip of ``n_f`` frames first; a shorter
     last clip is its own batch, and a video leaves the batch after its last clip. The
     sequences of a batch do not interact (per-sequence attention, per-row linear layers and
-    memory), and on CPU the results equal the one-video computation bit for bit
-    (``tests/test_infer.py``).
+    memory; the IPM attends one sequence at a time), and on CPU the results equal the one-video
+    computation bit for bit (``tests/test_infer_batched.py``).
 
     Args:
         model, source, n_f: as for :func:`clip_predictions`.
-        video_ids: the videos (any lengths; each one's frame queries are read clip by clip
-            with the source's read-ahead).
+        video_ids: the videos (any lengths; each one's frame queries are read in blocks of
+            clips with the source's read-ahead).
         association: "propagate" or "minvis" ("oracle" runs :func:`clip_predictions` video
             by video).
 
