@@ -106,7 +106,8 @@ class GenVIS(nn.Module):
         return self.encoder(frame_queries.reshape(b * (w // n_f), n_f, q, c)).reshape(b, w, q, c)
 
     def clip_step(self, frame_queries: torch.Tensor, state: VideoState,
-                  all_layers: bool = False, encoded: torch.Tensor | None = None) -> tuple[ClipOutput, VideoState]:
+                  all_layers: bool = False, encoded: torch.Tensor | None = None,
+                  read_per_sequence: bool = False) -> tuple[ClipOutput, VideoState]:
         """Run E, D (with IPM read) and the heads on one clip.
 
         Args:
@@ -116,6 +117,9 @@ class GenVIS(nn.Module):
             all_layers: predictions for every decoder layer (deep supervision).
             encoded: E(frame_queries) float [B, N_f, Q_f, C] when already computed
                 (:meth:`encode_clips`); None: encoded here.
+            read_per_sequence: the IPM attends one sequence at a time
+                (:meth:`InstancePrototypeMemory.read`), so that a batch gives bit for bit the
+                results of one sequence at a time (batched inference).
 
         Returns:
             (:class:`ClipOutput`, the state for the next clip).
@@ -129,7 +133,8 @@ class GenVIS(nn.Module):
         if c != self.cfg.hidden_dim or q_f != self.cfg.num_frame_queries:
             raise ValueError(f"frame queries have Q_f={q_f}, C={c}; the model expects "
                              f"Q_f={self.cfg.num_frame_queries}, C={self.cfg.hidden_dim}")
-        queries = state.output if self.memory is None else self.memory.read(state.output, state.memory)
+        queries = state.output if self.memory is None else self.memory.read(state.output, state.memory,
+                                                                             per_sequence=read_per_sequence)
         if encoded is None:
             encoded = self.encoder(frame_queries)
         protos, out = self.decoder(queries, encoded, all_layers=all_layers)
