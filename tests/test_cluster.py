@@ -100,6 +100,20 @@ def test_a_failing_video_raises_its_named_error_and_keeps_the_others(setup, clie
     assert 5 not in CacheReader(out).video_ids
 
 
+def test_bad_records_and_a_missing_detector_are_refused_before_the_store_exists(setup, client, tmp_path):
+    root, split, _ = setup
+    doc = json.loads(split.read_text())
+    doc["videos"][2]["length"] += 1            # 8: length != number of file names
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    out = tmp_path / "sub" / "b.zarr"
+    with pytest.raises(InputError, match=r"bad.json: video 8: 'length' is 3"):
+        extract_on_cluster(client, bad, root / "frames", root / "det.pt", out, progress=False)
+    with pytest.raises(InputError, match="nope.pt: detector checkpoint not found"):
+        extract_on_cluster(client, split, root / "frames", tmp_path / "nope.pt", out, progress=False)
+    assert not (tmp_path / "sub").exists()
+
+
 def test_killed_worker_leaves_a_store_that_a_rerun_completes(setup, client, tmp_path):
     root, split, serial = setup
     out = tmp_path / "k.zarr"
