@@ -101,6 +101,20 @@ class FrameChunkWriter:
             body = bytes(body) + int(google_crc32c.value(body)).to_bytes(4, "little")
         return bytes(body)
 
+    def _make_parents(self, folder: Path) -> None:
+        """Create ``folder`` and its missing parents below the array's folder: one ``mkdir``
+        per new folder (a frame's chunk key ``c/<t>/0/0`` makes a few), none for known ones."""
+        missing = []
+        while folder not in self._made and folder != self.directory:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                pass
+            self._made.add(folder)
+
     def write(self, start: int, frames: np.ndarray) -> None:
         """Write ``frames`` ``[n, *frame_shape]`` as chunks ``start .. start + n - 1``.
 
@@ -116,8 +130,6 @@ class FrameChunkWriter:
             if body is None:   # as Zarr: an empty chunk has no file (one written before goes)
                 path.unlink(missing_ok=True)
                 continue
-            if path.parent not in self._made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(path.parent)
+            self._make_parents(path.parent)
             with open(path, "wb") as f:
                 f.write(body)
