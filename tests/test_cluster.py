@@ -67,6 +67,18 @@ def test_options_are_checked():
             pass
 
 
+def test_local_workers_spawn_with_the_malloc_and_thread_settings(client):
+    from genvis.cluster import WORKER_MALLOC
+
+    def environ():
+        return {k: os.environ.get(k) for k in [*WORKER_MALLOC, "OMP_NUM_THREADS"]}
+
+    want = {**{k: os.environ.get(k, v) for k, v in WORKER_MALLOC.items()}, "OMP_NUM_THREADS": "1"}
+    for got in client.run(environ).values():
+        assert got == want
+        assert got["MALLOC_TRIM_THRESHOLD_"] != "65536"   # not dask's default (2x slower forward)
+
+
 def test_extract_on_two_workers_equals_serial(setup, client, tmp_path):
     root, split, serial = setup
     out = tmp_path / "d.zarr"
