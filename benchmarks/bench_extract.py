@@ -25,7 +25,10 @@ machine with this many cores (:func:`expected_ratio`). The in-process run prints
 ms/frame too, and the load average is printed before and after: on a shared machine the
 wall-clock rates say little, the CPU times much more. To compare 1 and 2 workers::
 
-    python benchmarks/bench_extract.py --videos 8 --frames 60 --threads 1 --workers 1 2
+    python benchmarks/bench_extract.py --videos 8 --frames 60 --threads 1 --workers 1 2 --rounds 3
+
+(``--rounds R`` alternates the worker counts R times and ends with the ratios of every round
+and their median.)
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", default=None, help="keep the store at this path instead of a temp dir")
     parser.add_argument("--workers", type=int, nargs="*", default=[],
                         help="also time dask extraction with these numbers of local worker processes")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the --workers runs this many times, alternating (a fresh cluster each)")
     args = parser.parse_args(argv)
 
     import torch
@@ -161,18 +166,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU in process: {1000 * cpu_s / frames:.2f} ms/frame ({1000 * main_cpu_s / frames:.2f} in the "
           f"extracting thread), {100 * cpu_s / stats.total_s:.0f}% of a core; load average at the start "
           f"{' '.join(f'{x:.2f}' for x in load_start)} (1, 5, 15 min) on {cores} cores")
-    first = cluster_rows[0] if cluster_rows else None
-    for r in cluster_rows:
-        print(f"dask {r.workers} worker(s) x 1 thread: {r.fps:.2f} frames/s, start-up {r.start_s:.1f}s "
-              f"(cluster start + detector load on every worker), {r.fps / first.fps:.2f}x the "
-              f"{first.workers}-worker rate, {r.fps / (frames / stats.total_s):.2f}x in process")
-        print(f"  CPU ms/frame: workers {r.ms(r.worker_cpu_s):.2f} (task threads {r.ms(r.task_cpu_s):.2f}), "
-              f"client+scheduler {r.ms(r.client_cpu_s):.2f}; total "
-              f"{r.ms(r.worker_cpu_s + r.client_cpu_s):.2f} = {(r.worker_cpu_s + r.client_cpu_s) / r.wall_s:.2f} "
-              f"cores busy over the run")
-        if r is not first:
-            print(f"  expected on an idle {cores}-core machine from the CPU times: "
-                  f"{expected_ratio(first, r, cores):.2f}x the {first.workers}-worker rate")
+    rounds = [cluster_rows[i:i + len(args.workers)] for i in range(0, len(cluster_rows), len(args.workers))]
+    for k, rows in enumerate(rounds):
+        first = rows[0]
+        for r in rows:
+            print(f"{f'round {k + 1}: ' if len(rounds) > 1 else ''}dask {r.workers} worker(s) x 1 thread: "
+                  f"{r.fps:.2f} frames/s, start-up {r.start_s:.1f}s (cluster start + detector load on every "
+                  f"worker; then a warm-up video on each {r.warm_s:.1f}s), {r.fps / first.fps:.2f}x the {first.workers}-worker rate, "
+                  f"{r.fps / (frames / stats.total_s):.2f}x in process")
+            print(f"  CPU ms/frame: workers {r.ms(r.worker_cpu_s):.2f} (task threads {r.ms(r.task_cpu_s):.2f}), "
+                  f"client+scheduler {r.ms(r.client_cpu_s):.2f}; total "
+                  f"{r.ms(r.worker_cpu_s + r.client_cpu_s):.2f} = "
+                  f"{(r.worker_cpu_s + r.client_cpu_s) / r.wall_s:.2f} cores busy over the run")
+            if r is not first:
+                print(f"  expected on an idle {cores}-core machine from the CPU times: "
+                      f"{expected_ratio(first, r, cores):.2f}x the {first.workers}-worker rate")
+    if len(rounds) > 1:
+        for j in range(1, len(args.workers)):
+            wall = sorted(rows[j].fps / rows[0].fps for rows in rounds)
+            cpu = sorted(expected_ratio(rows[0], rows[j], cores) for rows in rounds)
+            print(f"SUMMARY dask {args.workers[j]} vs {args.workers[0]} worker(s) over {len(rounds)} rounds: "
+                  f"wall-clock {' '.join(f'{x:.2f}' for x in wall)} (median {wall[len(wall) // 2]:.2f}x); "
+                  f"expected from CPU {' '.join(f'{x:.2f}' for x in cpu)} (median {cpu[len(cpu) // 2]:.2f}x)")
     if cluster_rows:
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
@@ -186,6 +201,7 @@ class ClusterRow:
     frames: int
     wall_s: float            # the run, cluster up and detectors loaded
     start_s: float           # cluster start + detector load on every worker
+    warm_s: float            # then one warm-up video on every worker (as the in-process run has)
     worker_cpu_s: float      # CPU of the worker processes during the run (all their threads)
     task_cpu_s: float        # of which the threads that ran the videos (detector + writes)
     client_cpu_s: float      # CPU of this process (client, scheduler, nannies) during the run
@@ -215,12 +231,25 @@ def _worker_cpu() -> tuple[float, float]:
     return time.process_time(), tasks
 
 
+def _warm_task(image_root: str, out: str, batch_size: int, min_size, max_size, device: str) -> None:
+    """On a worker's task thread: the split's first video into a throw-away store (first-call
+    allocations and lazy initialisation, which the in-process run's warm-up also takes out)."""
+    from genvis.cache.extract import extract
+    from genvis.cluster import _EXTRACT_PLUGIN, _worker_plugin
+
+    plugin = _worker_plugin(_EXTRACT_PLUGIN)
+    first = plugin.dataset.videos[0].id
+    extract(plugin.dataset.subset([first]), image_root, plugin.detector, f"{out}_{os.getpid()}.zarr",
+            batch_size=batch_size, min_size=min_size, max_size=max_size, device=device, progress=False)
+
+
 def time_workers(args, det, split, tmp: Path) -> list[ClusterRow]:
     """Extraction as dask tasks, one run per worker count.
 
     Start-up = local cluster start + loading the detector on every worker (the worker
-    plugin, registered here first); the run then finds it loaded, so its frames/s are the
-    steady rate (a ``genvis extract --workers N`` run pays the start-up once on top). CPU
+    plugin, registered here first); then every worker extracts one warm-up video into a
+    throw-away store, as the in-process run does before it is timed. The run then finds the
+    detectors loaded and warm, so its frames/s are the steady rate (a ``genvis extract --workers N`` run pays the start-up once on top). CPU
     seconds are taken before and after the run: of every worker process (``client.run``),
     of the threads there that ran the videos, and of this process (the client, the scheduler
     and the nannies of a local cluster live here).
@@ -230,18 +259,25 @@ def time_workers(args, det, split, tmp: Path) -> list[ClusterRow]:
     det_path = tmp / "det.pt"
     det.save(det_path)
     rows = []
-    for n in args.workers:
+    for n in [n for _ in range(args.rounds) for n in args.workers]:
         t0 = time.perf_counter()
         with cluster_client(workers=n, threads_per_worker=1) as client:
             _ensure_plugin(client, _DetectorPlugin(str(det_path.resolve()), str(Path(split).resolve()),
                                                    args.device, 1))
             start_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            warm = [client.submit(_warm_task, str(tmp / "frames"), str(tmp / f"warm{len(rows)}"), args.batch_size,
+                                  args.min_size, args.max_size, args.device, workers=[w],
+                                  allow_other_workers=False, pure=False)
+                    for w in client.scheduler_info()["workers"]]
+            client.gather(warm)
+            warm_s = time.perf_counter() - t1
             before, c0 = client.run(_worker_cpu), time.process_time()
-            stats = extract_on_cluster(client, split, tmp / "frames", det_path, tmp / f"w{n}.zarr",
+            stats = extract_on_cluster(client, split, tmp / "frames", det_path, tmp / f"w{n}_{len(rows)}.zarr",
                                        batch_size=args.batch_size, min_size=args.min_size,
                                        max_size=args.max_size, device=args.device, progress=False)
             c1, after = time.process_time(), client.run(_worker_cpu)
-        rows.append(ClusterRow(n, stats.frames, stats.total_s, start_s,
+        rows.append(ClusterRow(n, stats.frames, stats.total_s, start_s, warm_s,
                                sum(after[w][0] - before[w][0] for w in after),
                                sum(after[w][1] - before[w][1] for w in after), c1 - c0))
     return rows
