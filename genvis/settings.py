@@ -30,6 +30,26 @@ from genvis.train.config import ExperimentConfig
 #: online setting (N_f^eval = 1, top-k 20 as for OVIS, instance queries propagated)
 OFFICIAL_INFERENCE = InferenceConfig(n_f_eval=1, top_k=20, association="propagate")
 
+#: top-k predictions per video of the official GenVIS configs (``TEST.DETECTIONS_PER_IMAGE``),
+#: by the checkpoint's class count: 20 on OVIS (25 classes), 10 on YouTube-VIS 2019/2021 (40)
+OFFICIAL_TOP_K = {25: 20, 40: 10}
+
+
+def official_inference(num_classes: int | None = None) -> InferenceConfig:
+    """Inference settings of official GenVIS weights (no experiment stored with them).
+
+    Args:
+        num_classes: the checkpoint's class count; 40 (YouTube-VIS) gives the official top-k
+            10, 25 (OVIS) and anything else 20 (official configs' ``TEST.DETECTIONS_PER_IMAGE``).
+
+    Returns:
+        :class:`InferenceConfig` with N_f^eval 1 (online; pass ``--n-f-eval 3`` for a
+        semi-online checkpoint: the clip length is not stored in the weights) and association
+        ``propagate``.
+    """
+    top_k = OFFICIAL_TOP_K.get(int(num_classes), OFFICIAL_INFERENCE.top_k) if num_classes else OFFICIAL_INFERENCE.top_k
+    return InferenceConfig(OFFICIAL_INFERENCE.n_f_eval, top_k, OFFICIAL_INFERENCE.association)
+
 
 @dataclass(frozen=True)
 class InferenceSettings:
@@ -48,7 +68,7 @@ class InferenceSettings:
 
 def resolve_inference(experiment: Mapping[str, Any] | None, n_f_eval: int | None = None,
                       top_k: int | None = None, association: str | None = None,
-                      source: str = "model") -> InferenceSettings:
+                      source: str = "model", num_classes: int | None = None) -> InferenceSettings:
     """Inference settings of a model: command-line values over its experiment's.
 
     Args:
@@ -56,6 +76,8 @@ def resolve_inference(experiment: Mapping[str, Any] | None, n_f_eval: int | None
             for official weights (then :data:`OFFICIAL_INFERENCE`).
         n_f_eval, top_k, association: command-line overrides (None: keep).
         source: the model file, named in errors about its stored experiment.
+        num_classes: the model's class count, for official weights (:func:`official_inference`:
+            the official top-k differs between OVIS and YouTube-VIS).
 
     Returns:
         :class:`InferenceSettings`.
@@ -68,13 +90,45 @@ def resolve_inference(experiment: Mapping[str, Any] | None, n_f_eval: int | None
         exp = ExperimentConfig.from_dict(experiment, source=f"{source}: experiment")
         base = InferenceConfig(exp.n_f_eval, exp.inference.top_k, exp.inference.association)
     else:
-        base = OFFICIAL_INFERENCE
+        base = official_inference(num_classes)
     chosen = InferenceConfig(base.n_f_eval if n_f_eval is None else n_f_eval,
                              base.top_k if top_k is None else top_k,
                              base.association if association is None else association)
     chosen.validate("command line", associations=ASSOCIATIONS,
                     names={"n_f_eval": "--n-f-eval", "top_k": "--top-k", "association": "--association"})
     return InferenceSettings(int(chosen.n_f_eval), int(chosen.top_k), chosen.association)
+
+
+def resolve_idol(experiment: Mapping[str, Any], matching: str | None = None, temporal: str | bool | None = None,
+                 top_k: int | None = None, source: str = "model") -> tuple[Any, int]:
+    """Inference settings of an IDOL model: command-line values over its experiment's.
+
+    Args:
+        experiment: the experiment dict stored in the IDOL MODEL.pt (``meta["experiment"]``),
+            with its ``idol:`` section.
+        matching: ``--idol-matching`` (overrides ``idol.matching``; None: keep).
+        temporal: ``--idol-temporal`` "on" / "off" (or a bool) over ``idol.temporal``.
+        top_k: ``--top-k`` over ``inference.top_k`` (None: keep).
+        source: the model file, named in errors.
+
+    Returns:
+        (:class:`genvis.train.idol_config.IDOLSettings`, top-k).
+
+    Raises:
+        ConfigError: an invalid stored experiment or IDOL section, an unknown matching, or
+            ``--top-k`` < 1, naming the option or the model file.
+    """
+    exp = ExperimentConfig.from_dict(dict(experiment), source=f"{source}: experiment")
+    settings = exp.idol
+    if matching is not None:
+        settings.matching = matching
+    if temporal is not None:
+        settings.temporal = temporal in ("on", True)
+    settings.validate(f"{source}: idol")
+    k = exp.inference.top_k if top_k is None else top_k
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError("--top-k", f"must be an integer >= 1, got {k!r}")
+    return settings, int(k)
 
 
 def apply_training_overrides(cfg: ExperimentConfig, iterations: int | None = None,

@@ -207,6 +207,6 @@ def test_evaluate_on_the_cluster_gives_the_same_numbers(client):
     gt = parse_vis_dict({"videos": videos[:40], "annotations": [a for a in anns if a["video_id"] <= 40],
                          "categories": doc["categories"]}, "gt.json")
     preds = [p for p in preds if p.video_id <= 40]
-    one = evaluate(gt, preds, workers=1)
-    on_cluster = evaluate(gt, preds, client=client)
-    assert one == on_cluster and 0 < one["AP"] < 100
+    one = evaluate(gt, preds, workers=1, hota=True)
+    on_cluster = evaluate(gt, preds, client=client, hota=True)
+    assert one == on_cluster and 0 < one["AP"] < 100 and 0 < one["HOTA"] < 100

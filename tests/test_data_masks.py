@@ -65,3 +65,27 @@ def test_compressed_rle_check_areas_equal_pycocotools():
     assert areas[0] == 0 and areas[1] == 17 * 13 and areas[2] == m[2].sum()
     problem, areas = mask_ops.compressed_rle_check([rles[2]["counts"], "5"], [17 * 13, 4])
     assert problem == (1, "compressed RLE 'counts' covers 5 pixels, not 4") and areas is None
+
+
+def test_compressed_rle_check_split_between_processes(monkeypatch):
+    """With workers=2 (forked; the size threshold and the chunk size lowered so that a small
+    input spans many chunks) the areas are the same, and of two bad strings in different
+    chunks the first is reported, whichever process checked it."""
+    import genvis.data.masks as masks_mod
+
+    monkeypatch.setattr(masks_mod, "_RLE_FORK_CHARS", 0)
+    monkeypatch.setattr(masks_mod, "_RLE_CHECK_CHUNK", 40)
+    rng = np.random.default_rng(4)
+    m = (rng.random((200, 11, 7)) < rng.random((200, 1, 1))).astype(np.uint8)
+    counts = [r["counts"] for r in mask_ops.encode_masks(m)]
+    pixels = [11 * 7] * len(counts)
+    one = mask_ops.compressed_rle_check(counts, pixels, workers=1)
+    two = mask_ops.compressed_rle_check(counts, pixels, workers=2)
+    assert one[0] is None and two[0] is None
+    np.testing.assert_array_equal(two[1], m.reshape(200, -1).sum(1))
+    bad = list(counts)
+    bad[150] = "5"
+    bad[37] = "zz"
+    for workers in (1, 2, 3):
+        assert mask_ops.compressed_rle_check(bad, pixels, workers=workers) == (
+            (37, "compressed RLE 'counts' has characters outside pycocotools' alphabet '0'..'o'"), None)

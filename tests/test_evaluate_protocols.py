@@ -206,7 +206,8 @@ def test_cli_writes_occlusion_boundary_and_davis_keys(tmp_path, capsys):
 
 def test_forked_workers_give_the_same_numbers():
     """34 videos (enough for the worker split): predictions shifted by 0..3 pixels and a
-    false positive per video; two processes and one agree to the last digit."""
+    false positive per video; two processes and one agree to the last digit (AP and the
+    association metrics, apart and in one pass)."""
     rng = np.random.default_rng(1)
     videos, anns, preds = [], [], []
     for vid in range(1, 35):
@@ -220,7 +221,18 @@ def test_forked_workers_give_the_same_numbers():
             preds.append(VideoResult(vid, 1, float(rng.random()),
                                      mask_ops.encode_masks_or_none(np.roll(m, int(rng.integers(4)), axis=2))))
         preds.append(VideoResult(vid, 1, float(rng.random()), mask_ops.encode_masks_or_none(_square(3, 40, 40, 30, 40, 0, 9))))
+        if vid % 5 == 0:  # an empty but non-null mask on every frame: present, area 0
+            preds.append(VideoResult(vid, 1, float(rng.random()), mask_ops.encode_masks(np.zeros((3, 40, 40), bool))))
     gt = parse_vis_dict({"videos": videos, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}, "gt")
     one = evaluate(gt, preds, workers=1)
     two = evaluate(gt, preds, workers=2)
     assert one == two and 0 < one["AP"] < 100 and one["APho"] is not None
+    from genvis.evaluate.hota import association_metrics
+
+    assoc = association_metrics(gt, preds, workers=1)
+    assert association_metrics(gt, preds, workers=2) == assoc and 0 < assoc["class_averaged"]["HOTA"] < 100
+    # both in one pass over the videos (shared per-frame IoUs), in one process and in two
+    for workers in (1, 2):
+        joint = evaluate(gt, preds, workers=workers, hota=True)
+        assert joint["association"] == assoc and joint["HOTA"] == assoc["class_averaged"]["HOTA"]
+        assert {k: v for k, v in joint.items() if k in one} == one

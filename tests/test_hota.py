@@ -161,6 +161,14 @@ def test_evaluate_command_writes_association_metrics(tmp_path, tiny_vis_json, ca
     assert m["AssA"] == m["association"]["class_averaged"]["AssA"]
     printed = capsys.readouterr().out
     assert "HOTA" in printed and "det-averaged" in printed
+    # --no-hota: the same AP, no association keys or table
+    out2 = tmp_path / "metrics2.json"
+    assert main(["evaluate", "--gt", str(tiny_vis_json), "--results", str(res_path), "--out", str(out2),
+                 "--no-hota"]) == 0
+    m2 = json.loads(out2.read_text())
+    assert m2["AP"] == m["AP"] and m2["APho"] == m["APho"]
+    assert "association" not in m2 and "HOTA" not in m2 and "IDF1" not in m2
+    assert "det-averaged" not in capsys.readouterr().out
 
 
 def test_packed_scores_equal_combine():
@@ -179,3 +187,63 @@ def test_packed_scores_equal_combine():
     for k in ("HOTA", "DetA", "AssA", "IDF1"):
         assert got[k] == pytest.approx(ref[k], abs=1e-5), k  # combine rounds to 1e-6
     assert 0 < got["AssA"] < 100 and 0 < got["HOTA"] < 100
+
+
+def _frame_by_frame(gt, results, vid):
+    """Per-category Counts of one video the plain way: per frame, the ids present and their
+    IoU matrix (one pycocotools call per frame and category), through sequence_counts."""
+    from pycocotools import mask as mask_utils
+
+    video = gt.video(vid)
+    anns = gt.annotations_of(vid)
+    dts = [r for r in results if r.video_id == vid]
+    out = {}
+    for c in sorted({a.category_id for a in anns} | {r.category_id for r in dts}):
+        ga = [(k, a) for k, a in enumerate(anns) if a.category_id == c]
+        da = [(k, r) for k, r in enumerate(dts) if r.category_id == c]
+        g_ids, d_ids, sims = [], [], []
+        for t in range(video.length):
+            gp = [(k, a.segmentations[t]) for k, a in ga if a.segmentations[t]]
+            dp = [(k, r.segmentations[t]) for k, r in da if r.segmentations[t]]
+            g_ids.append([k for k, _ in gp])
+            d_ids.append([k for k, _ in dp])
+            sims.append(np.asarray(mask_utils.iou([s for _, s in gp], [s for _, s in dp], [0] * len(dp)),
+                                   dtype=np.float64).reshape(len(gp), len(dp)) if gp and dp
+                        else np.zeros((len(gp), len(dp))))
+        out[c] = sequence_counts(g_ids, d_ids, sims)
+    return out
+
+
+def test_video_counts_equal_frame_by_frame_sequence_counts():
+    """video_counts (vectorised over frames; Hungarian only where positive pairs compete)
+    gives sequence_counts' numbers: overlapping and duplicated predictions (frames whose
+    matching must be solved, for HOTA and for CLEAR with the previous frame's pairs kept),
+    absent frames, empty masks, two categories."""
+    rng = np.random.default_rng(3)
+    t_len, h, w = 12, 32, 32
+    insts, preds = [], []
+    for k in range(4):
+        y, x = rng.integers(0, 20, size=2)
+        dy, dx = rng.integers(-1, 2, size=2)
+        boxes = [None if rng.random() < 0.15 else (int(np.clip(y + dy * t, 0, 22)), int(np.clip(y + dy * t, 0, 22)) + 10,
+                                                  int(np.clip(x + dx * t, 0, 22)), int(np.clip(x + dx * t, 0, 22)) + 10)
+                 for t in range(t_len)]
+        insts.append((1, 1 + k % 2, box_masks(t_len, h, w, boxes), 0))
+        for j in range(3):  # shifted guesses that overlap each other and the instance
+            s = rng.integers(-1, 2, size=2)
+            pb = [None if b is None or rng.random() < 0.4 else
+                  (max(0, b[0] + s[0]), max(1, b[1] + s[0]), max(0, b[2] + s[1]), max(1, b[3] + s[1])) for b in boxes]
+            preds.append(track(1, 1 + (k + (j == 2)) % 2, float(rng.random()), box_masks(t_len, h, w, pb)))
+    preds.append(preds[0])  # an exact duplicate: ties in the assignments
+    empty = VideoResult(1, 1, 0.3, mask_ops.encode_masks(np.zeros((t_len, h, w), bool)))  # empty, not null
+    gt = make_gt({1: (t_len, h, w)}, insts, cats=((1, "x"), (2, "y")))
+    results = preds + [empty]
+    got = video_counts(gt, results)[1]
+    want = _frame_by_frame(gt, results, 1)
+    assert got.keys() == want.keys() == {1, 2}
+    for c in want:
+        for f in ("tp", "fn", "fp", "ass", "ass_re", "ass_pr", "loc"):
+            np.testing.assert_allclose(getattr(got[c], f), getattr(want[c], f), rtol=0, atol=1e-12, err_msg=f)
+        for f in ("idtp", "idfn", "idfp", "clr_tp", "clr_fn", "clr_fp", "idsw"):
+            assert getattr(got[c], f) == getattr(want[c], f), f
+    assert want[1].tp[0] > 0 and want[1].idsw + want[2].idsw > 0  # the case is not trivial

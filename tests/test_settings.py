@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from genvis.errors import ConfigError
@@ -27,6 +29,12 @@ def test_official_weights_get_the_papers_online_setting():
     assert OFFICIAL_INFERENCE.n_f_eval == 1
     assert resolve_inference(None) == InferenceSettings(1, 20, "propagate")
     assert resolve_inference({}, n_f_eval=3) == InferenceSettings(3, 20, "propagate")
+    # the official configs keep 20 predictions per video on OVIS (25 classes), 10 on YouTube-VIS (40)
+    assert resolve_inference(None, num_classes=25) == InferenceSettings(1, 20, "propagate")
+    assert resolve_inference(None, num_classes=40) == InferenceSettings(1, 10, "propagate")
+    assert resolve_inference(None, top_k=15, num_classes=40).top_k == 15
+    # an experiment's own top-k is never replaced by the official one
+    assert resolve_inference(_experiment(top_k=7), num_classes=40).top_k == 7
 
 
 def test_bad_values_name_their_source():
@@ -58,3 +66,19 @@ def test_workflow_overrides_and_flags():
     assert cli_flags(n_f_eval=5, association=None) == " --n-f-eval 5"
     assert cli_flags(n_f_eval=None, association="minvis") == " --association minvis"
     assert cli_flags(iterations=None) == ""
+
+
+def test_idol_settings_resolve_with_the_same_rules():
+    import yaml
+
+    from genvis.settings import resolve_idol
+
+    exp = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/experiments/idol.yaml").read_text())
+    settings, k = resolve_idol(exp)
+    assert (settings.matching, settings.temporal, k) == ("embeddings", True, exp["inference"]["top_k"])
+    settings, k = resolve_idol(exp, matching="multi_cue", temporal="off", top_k=5)
+    assert (settings.matching, settings.temporal, k) == ("multi_cue", False, 5)
+    with pytest.raises(ConfigError, match="--top-k: must be an integer >= 1, got 0"):
+        resolve_idol(exp, top_k=0)
+    with pytest.raises(ConfigError, match=r"m\.pt: idol"):
+        resolve_idol(exp, matching="greedy", source="m.pt")

@@ -4,9 +4,9 @@ Writes ``metrics.json`` (AP, AP50, AP75, APs, APm, APl, AR1, AR10 in percent, nu
 undefined, plus per-category AP; AP / AR per OVIS occlusion level APso, APmo, APho, ARso,
 ARmo, ARho by ground-truth mBOR; with ``--iou boundary`` also the Tube-Boundary AP of VMT,
 AP_B, AP_B50, AP_B75, AR_B1, AR_B10; with ``--protocol davis`` also DAVIS 2017 J&F under
-``"davis"``; HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW, class-averaged as TrackEval's
-YouTube-VIS evaluation, with the full class- and detection-averaged results under
-``association``) atomically and prints tables.
+``"davis"``; unless ``--no-hota``, HOTA, DetA, AssA, LocA, IDF1 in percent and IDSW,
+class-averaged as TrackEval's YouTube-VIS evaluation, with the full class- and
+detection-averaged results under ``association``) atomically and prints tables.
 
 Boundary AP is opt-in because of its cost: on bench_evaluate's 200-video set it takes ~13 s
 of CPU (decoding, eroding and re-encoding the masks of every pair that reaches IoU 0.5)
@@ -41,12 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "video IoU = min(mask, boundary) IoU; slower, see genvis.evaluate.boundary) to the "
                         "mask metrics")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="processes for the per-video matching (default: 2 where 2 CPUs are available, "
-                        "else 1; used from 32 videos on; the numbers do not depend on it)")
+                        help="processes for the RLE check (from 4 M characters on) and the per-video matching "
+                        "and association (HOTA) counts (from 32 videos on); default: 2 where 2 CPUs are "
+                        "available, else 1; the numbers do not depend on it")
     parser.add_argument("--scheduler", default=None,
                         help="address of a running dask scheduler (tcp://host:8786): the per-video matching "
                         "runs there as tasks of 16 videos (for large sets; genvis.cluster); --workers is then "
                         "not used")
+    parser.add_argument("--hota", action=argparse.BooleanOptionalAction, default=True,
+                        help="the association metrics (HOTA, DetA, AssA, LocA, IDF1, IDSW; genvis.evaluate.hota; "
+                        "on by default); --no-hota skips them: about 40%% of the time on bench_evaluate's set, "
+                        "which leaves the work of the official YouTube-VIS evaluation plus the occlusion levels")
     parser.add_argument("--protocol", choices=("ytvis", "davis"), default="ytvis",
                         help="'davis' adds DAVIS 2017 J&F (unsupervised flow: the top-20 tracks painted into "
                         "one id map, matched to the objects by the Hungarian method; genvis.evaluate.davis_jf) "
@@ -83,21 +88,20 @@ def _run(args: argparse.Namespace) -> int:
     gt = load_vis_json(args.gt)
     if not gt.has_annotations:
         raise InputError(args.gt, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
-    results = read_results(args.results, gt)
-    frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     workers = _default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    results = read_results(args.results, gt, workers=workers)
+    frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     if args.scheduler:
         from genvis.cluster import cluster_client
 
         with cluster_client(scheduler=args.scheduler) as client:
             metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
-                               client=client)
+                               client=client, hota=args.hota)
     else:
         metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
-                           workers=workers)
-    metrics.update(_association(gt, results))
+                           workers=workers, hota=args.hota)
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS
@@ -113,10 +117,11 @@ def _run(args: argparse.Namespace) -> int:
     metrics["results"] = str(args.results)
     atomic_write_json(args.out, metrics, indent=1)
     print(format_table(metrics))
-    from genvis.evaluate.hota import format_assoc_table
+    if "association" in metrics:
+        from genvis.evaluate.hota import format_assoc_table
 
-    print("\nassociation (TrackEval's HOTA / IDF1; every prediction counts, whatever its score):")
-    print(format_assoc_table(metrics))
+        print("\nassociation (TrackEval's HOTA / IDF1; every prediction counts, whatever its score):")
+        print(format_assoc_table(metrics))
     if "davis" in metrics:
         from genvis.evaluate.davis_jf import format_davis_table
 
@@ -131,15 +136,6 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(gt.videos)} videos, {len(results)} predicted instances, "
           f"{time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
-
-
-def _association(gt, results) -> dict:
-    """metrics.json entries of :mod:`genvis.evaluate.hota`: the class-averaged HOTA, DetA, AssA,
-    LocA, IDF1, IDSW at top level and the whole result under ``association``."""
-    from genvis.evaluate.hota import ASSOC_KEYS, association_metrics
-
-    assoc = association_metrics(gt, results)
-    return {**{k: assoc["class_averaged"][k] for k in ASSOC_KEYS}, "association": assoc}
 
 
 def _default_workers() -> int:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return infer_command(args)
     model, meta = load_any_model(args.model)  # genvis MODEL.pt or official GenVIS .pth
     settings = resolve_inference(meta.get("experiment"), args.n_f_eval, args.top_k, args.association,
-                                 source=str(args.model))
+                                 source=str(args.model), num_classes=model.cfg.num_classes)
     n_f, top_k, association = settings.n_f_eval, settings.top_k, settings.association
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)

@@ -292,14 +292,16 @@ def _seg_problem(s: Any, video: Any) -> tuple[tuple[int, int] | None, str | None
     return (h, w), None
 
 
-def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = None) -> list[VideoResult]:
+def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = None,
+                  workers: int = 1) -> list[VideoResult]:
     """Validate a parsed results json (see :func:`read_results`).
 
     Every RLE is checked before pycocotools sees it (:func:`genvis.data.masks.rle_size`,
     :func:`~genvis.data.masks.compressed_rle_problem`: runs add up to exactly H x W), so
     that no later evaluation can hang or read past a mask. Warns (:class:`InputWarning`)
     about exact duplicate entries and about null per-frame segmentations (both are
-    scored, as the official API scores them: see docs/bad_inputs.md).
+    scored, as the official API scores them: see docs/bad_inputs.md). ``workers``: processes
+    for the RLE check (:func:`~genvis.data.masks.compressed_rle_check`).
     """
     if isinstance(data, dict) and "videos" in data:
         raise InputError(source, "this is an annotation file (has 'videos'), not a results list")
@@ -351,45 +353,50 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
             if len(segs) != video.length:
                 raise InputError(source, f"result {i}: {len(segs)} segmentations but video {vid} has "
                                          f"{video.length} frames")
-        rles: list[dict | None] = []
         vsize = None if video is None else [video.height, video.width]
+        b0 = base
         bases.append(base)
         base += len(segs)
-        for t, s in enumerate(segs):
-            if s is None:
-                rles.append(None)
-                continue
-            if vsize is not None and type(s) is dict and type(s.get("counts")) is str and s.get("size") == vsize \
-                    and len(s) == 2:   # the usual case: a compressed RLE of the video's size
-                comp_counts.append(s["counts"])
-                comp_pixels.append(vsize[0] * vsize[1])
-                comp_pos.append(bases[-1] + t)
-                rles.append(s)   # already exactly {"size": [H, W], "counts": str}
-                continue
-            size, problem = _seg_problem(s, video)
-            if problem:
-                raise InputError(source, f"result {i} frame {t}: {problem}")
-            h, w = size
-            if isinstance(s["counts"], str):
-                comp_counts.append(s["counts"])
-                comp_pixels.append(h * w)
-                comp_pos.append(bases[-1] + t)
-                rles.append({"size": [h, w], "counts": s["counts"]})
-            else:
-                rles.append(mask_ops.to_rle(s, h, w))
-                if not no_areas or no_areas[-1] != i:
-                    no_areas.append(i)
-        n_null = sum(x is None for x in rles)
+        if vsize is not None and all(type(s) is dict and len(s) == 2 and type(s.get("counts")) is str
+                                     and s.get("size") == vsize for s in segs if s is not None):
+            # the usual case: every mask a compressed RLE of the video's size, or null
+            rles: list[dict | None] = list(segs)
+            cs = [s["counts"] for s in segs if s is not None]
+            comp_counts.extend(cs)
+            comp_pixels.extend([vsize[0] * vsize[1]] * len(cs))
+            comp_pos.extend(range(b0, base) if len(cs) == len(segs) else
+                            [b0 + t for t, s in enumerate(segs) if s is not None])
+            n_null = len(segs) - len(cs)
+        else:
+            rles = []
+            for t, s in enumerate(segs):
+                if s is None:
+                    rles.append(None)
+                    continue
+                size, problem = _seg_problem(s, video)
+                if problem:
+                    raise InputError(source, f"result {i} frame {t}: {problem}")
+                h, w = size
+                if isinstance(s["counts"], str):
+                    comp_counts.append(s["counts"])
+                    comp_pixels.append(h * w)
+                    comp_pos.append(b0 + t)
+                    rles.append({"size": [h, w], "counts": s["counts"]})
+                else:
+                    rles.append(mask_ops.to_rle(s, h, w))
+                    if not no_areas or no_areas[-1] != i:
+                        no_areas.append(i)
+            n_null = sum(x is None for x in rles)
         if n_null:
             null_frames += n_null
             null_results += 1
             empty_results += n_null == len(rles)
-        key = (vid, cid, float(score), tuple(None if x is None else x["counts"] for x in rles))
+        key = (vid, cid, float(score), tuple([None if x is None else x["counts"] for x in rles]))
         first = seen.setdefault(key, i)
         if first != i:
             duplicates.append((first, i))
         out.append(VideoResult(vid, cid, float(score), rles))
-    bad, comp_areas = mask_ops.compressed_rle_check(comp_counts, comp_pixels)
+    bad, comp_areas = mask_ops.compressed_rle_check(comp_counts, comp_pixels, workers)
     if bad is not None:
         pos = comp_pos[bad[0]]
         i = int(np.searchsorted(bases, pos, side="right")) - 1
@@ -414,7 +421,7 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
 
 
 def read_results(path: str | os.PathLike, gt: VISDataset | None = None,
-                 max_zip_bytes: int | None = None) -> list[VideoResult]:
+                 max_zip_bytes: int | None = None, workers: int = 1) -> list[VideoResult]:
     """Read and validate a results json (or a server zip holding ``results.json``).
 
     Args:
@@ -423,6 +430,8 @@ def read_results(path: str | os.PathLike, gt: VISDataset | None = None,
             sizes); None checks the structure only.
         max_zip_bytes: cap on the inflated size of ``results.json`` in a zip (bytes;
             default :data:`MAX_RESULTS_JSON_BYTES`).
+        workers: processes for the RLE check (forked from 4 M characters on; the result
+            does not depend on it).
 
     Returns:
         The results in file order (file order breaks score ties in the evaluation).
@@ -437,7 +446,7 @@ def read_results(path: str | os.PathLike, gt: VISDataset | None = None,
         InputWarning: exact duplicate entries; null per-frame segmentations.
     """
     path = Path(path)
-    return parse_results(_read_results_obj(path, max_zip_bytes), path, gt)
+    return parse_results(_read_results_obj(path, max_zip_bytes), path, gt, workers)
 
 
 def write_results_zip(results_json_path: str | os.PathLike, zip_path: str | os.PathLike) -> None:

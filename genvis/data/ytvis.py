@@ -253,9 +253,9 @@ def _finite_number(v: Any) -> bool:
 
 
 def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str,
-               compressed: list[tuple[str, int, str]] | None = None) -> None:
+               compressed: list[tuple[str, int, tuple[str, int]]] | None = None) -> None:
     """Check one frame's segmentation; a compressed RLE string is appended to ``compressed``
-    (with H * W and its place) for one vectorised check of all of them
+    (with H * W and its place: annotation, frame) for one vectorised check of all of them
     (:func:`genvis.data.masks.compressed_rle_problem`) instead of being checked here."""
     if seg is None:
         return
@@ -278,7 +278,7 @@ def _check_seg(seg: Any, t: int, video: VideoRecord, where: str, src: Path | str
             if problem:
                 raise InputError(src, f"{where} frame {t}: {problem}")
         elif compressed is not None:
-            compressed.append((counts, video.height * video.width, f"{where} frame {t}"))
+            compressed.append((counts, video.height * video.width, (where, t)))
         else:
             bad = mask_ops.compressed_rle_problem([counts], [video.height * video.width])
             if bad:
@@ -385,7 +385,7 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
     else:
         annotations = []
         seen: set[int] = set()
-        compressed: list[tuple[str, int, str]] = []   # (counts, H * W, place): checked together below
+        compressed: list[tuple[str, int, tuple[str, int]]] = []  # (counts, H * W, place): checked below
         for i, a in enumerate(raw_anns):
             annotations.append(_parse_annotation(a, i, by_id, cat_ids, src, compressed))
             if annotations[-1].id in seen:
@@ -393,14 +393,16 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
             seen.add(annotations[-1].id)
         bad = mask_ops.compressed_rle_problem([c for c, _, _ in compressed], [p for _, p, _ in compressed])
         if bad is not None:
-            raise InputError(src, f"{compressed[bad[0]][2]}: {bad[1]}")
+            where, t = compressed[bad[0]][2]
+            raise InputError(src, f"{where} frame {t}: {bad[1]}")
 
     info = {k: v for k, v in data.items() if k not in ("videos", "annotations", "categories")}
     return VISDataset(videos, annotations, categories, Path(source) if source is not None else None, info)
 
 
 def _parse_annotation(a: Any, i: int, by_id: dict[int, VideoRecord], cat_ids: set[int],
-                      src: Path | str, compressed: list[tuple[str, int, str]] | None = None) -> AnnotationRecord:
+                      src: Path | str, compressed: list[tuple[str, int, tuple[str, int]]] | None = None
+                      ) -> AnnotationRecord:
     if not isinstance(a, dict):
         raise InputError(src, f"annotations[{i}] is not an object")
     missing = [k for k in ("video_id", "category_id", "segmentations") if k not in a]
@@ -422,8 +424,15 @@ def _parse_annotation(a: Any, i: int, by_id: dict[int, VideoRecord], cat_ids: se
         raise InputError(src, f"{where}: {len(segs)} segmentations but video {vid} has {video.length} frames")
     # An empty polygon list means "absent" (the official API tests segmentations for truthiness).
     segs = [None if isinstance(s, list) and not s else s for s in segs]
-    for t, s in enumerate(segs):
-        _check_seg(s, t, video, where, src, compressed)
+    vsize = [video.height, video.width]
+    if compressed is not None and all(type(s) is dict and len(s) == 2 and type(s.get("counts")) is str
+                                      and s.get("size") == vsize for s in segs if s is not None):
+        # the usual case: compressed RLEs of the video's size, or null (what _check_seg checks)
+        pixels = video.height * video.width
+        compressed.extend([(s["counts"], pixels, (where, t)) for t, s in enumerate(segs) if s is not None])
+    else:
+        for t, s in enumerate(segs):
+            _check_seg(s, t, video, where, src, compressed)
     areas = a.get("areas")
     if areas is None:   # pycocotools' area only sums runs: safe before the counts are checked
         rles = [mask_ops.to_rle(s, video.height, video.width) for s in segs]

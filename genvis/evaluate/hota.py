@@ -48,13 +48,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
-from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
+from genvis.utils.forked import can_fork, map_forked
+from genvis.evaluate.frame_pairs import VideoPairs, video_pairs
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # 19 localisation thresholds, as TrackEval
 _EPS = np.finfo("float").eps
@@ -209,13 +209,26 @@ def sequence_counts(gt_ids: Sequence[np.ndarray], pred_ids: Sequence[np.ndarray]
         c.clr_tp += len(mg)
         c.clr_fn += len(g) - len(mg)
         c.clr_fp += len(d) - len(mg)
-    tpa = matches
-    c.ass = (tpa * tpa / np.maximum(1, g_count[None] + d_count[None] - tpa)).sum((1, 2))
-    c.ass_re = (tpa * tpa / np.maximum(1, g_count[None])).sum((1, 2))
-    c.ass_pr = (tpa * tpa / np.maximum(1, d_count[None])).sum((1, 2))
+    c.ass, c.ass_re, c.ass_pr = _assoc_sums(matches, g_count[:, 0], d_count[0])
+    c.idtp, c.idfn, c.idfp = _identity_counts(g_count[:, 0], d_count[0], id_potential)
+    return c
 
-    # --- IDF1: bijective track matching minimising IDFN + IDFP ---
-    gc, dc = g_count[:, 0], d_count[0]
+
+def _assoc_sums(tpa: np.ndarray, gc: np.ndarray, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HOTA association sums of one sequence (HOTA paper eqs. 9-11, TrackEval's AssA / AssRe /
+    AssPr numerators): ``tpa`` float64 [19, G, D] true-positive frames per alpha and pair,
+    ``gc`` [G] / ``dc`` [D] frames each track is present. Returns float64 [19] x 3."""
+    ass = (tpa * tpa / np.maximum(1, gc[None, :, None] + dc[None, None, :] - tpa)).sum((1, 2))
+    ass_re = (tpa * tpa / np.maximum(1, gc[None, :, None])).sum((1, 2))
+    ass_pr = (tpa * tpa / np.maximum(1, dc[None, None, :])).sum((1, 2))
+    return ass, ass_re, ass_pr
+
+
+def _identity_counts(gc: np.ndarray, dc: np.ndarray, id_potential: np.ndarray) -> tuple[int, int, int]:
+    """(IDTP, IDFN, IDFP) of one sequence: the bijective track matching minimising IDFN + IDFP
+    (Ristani et al. 2016, as TrackEval's Identity metric). ``gc`` [G] / ``dc`` [D] frames each
+    track is present, ``id_potential`` [G, D] frames a pair has IoU >= 0.5."""
+    ng, nd = len(gc), len(dc)
     n = ng + nd
     fn_mat = np.zeros((n, n))
     fp_mat = np.zeros((n, n))
@@ -228,10 +241,8 @@ def sequence_counts(gt_ids: Sequence[np.ndarray], pred_ids: Sequence[np.ndarray]
     fn_mat[:ng, :nd] -= id_potential
     fp_mat[:ng, :nd] -= id_potential
     r, k = linear_sum_assignment(fn_mat + fp_mat)
-    c.idfn = int(fn_mat[r, k].sum())
-    c.idfp = int(fp_mat[r, k].sum())
-    c.idtp = int(gc.sum() - c.idfn)
-    return c
+    idfn = int(fn_mat[r, k].sum())
+    return int(gc.sum() - idfn), idfn, int(fp_mat[r, k].sum())
 
 
 def _final(c: Counts) -> dict[str, Any]:
@@ -344,12 +355,16 @@ def _present(seg: Any) -> bool:
     return bool(seg)
 
 
-def video_counts(gt: VISDataset, results: Sequence[VideoResult]) -> dict[int, dict[int, Counts]]:
+def video_counts(gt: VISDataset, results: Sequence[VideoResult], workers: int = 1,
+                 progress: bool = False) -> dict[int, dict[int, Counts]]:
     """Per video and category, the :class:`Counts` of that sequence.
 
     Args:
         gt: ground truth with annotations.
         results: predicted instances (every one counts, whatever its score).
+        workers: processes for the per-video counts (forked, POSIX only, from 32 videos on;
+            :mod:`genvis.utils.forked`); the numbers do not depend on it.
+        progress: show a tqdm progress bar over videos.
 
     Returns:
         video id -> {category id -> Counts}, for every video of ``gt`` and every category
@@ -361,52 +376,201 @@ def video_counts(gt: VISDataset, results: Sequence[VideoResult]) -> dict[int, di
     """
     if gt.annotations is None:
         raise InputError(gt.path, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
-    cat_ids = {c.id for c in gt.categories}
     preds: dict[int, list[VideoResult]] = {v: [] for v in gt.video_ids}
     for k, r in enumerate(results):
         if r.video_id not in preds:
             raise InputError(None, f"result {k}: video_id {r.video_id} is not in the ground truth")
         preds[r.video_id].append(r)
+    vids = sorted(gt.video_ids)
+    if can_fork(len(vids), workers):
+        return map_forked(_counts_of_videos, vids, (gt, preds), workers, progress)
+    return _counts_of_videos(vids, (gt, preds), progress)
+
+
+def _counts_of_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[int, dict[int, Counts]]:
+    """:func:`video_counts` of the videos ``vids``; ``job`` = (gt, video id -> its results)."""
+    from tqdm import tqdm
+
+    gt, preds = job
+    cat_ids = {c.id for c in gt.categories}
     out: dict[int, dict[int, Counts]] = {}
-    for vid in sorted(gt.video_ids):
-        video = gt.video(vid)
+    for vid in tqdm(vids, desc="association", unit="video", disable=not progress):
         anns = [a for a in gt.annotations_of(vid) if a.category_id in cat_ids]
         dts = [r for r in preds[vid] if r.category_id in cat_ids]
-        out[vid] = _one_video(video, anns, dts)
+        out[vid] = _one_video(gt.video(vid), anns, dts)
     return out
 
 
-def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult]) -> dict[int, Counts]:
+def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult],
+               pairs: VideoPairs | None = None) -> dict[int, Counts]:
+    """:class:`Counts` of every sequence (category) of one video: the numbers of
+    :func:`sequence_counts` on each category's per-frame ids and IoUs, vectorised over frames.
+
+    Only frames where a frame's matching is not already decided go through
+    ``linear_sum_assignment``: on a frame where the pairs of positive score (HOTA: alignment
+    x IoU > 0; CLEAR: IoU >= 0.5) share no ground truth and no prediction, every optimal
+    assignment takes exactly those pairs (the others score 0), so they are the matching.
+    ``pairs``: :func:`genvis.evaluate.frame_pairs.video_pairs` of ``anns`` / ``dts`` when
+    already computed.
+    """
     n_t = video.length
-    g_cat = np.array([a.category_id for a in anns], dtype=np.int64)
-    d_cat = np.array([r.category_id for r in dts], dtype=np.int64)
-    g_rle = [[mask_ops.to_rle(s, video.height, video.width) if _present(s) else None
-              for s in list(a.segmentations)[:n_t]] for a in anns]
-    d_rle = [[mask_ops.to_rle(s, video.height, video.width) if _present(s) else None
-              for s in list(r.segmentations)[:n_t]] for r in dts]
+    p = video_pairs(video, anns, dts) if pairs is None else pairs
+    g_cat, d_cat, on_g, on_d = p.g_cat, p.d_cat, p.on_g, p.on_d
     cats = sorted(set(g_cat.tolist()) | set(d_cat.tolist()))
-    per: dict[int, tuple[list, list, list]] = {c: ([], [], []) for c in cats}
-    for t in range(n_t):
-        gi = np.array([i for i, r in enumerate(g_rle) if t < len(r) and r[t] is not None], dtype=np.int64)
-        di = np.array([j for j, r in enumerate(d_rle) if t < len(r) and r[t] is not None], dtype=np.int64)
-        if len(gi) and len(di):
-            iou = np.asarray(mask_utils.iou([g_rle[i][t] for i in gi], [d_rle[j][t] for j in di],
-                                            [0] * len(di)), dtype=np.float64).reshape(len(gi), len(di))
-            if (iou < 0).any():
-                raise InputError(None, f"video {video.id}: mask sizes of predictions and ground truth differ "
-                                 f"on frame {t}")
+    if not cats:
+        return {}
+    n_k, ng, nd = len(cats), len(anns), len(dts)
+    gk = np.searchsorted(cats, g_cat)
+    dk = np.searchsorted(cats, d_cat)
+    gc = on_g.sum(1).astype(np.float64)  # frames each track is present
+    dc = on_d.sum(1).astype(np.float64)
+    cnt_g = np.zeros((n_k, n_t), np.int64)  # present instances per (category, frame)
+    cnt_d = np.zeros((n_k, n_t), np.int64)
+    np.add.at(cnt_g, gk, on_g.astype(np.int64))
+    np.add.at(cnt_d, dk, on_d.astype(np.int64))
+    n_gdet, n_ddet = cnt_g.sum(1), cnt_d.sum(1)
+    et, eg, ed, es = p.frame, p.gt, p.pred, p.iou
+    ek = gk[eg]
+    bkey = et * n_k + ek  # one block per (frame, category): that frame's matrix of the sequence
+    order = np.argsort(bkey, kind="stable")  # keeps row-major (gt, prediction) order in a block
+    et, eg, ed, es, ek, bkey = et[order], eg[order], ed[order], es[order], ek[order], bkey[order]
+    b_first = np.flatnonzero(np.r_[True, bkey[1:] != bkey[:-1]]) if bkey.size else np.zeros(0, np.int64)
+    b_t, b_k = et[b_first], ek[b_first]
+    b_ng, b_nd = cnt_g[b_k, b_t], cnt_d[b_k, b_t]
+    e_blk = np.repeat(np.arange(len(b_first)), b_ng * b_nd)
+    key_tg, key_td = et * ng + eg, et * nd + ed
+
+    # --- HOTA: global alignment (sum over frames of IoU / (row + column sum - IoU)) ---
+    denom = (np.bincount(key_td, weights=es, minlength=n_t * nd)[key_td]
+             + np.bincount(key_tg, weights=es, minlength=n_t * ng)[key_tg] - es)
+    sim = np.zeros_like(es)
+    ok = denom > 0 + _EPS
+    sim[ok] = es[ok] / denom[ok]
+    potential = np.bincount(eg * nd + ed, weights=sim, minlength=ng * nd).reshape(ng, nd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        align = potential / (gc[:, None] + dc[None, :] - potential)
+    score = align[eg, ed] * es
+    hota_m = _frame_matches(score > 0, key_tg, key_td, b_first, b_ng, b_nd, b_k, e_blk, eg, ed,
+                            lambda b, sl, _: linear_sum_assignment(-score[sl].reshape(b_ng[b], b_nd[b])))
+
+    # --- CLEAR: pairs at IoU >= 0.5, the previous frame's pairs kept first ---
+    def clear_solve(b: int, sl: slice, prev: tuple | None) -> tuple[np.ndarray, np.ndarray]:
+        n = int(b_nd[b])
+        s = es[sl].reshape(-1, n)
+        g_ids, d_ids = eg[sl][::n], ed[sl][:n]
+        last = np.full(ng, -1)
+        if prev is not None:
+            last[prev[0]] = prev[1]
+        sc = 1000.0 * (d_ids[None, :] == last[g_ids][:, None]) + s
+        sc[s < MATCH_IOU - _EPS] = 0
+        r2, c2 = linear_sum_assignment(-sc)
+        keep = sc[r2, c2] > 0 + _EPS
+        return r2[keep], c2[keep]
+
+    clr_m = _frame_matches(~(es < MATCH_IOU - _EPS), key_tg, key_td, b_first, b_ng, b_nd, b_k, e_blk, eg, ed,
+                           clear_solve, with_prev=True)
+    id_pot = np.bincount((eg * nd + ed)[es >= MATCH_IOU], minlength=ng * nd).reshape(ng, nd).astype(np.float64)
+
+    mt = hota_m
+    ok = es[mt][None, :] >= ALPHAS[:, None] - _EPS  # [A, M]
+    okf = ok.astype(np.float64)
+    onehot = np.zeros((len(mt), n_k))
+    onehot[np.arange(len(mt)), ek[mt]] = 1.0
+    tp = okf @ onehot  # [A, K]
+    loc = (okf * es[mt][None, :]) @ onehot
+    # CLEAR matches ordered by (gt, frame): an ID switch is a gt matched to another prediction
+    cg, cd, ct = eg[clr_m], ed[clr_m], et[clr_m]
+    o = np.lexsort((ct, cg))
+    cg, cd = cg[o], cd[o]
+    sw = np.flatnonzero((cg[1:] == cg[:-1]) & (cd[1:] != cd[:-1])) + 1
+    idsw = np.bincount(gk[cg[sw]], minlength=n_k)
+    clr_tp = np.bincount(gk[cg], minlength=n_k)
+    out: dict[int, Counts] = {}
+    a_idx = np.arange(len(ALPHAS))
+    for ki, cid in enumerate(cats):
+        c = Counts()
+        if n_ddet[ki] == 0:
+            c.fn[:] = n_gdet[ki]
+            c.idfn = c.clr_fn = int(n_gdet[ki])
+        elif n_gdet[ki] == 0:
+            c.fp[:] = n_ddet[ki]
+            c.idfp = c.clr_fp = int(n_ddet[ki])
         else:
-            iou = np.zeros((len(gi), len(di)))
-        for c in cats:
-            gm, dm = g_cat[gi] == c if len(gi) else np.zeros(0, bool), d_cat[di] == c if len(di) else np.zeros(0, bool)
-            per[c][0].append(gi[gm])
-            per[c][1].append(di[dm])
-            per[c][2].append(iou[np.ix_(gm, dm)])
-    return {c: sequence_counts(*per[c]) for c in cats}
+            gl = np.flatnonzero((gk == ki) & (gc > 0))  # the sequence's tracks, in id order
+            dl = np.flatnonzero((dk == ki) & (dc > 0))
+            c.tp = tp[:, ki].copy()
+            c.fn = n_gdet[ki] - c.tp
+            c.fp = n_ddet[ki] - c.tp
+            c.loc = loc[:, ki].copy()
+            g_loc = np.full(ng, -1)
+            g_loc[gl] = np.arange(len(gl))
+            d_loc = np.full(nd, -1)
+            d_loc[dl] = np.arange(len(dl))
+            sel = ek[mt] == ki
+            ai, mi = np.nonzero(ok[:, sel])
+            m_sel = mt[sel]
+            matches = np.zeros((len(ALPHAS), len(gl), len(dl)))
+            np.add.at(matches, (a_idx[ai], g_loc[eg[m_sel[mi]]], d_loc[ed[m_sel[mi]]]), 1)
+            c.ass, c.ass_re, c.ass_pr = _assoc_sums(matches, gc[gl], dc[dl])
+            c.idtp, c.idfn, c.idfp = _identity_counts(gc[gl], dc[dl], id_pot[np.ix_(gl, dl)])
+            c.clr_tp = int(clr_tp[ki])
+            c.clr_fn = int(n_gdet[ki]) - c.clr_tp
+            c.clr_fp = int(n_ddet[ki]) - c.clr_tp
+            c.idsw = int(idsw[ki])
+        out[cid] = c
+    return out
 
 
-def association_metrics(gt: VISDataset, results: Sequence[VideoResult]) -> dict[str, Any]:
+def _frame_matches(positive: np.ndarray, key_tg: np.ndarray, key_td: np.ndarray, b_first: np.ndarray,
+                   b_ng: np.ndarray, b_nd: np.ndarray, b_k: np.ndarray, e_blk: np.ndarray, eg: np.ndarray,
+                   ed: np.ndarray, solve, with_prev: bool = False) -> np.ndarray:
+    """Sorted indices (into the pair arrays) of the matched pairs of every (frame, category)
+    block.
+
+    A block whose ``positive`` pairs share no ground truth on the frame (``key_tg``) and no
+    prediction (``key_td``) is matched to exactly those pairs; each other block is solved, in
+    frame order, by ``solve(block, slice of its pairs, prev) -> (rows, cols)`` (an assignment
+    of its row-major [G_t, D_t] matrix); ``prev`` is None or, with ``with_prev`` (CLEAR), the
+    (gt, prediction) indices matched on the category's previous block, as the frame loop of
+    :func:`sequence_counts` keeps them.
+    """
+    pos_idx = np.flatnonzero(positive)
+    hard_blk = np.zeros(len(b_first), bool)  # blocks with a gt or a prediction in two positive pairs
+    for key in (key_tg, key_td):
+        k = key[pos_idx]
+        ks = np.sort(k)
+        dup = ks[1:][ks[1:] == ks[:-1]]
+        if dup.size:
+            hard_blk[e_blk[pos_idx[np.isin(k, dup)]]] = True
+    easy = pos_idx[~hard_blk[e_blk[pos_idx]]]
+    hard = np.flatnonzero(hard_blk)
+    if not hard.size:
+        return easy
+    prev_b = np.full(len(b_first), -1)
+    if with_prev:  # the same category's previous block (blocks are in (frame, category) order)
+        o = np.lexsort((np.arange(len(b_first)), b_k))
+        same = b_k[o][1:] == b_k[o][:-1]
+        prev_b[o[1:][same]] = o[:-1][same]
+    easy_blk = e_blk[easy]
+    solved: dict[int, np.ndarray] = {}
+    for b in hard.tolist():
+        start, n = int(b_first[b]), int(b_nd[b])
+        prev = None
+        p = int(prev_b[b])
+        if p >= 0:
+            idx = solved[p] if p in solved else easy[np.searchsorted(easy_blk, p, "left"):
+                                                     np.searchsorted(easy_blk, p, "right")]
+            prev = (eg[idx], ed[idx])
+        rows, cols = solve(b, slice(start, start + int(b_ng[b]) * n), prev)
+        solved[b] = start + np.asarray(rows, np.int64) * n + np.asarray(cols, np.int64)
+    return np.sort(np.concatenate([easy, *solved.values()]))
+
+
+def association_metrics(gt: VISDataset, results: Sequence[VideoResult], workers: int = 1,
+                        progress: bool = False) -> dict[str, Any]:
     """HOTA / DetA / AssA / LocA, IDF1 and IDSW of ``results`` (TrackEval's YouTube-VIS way).
+
+    ``workers`` / ``progress``: as :func:`video_counts`.
 
     Returns:
         :func:`combine`'s dict (``class_averaged``, ``det_averaged``, ``per_category`` keyed
@@ -415,9 +579,12 @@ def association_metrics(gt: VISDataset, results: Sequence[VideoResult]) -> dict[
     Raises:
         InputError: as :func:`video_counts`.
     """
-    per_video = video_counts(gt, results)
-    cats = sorted(c.id for c in gt.categories)
-    out = combine([per_video[v] for v in sorted(per_video)], cats)
+    return association_from_counts(gt, video_counts(gt, results, workers, progress))
+
+
+def association_from_counts(gt: VISDataset, per_video: dict[int, dict[int, Counts]]) -> dict[str, Any]:
+    """:func:`association_metrics`' dict from per-video counts (:func:`video_counts`' value)."""
+    out = combine([per_video[v] for v in sorted(per_video)], sorted(c.id for c in gt.categories))
     out["per_category"] = {gt.category_name(cid): v for cid, v in out["per_category"].items()}
     return out
 

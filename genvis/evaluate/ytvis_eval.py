@@ -18,16 +18,16 @@ The official evaluation is COCO's ``COCOeval`` with the image replaced by a vide
   video and category.
 
 Our implementation computes the same numbers (integer pixel counts, so identical up to
-float rounding) but fast: all per-frame areas of a video in one ``pycocotools.mask.area``
-call, and one ``pycocotools.mask.iou`` call per (frame, category) for all (prediction,
-ground truth) pairs present on it, instead of the official per-pair, per-frame
-``merge``/``area`` loop; no loop over pixels.
+float rounding) but fast: per-frame areas from the RLE check (or one ``pycocotools.mask.area``
+pass), and one ``pycocotools.mask.iou`` call per frame for all (prediction, ground truth)
+pairs present on it, instead of the official per-pair, per-frame ``merge``/``area`` loop; no
+loop over pixels. With ``evaluate(..., hota=True)`` those per-frame IoUs
+(:mod:`genvis.evaluate.frame_pairs`) also give the association metrics.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -39,6 +39,7 @@ from genvis.data import masks as mask_ops
 from genvis.data.results import VideoResult
 from genvis.data.ytvis import VISDataset
 from genvis.errors import InputError
+from genvis.utils.forked import can_fork, map_forked
 
 AREA_LABELS = ("all", "small", "medium", "large")
 
@@ -332,7 +333,14 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     Raises:
         InputError: ``gt`` has no annotations, or a result names a video not in ``gt``.
     """
-    p = params or EvalParams()
+    return _run_videos(gt, results, params or EvalParams(), progress, occlusion, workers, client, False)
+
+
+def _run_videos(gt: VISDataset, results: Sequence[VideoResult], p: EvalParams, progress: bool,
+                occlusion: dict[int, float] | None, workers: int, client: Any | None, hota: bool) -> dict:
+    """:func:`video_evaluations`; with ``hota`` each video maps to (its evaluations, its
+    association counts: :func:`genvis.evaluate.hota.video_counts`' value), both from one
+    per-frame IoU pass (:mod:`genvis.evaluate.frame_pairs`)."""
     if p.iou_type not in ("mask", "boundary"):
         raise ValueError(f"iou_type must be 'mask' or 'boundary', got {p.iou_type!r}")
     if gt.annotations is None:
@@ -341,40 +349,12 @@ def video_evaluations(gt: VISDataset, results: Sequence[VideoResult], params: Ev
     # (kind, lo, hi): area ranges, then occlusion ranges (area 'all' for those)
     ranges = [("area", lo, hi) for lo, hi in p.area_ranges] + [("occ", lo, hi) for lo, hi in p.occlusion_ranges]
     vids = sorted(gt.video_ids)
-    job = (gt, results, occlusion, p, ranges)
+    job = (gt, results, occlusion, p, ranges, hota)
     if client is not None:
         return _evaluate_on_cluster(vids, job, client, progress)
-    if workers > 1 and len(vids) >= 32 and "fork" in mp.get_all_start_methods():
-        return _evaluate_forked(vids, job, workers, progress)
+    if can_fork(len(vids), workers):
+        return map_forked(_evaluate_videos, vids, job, workers, progress)
     return _evaluate_videos(vids, job, progress)
-
-
-def _evaluate_forked(vids: list[int], job: tuple, workers: int, progress: bool) -> dict:
-    """:func:`_evaluate_videos` over ``workers`` forked processes (videos dealt round-robin;
-    this process takes the first share). A worker's error is raised here."""
-    ctx = mp.get_context("fork")
-    shares = [vids[i::workers] for i in range(workers)]
-    children = []
-    for share in shares[1:]:
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, args=(send, share, job), daemon=True)
-        proc.start()
-        send.close()
-        children.append((proc, recv))
-    try:
-        out = _evaluate_videos(shares[0], job, progress)
-        for proc, recv in children:
-            status, value = recv.recv()
-            if status != "ok":
-                raise value if isinstance(value, BaseException) else RuntimeError(str(value))
-            out.update(value)
-    finally:
-        for proc, recv in children:
-            recv.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-    return dict(sorted(out.items()))
 
 
 def _evaluate_on_cluster(vids: list[int], job: tuple, client: Any, progress: bool,
@@ -399,24 +379,11 @@ def _evaluate_on_cluster(vids: list[int], job: tuple, client: Any, progress: boo
     return dict(sorted(out.items()))
 
 
-def _worker(send, share: list[int], job: tuple) -> None:
-    try:
-        result = ("ok", _evaluate_videos(share, job, False))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        result = ("error", exc)
-    try:
-        send.send(result)
-    except Exception as exc:  # an unpicklable error: send its text
-        send.send(("error", f"{type(result[1]).__name__}: {result[1]}" if result[0] == "error" else str(exc)))
-    finally:
-        send.close()
-
-
 def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[int, dict[tuple[int, int], tuple]]:
     """Match each video's predictions to its ground truth (see :func:`video_evaluations`)."""
     from tqdm import tqdm
 
-    gt, results, occ, p, ranges = job
+    gt, results, occ, p, ranges, hota = job
     if p.occlusion_ranges and occ is None:
         from genvis.evaluate.occlusion import instance_mbor
 
@@ -427,9 +394,24 @@ def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[in
     all_lo, all_hi = p.area_ranges[0]
     max_det = p.max_dets[-1]
     out: dict[int, dict[tuple[int, int], tuple]] = {}
+    if hota:  # each video's results (file positions), as the association metrics see them
+        from genvis.evaluate.frame_pairs import pair_video_ious, video_pairs
+        from genvis.evaluate.hota import _one_video as video_association
+
+        cat_set = set(cat_ids)
+        positions: dict[int, list[int]] = {v: [] for v in vids}
+        for k, r in enumerate(results):
+            if r.video_id in positions and r.category_id in cat_set:
+                positions[r.video_id].append(k)
+        counts: dict[int, dict] = {}
     for vid in tqdm(vids, desc="evaluate", unit="video", disable=not progress):
         video = gt.video(vid)
         out[vid] = evals = {}
+        if hota:
+            anns_v = [a for a in gt.annotations_of(vid) if a.category_id in cat_set]
+            dts_v = [results[k] for k in positions[vid]]
+            pairs = video_pairs(video, anns_v, dts_v)
+            counts[vid] = video_association(video, anns_v, dts_v, pairs)
         cats_here = [c for c in cat_ids if gts.get((vid, c)) or dts.get((vid, c))]
         if not cats_here:
             continue
@@ -442,7 +424,13 @@ def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[in
         all_g = [g for c in cats_here for g in gts.get((vid, c), [])]
         d_cat = [c for c in cats_here for _ in sorted_dts[c]]
         g_cat = [c for c in cats_here for _ in gts.get((vid, c), [])]
-        iou_all = video_ious(all_d, all_g, video.length, d_cat, g_cat, min_iou=min_iou)
+        if hota and p.iou_type == "mask":  # from the association's per-frame IoUs
+            row = {k: i for i, k in enumerate(positions[vid])}
+            col = {a.id: j for j, a in enumerate(anns_v)}
+            iou_all = pair_video_ious(pairs, [row[d.id - 1] for d in all_d], [col[g.id] for g in all_g],
+                                      frame_areas(all_d, video.length), frame_areas(all_g, video.length))
+        else:
+            iou_all = video_ious(all_d, all_g, video.length, d_cat, g_cat, min_iou=min_iou)
         if p.iou_type == "boundary":
             from genvis.evaluate.boundary import tube_boundary_ious
 
@@ -475,6 +463,8 @@ def _evaluate_videos(vids: Sequence[int], job: tuple, progress: bool) -> dict[in
                 out_of_range = (dt_area < lo) | (dt_area > hi)
                 dt_ig = np.logical_or(dt_ig, np.logical_and(dtm == 0, out_of_range[None, :]))
                 evals[c, ai] = (scores, dtm, dt_ig, g_ign_arr)
+    if hota:
+        return {v: (out[v], counts[v]) for v in out}
     return out
 
 
@@ -592,7 +582,7 @@ def _mean_defined(a: np.ndarray) -> float:
 
 def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
              progress: bool = False, occlusion: bool = True, boundary: bool = False,
-             workers: int = 1, client: Any | None = None) -> dict:
+             workers: int = 1, client: Any | None = None, hota: bool = False) -> dict:
     """Score results against ground truth by the YouTube-VIS protocol.
 
     Args:
@@ -607,6 +597,9 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         workers: processes for the per-video matching (forked; from 32 videos on).
         client: a :class:`distributed.Client`: the per-video matching as dask tasks instead
             (``genvis evaluate --scheduler``).
+        hota: also the association metrics of :mod:`genvis.evaluate.hota` (the same numbers
+            as :func:`~genvis.evaluate.hota.association_metrics`), computed in the same pass
+            over the videos from the same per-frame IoUs (:mod:`genvis.evaluate.frame_pairs`).
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
@@ -617,7 +610,9 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         ``APso, APmo, APho, ARso, ARmo, ARho`` (percent, None where a level has no
         instance) and ``"occlusion_instances": {"slight", "moderate", "heavy": count}``
         (non-crowd instances per level). With ``boundary``: ``AP_B, AP_B50, AP_B75, AR_B1,
-        AR_B10`` (percent) and ``"boundary_dilation_ratio"``.
+        AR_B10`` (percent) and ``"boundary_dilation_ratio"``. With ``hota``: ``HOTA, DetA,
+        AssA, LocA, IDF1, IDSW`` (class-averaged) and ``"association"`` (the whole
+        :func:`~genvis.evaluate.hota.association_metrics` dict), last.
 
     Raises:
         InputError: ``gt`` has no annotations.
@@ -629,7 +624,12 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
     p = params or EvalParams()
     if occlusion and not p.occlusion_ranges:
         p = dataclasses.replace(p, occlusion_ranges=tuple((lo, hi) for _, lo, hi in OCCLUSION_LEVELS))
-    arr = evaluate_arrays(gt, results, p, progress, workers=workers, client=client)
+    cat_ids = sorted(c.id for c in gt.categories)
+    if hota:
+        per = _run_videos(gt, results, p, progress, None, workers, client, True)
+        arr = accumulate([per[v][0] for v in sorted(per)], cat_ids, p)
+    else:
+        arr = evaluate_arrays(gt, results, p, progress, workers=workers, client=client)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
     if p.occlusion_ranges:
         n_a, m = len(p.area_ranges), len(p.max_dets) - 1
@@ -653,6 +653,12 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         out["boundary_dilation_ratio"] = pb.boundary_dilation_ratio
     out["num_videos"] = len(gt.videos)
     out["num_results"] = len(results)
+    if hota:
+        from genvis.evaluate.hota import ASSOC_KEYS, association_from_counts
+
+        assoc = association_from_counts(gt, {v: per[v][1] for v in per})
+        out.update({k: assoc["class_averaged"][k] for k in ASSOC_KEYS})
+        out["association"] = assoc
     return out
 
 

@@ -106,7 +106,8 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
         raise ConfigError(str(model_path), f"model expects C={model.cfg.hidden_dim}, "
                           f"Q_f={model.cfg.num_frame_queries} but the detector {detector_path} gives "
                           f"C={dc.hidden_dim}, Q_f={dc.num_queries}")
-    settings = resolve_inference(meta.get("experiment"), n_f_eval, top_k, source=str(model_path))
+    settings = resolve_inference(meta.get("experiment"), n_f_eval, top_k, source=str(model_path),
+                                 num_classes=model.cfg.num_classes)
     n_f, k = settings.n_f_eval, settings.top_k
     categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"}
                                             for i in range(model.cfg.num_classes)]

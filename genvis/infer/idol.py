@@ -386,21 +386,6 @@ def write_idol_inference(model: IDOLModel, reader: Any, dataset: Any, out: Any, 
     return parts.join(ids)
 
 
-def settings_with_overrides(meta: dict, source: str, matching: str | None = None,
-                            temporal: str | bool | None = None) -> tuple[Any, Any]:
-    """(ExperimentConfig, IDOLSettings) of an IDOL MODEL.pt's metadata, with the command-line
-    overrides of ``idol.matching`` and ``idol.temporal`` applied (``temporal``: "on"/"off"/bool)."""
-    from genvis.train.config import ExperimentConfig
-
-    exp = ExperimentConfig.from_dict(meta["experiment"], source=f"{source}: experiment")
-    settings = exp.idol
-    if matching is not None:
-        settings.matching = matching
-    if temporal is not None:
-        settings.temporal = temporal in ("on", True)
-    return exp, settings.validate(f"{source}: idol")
-
-
 def infer_command(args: Any) -> int:
     """``genvis infer`` with an IDOL model (see :mod:`genvis.commands.infer` for the options)."""
     from genvis.cache.reader import CacheReader
@@ -408,15 +393,19 @@ def infer_command(args: Any) -> int:
     from genvis.data.ytvis import load_vis_json
     from genvis.errors import ConfigError
     from genvis.model.idol_head import load_idol_model
+    from genvis.settings import resolve_idol
     from genvis.utils.io import sha256_file
 
     if args.association not in (None, "idol"):
         raise ConfigError("--association", f"{args.model} is an IDOL model: only 'idol' association applies")
+    if getattr(args, "workers", None) or getattr(args, "scheduler", None):   # e.g. the workflow's dask_scheduler
+        import sys
+
+        print(f"genvis infer: note: {args.model} is an IDOL model; --workers/--scheduler apply to GenVIS "
+              "models only, so its videos run in this process", file=sys.stderr)
     model, meta = load_idol_model(args.model)
-    exp, settings = settings_with_overrides(meta, str(args.model), args.idol_matching, args.idol_temporal)
-    top_k = args.top_k if args.top_k is not None else exp.inference.top_k
-    if top_k < 1:
-        raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
+    settings, top_k = resolve_idol(meta["experiment"], args.idol_matching, args.idol_temporal, args.top_k,
+                                   source=str(args.model))
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
     model.to(args.device)
@@ -455,6 +444,7 @@ def run_idol_demo(video: Any, detector_path: Any, model_path: Any, out_dir: Any,
     from genvis.infer.demo import _fps
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.model.idol_head import load_idol_model
+    from genvis.settings import resolve_idol
     from genvis.report.overlay import Mp4Writer, colour_of, overlay
     from genvis.utils.io import atomic_path
 
@@ -469,10 +459,7 @@ def run_idol_demo(video: Any, detector_path: Any, model_path: Any, out_dir: Any,
         raise ConfigError(str(model_path), f"IDOL model expects C={mc.hidden_dim}, Q_f={mc.num_frame_queries}, "
                           f"K={mc.num_classes} but the detector {detector_path} gives C={dc.hidden_dim}, "
                           f"Q_f={dc.num_queries}, K={dc.num_classes}")
-    exp, settings = settings_with_overrides(meta, str(model_path))
-    k = int(top_k or exp.inference.top_k)
-    if k < 1:
-        raise ConfigError("--top-k", "must be >= 1")
+    settings, k = resolve_idol(meta["experiment"], top_k=top_k, source=str(model_path))
     categories = meta.get("categories") or [{"id": i + 1, "name": f"class{i + 1}"} for i in range(mc.num_classes)]
     model.to(device).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
