@@ -118,7 +118,8 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None,
         return
     import dask
 
-    # dashboard off: no port to bind, nothing to serve on a compute node. The workers spawn
+    # dashboard off: nothing to serve on a compute node; the scheduler's health endpoint binds
+    # a free port (not 8787, taken by any other cluster on the machine). The workers spawn
     # with the thread counts and WORKER_MALLOC set (not dask's MALLOC_TRIM_THRESHOLD_=65536,
     # which made glibc return memory after every tensor: the forward ran 2x slower).
     n = str(int(threads_per_worker))
@@ -126,7 +127,8 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None,
                **{k: v for k, v in WORKER_MALLOC.items() if k not in os.environ}}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, **LOCAL_CLUSTER_CONFIG}), \
             LocalCluster(n_workers=int(workers), threads_per_worker=int(threads_per_worker), processes=True,
-                         dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                         dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
 
