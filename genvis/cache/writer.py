@@ -16,6 +16,10 @@ Several processes may fill one store at once (shards, or two runs of the same co
   debris of that video (a live writer of it would hold the claim, so the debris is from a
   dead process) and writes. No process ever deletes another live process's partial folder.
 
+Zarr creates each video's group and arrays (metadata); the frames' chunk files are encoded
+and written by :class:`genvis.cache.chunks.FrameChunkWriter` in the calling thread, the same
+bytes Zarr writes at a fraction of its CPU.
+
 Layout and provenance: :mod:`genvis.cache.layout`. Locks need a file system with working
 ``flock`` (local disks; NFS v4 emulates it with POSIX locks).
 """
