@@ -7,6 +7,13 @@ set-up and the final save are excluded); a breakdown wraps the model's clip step
 criterion, backward and the clip source's reads, in CPU seconds of the calling thread
 (reads on another thread are reported apart: they overlap the step). Wall-clock and
 process CPU seconds per iteration are both recorded. Prints one json line.
+
+With ``--flops K`` the K iterations after the warm-up run under ``torch.profiler``
+(``with_flops``; their timings are then not meaningful) and the json also holds the
+floating-point operations per iteration and the compute floor: every matrix product of
+those iterations (mm, addmm, bmm: > 95 % of the counted operations) is re-timed alone on
+random operands of the same shapes, warm, on this machine and thread count; their sum per
+iteration is the time the matrix products alone need (:func:`matmul_floor`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ def main() -> None:
                     help="detector yaml: clips from DetectorClipSource on the frames (detector in the loop)")
     ap.add_argument("--image-root", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--flops", type=int, default=0, help="profile this many iterations after the warm-up "
+                    "for the operation count and the matmul floor (timings of the run are then distorted)")
     args = ap.parse_args()
 
     import torch
@@ -59,14 +68,26 @@ def main() -> None:
         return wrapper
 
     gm.GenVIS.clip_step = timed(gm.GenVIS.clip_step, "forward")
+    if hasattr(gm.GenVIS, "encode_clips"):  # the encoder of all clips at once (newer code)
+        gm.GenVIS.encode_clips = timed(gm.GenVIS.encode_clips, "forward")
     crit.SetCriterion.__call__ = timed(crit.SetCriterion.__call__, "criterion")
     torch.Tensor.backward = timed(torch.Tensor.backward, "backward")
     steps: list[tuple[float, dict]] = []
     step = torch.optim.AdamW.step
 
+    prof = None
+    if args.flops > 0:
+        from torch.profiler import ProfilerActivity, profile
+
+        prof = profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True)
+
     def timed_step(self, *a, **kw):
         r = step(self, *a, **kw)
         steps.append((time.perf_counter(), time.process_time(), dict(spent)))
+        if prof is not None and len(steps) == args.warmup:
+            prof.__enter__()
+        if prof is not None and len(steps) == args.warmup + args.flops:
+            prof.__exit__(None, None, None)
         return r
 
     torch.optim.AdamW.step = timed_step
@@ -94,7 +115,53 @@ def main() -> None:
     cpu = [b[1] - a[1] for a, b in zip(timed, timed[1:])]
     n = len(times)
     parts = {k: (timed[-1][2][k] - timed[0][2][k]) / n for k in spent}
-    print(json.dumps({"s_per_it": times, "cpu_s_per_it": cpu, "parts": parts}))
+    result = {"s_per_it": times, "cpu_s_per_it": cpu, "parts": parts}
+    if prof is not None:
+        result.update(matmul_floor(prof, args.flops))
+    print(json.dumps(result))
+
+
+def matmul_floor(prof, iterations: int) -> dict:
+    """Operation count and matmul floor of the profiled iterations.
+
+    Returns:
+        {"gflop_per_it": all operations the profiler counts (matrix products, convolutions,
+        elementwise add / mul), "matmul_gflop_per_it", "matmul_floor_s_per_it": the matrix
+        products of one iteration re-timed alone (best of 5 after a warm-up, per shape),
+        "matmul_gflops": their rate, "matmul_calls_per_it", "ops_per_it": aten operations
+        the profiler recorded (nested ones included)}.
+    """
+    import torch
+
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.flops for e in events)
+    ops = sum(e.count for e in events)
+    mm_flops, floor, calls = 0.0, 0.0, 0
+    for e in events:
+        if e.key not in ("aten::mm", "aten::addmm", "aten::bmm") or not e.flops:
+            continue
+        shapes = [s for s in e.input_shapes if s]
+        if e.key == "aten::addmm":
+            bias, a, b = shapes[:3]
+            args = (torch.randn(bias), torch.randn(a), torch.randn(b))
+            fn = torch.addmm
+        else:
+            args = (torch.randn(shapes[0]), torch.randn(shapes[1]))
+            fn = torch.mm if e.key == "aten::mm" else torch.bmm
+        fn(*args)
+        best = float("inf")
+        for _ in range(5):
+            reps = max(1, min(200, int(2e8 / max(e.flops / e.count, 1))))
+            t0 = time.process_time()
+            for _ in range(reps):
+                fn(*args)
+            best = min(best, (time.process_time() - t0) / reps)
+        floor += best * e.count
+        mm_flops += e.flops
+        calls += e.count
+    return {"gflop_per_it": total / iterations / 1e9, "matmul_gflop_per_it": mm_flops / iterations / 1e9,
+            "matmul_floor_s_per_it": floor / iterations, "matmul_gflops": mm_flops / max(floor, 1e-12) / 1e9,
+            "matmul_calls_per_it": calls / iterations, "ops_per_it": ops / iterations}
 
 
 if __name__ == "__main__":

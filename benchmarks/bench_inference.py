@@ -81,10 +81,11 @@ def against_base(args, ds, store) -> list[str]:
             cpu = statistics.median(x["cpu_seconds"][0] for x in got[name])
             p1 = statistics.mean(x["parts"]["pass1"] for x in got[name])
             p2 = statistics.mean(x["parts"]["pass2"] for x in got[name])
+            other = statistics.mean(x["cpu_seconds"][0] - x["main_thread_cpu_seconds"][0] for x in got[name])
             rate[name] = (frames / wall, frames / cpu)
             print(f"  {name:>9}: {frames / wall:.1f} frames/s wall, {frames / cpu:.1f} frames per CPU-s "
                   f"({1000 * cpu / frames:.2f} CPU-ms/frame; pass 1 {1000 * p1 / frames:.2f}, pass 2 (masks, RLE) "
-                  f"{1000 * p2 / frames:.2f} ms/frame)")
+                  f"{1000 * p2 / frames:.2f}, other threads (cache reads) {1000 * other / frames:.2f} ms/frame)")
         a, b = rate["this"], rate[args.base]
         print(f"  ratio vs {args.base}: {a[0] / b[0]:.2f}x wall, {a[1] / b[1]:.2f}x CPU; results json "
               f"{'byte-identical' if same else 'DIFFERENT'}, largest metric difference {diff:.2g} (AP {metrics[0]['AP']:.3f})")

@@ -16,6 +16,13 @@ two codes alternate within every round (ABBA), for the quickstart's three experi
 detector-in-the-loop runs use this checkout with ``DetectorClipSource`` (detector run on the
 JPEG frames of every clip).
 
+Compute floor (``--flops K``, default 3): one more run of this checkout per experiment profiles
+K iterations with ``torch.profiler`` (``with_flops``): floating-point operations per iteration,
+and every matrix product of those iterations re-timed alone at its shape on this machine and
+thread count. Their sum is the time the matrix products alone need per iteration (fp32, this
+many threads), so ``961377e's s/iteration / that floor`` is the largest ratio this hardware
+allows without doing less arithmetic.
+
     python benchmarks/bench_train.py                       # ~6-10 min on 2 shared CPU cores
     python benchmarks/bench_train.py --iterations 6 --rounds 1 --detector-iterations 0   # quicker
 """
@@ -52,6 +59,8 @@ def main() -> None:
                     help="experiment of the cache vs detector-in-the-loop comparison")
     ap.add_argument("--detector-iterations", type=int, default=3,
                     help="timed iterations of a detector-in-the-loop run; 0 skips the comparison")
+    ap.add_argument("--flops", type=int, default=3, help="iterations profiled (torch.profiler with_flops) per "
+                    "experiment for the operation count and the matmul floor; 0 skips it")
     ap.add_argument("--nice", type=int, default=0, help="niceness of the worker processes")
     ap.add_argument("--project-detector", type=Path, default=None,
                     help="also time this detector YAML on a few frames (e.g. config/detectors/r50_ovis.yaml, "
@@ -71,8 +80,10 @@ def main() -> None:
         codes[args.base] = X.extract_commit(args.base, work)
         print(f"{args.base} extracted into {codes[args.base]}")
 
-    def worker(code: Path, experiment: str, iterations: int, warmup: int, detector: bool = False) -> dict:
-        a = ["--experiment", str(code / "config" / "experiments" / f"{experiment}.yaml"), "--store", str(store),
+    def worker(code: Path, experiment: str, iterations: int, warmup: int, detector: bool = False,
+               flops: int = 0) -> dict:
+        a = ["--flops", str(flops)] if flops else []
+        a += ["--experiment", str(code / "config" / "experiments" / f"{experiment}.yaml"), "--store", str(store),
              "--dataset", str(work / "synth" / "train.json"), "--iterations", str(iterations), "--warmup", str(warmup),
              "--threads", str(args.threads), "--out", str(work / f"model_{experiment}.pt"), "--seed", str(args.seed)]
         if detector:
@@ -91,6 +102,8 @@ def main() -> None:
         for side in ("cache", "detector"):  # one run each; the detector side is the slow one
             det_runs.setdefault(side, []).append(worker(C.REPO, args.detector_experiment,
                                                         args.detector_iterations + 2, 1, side == "detector"))
+    floors = {exp: worker(C.REPO, exp, args.warmup + args.flops + 1, args.warmup, flops=args.flops)
+              for exp in args.experiments.split(",")} if args.flops > 0 else {}
     bench_s = time.perf_counter() - t_bench
 
     def stats(rs: list[dict]) -> dict:
@@ -120,6 +133,20 @@ def main() -> None:
             print(f"  ratio vs {args.base}: {b['wall'] / a['wall']:.2f}x iterations/s (wall), "
                   f"{b['cpu'] / a['cpu']:.2f}x (CPU time)")
             summary.append(f"{exp} {b['wall'] / a['wall']:.2f}x wall / {b['cpu'] / a['cpu']:.2f}x CPU")
+        if exp in floors:
+            f = floors[exp]
+            line = (f"compute floor: {f['gflop_per_it']:.2f} GFLOP/iteration (torch.profiler, {f['ops_per_it']:.0f} aten "
+                    f"ops/iteration), {f['matmul_gflop_per_it']:.2f} GFLOP in {f['matmul_calls_per_it']:.0f} matrix "
+                    f"products; re-timed alone at their shapes they run at {f['matmul_gflops']:.0f} GFLOP/s here "
+                    f"({args.threads} thread(s), fp32): {f['matmul_floor_s_per_it']:.3f} s/iteration for the matrix "
+                    f"products alone ({got['this']['cpu'] / f['matmul_floor_s_per_it']:.1f}x below this code's CPU time)")
+            if args.base:
+                base = got[args.base]
+                line += (f"; largest ratio vs {args.base} that allows: {base['cpu'] / f['matmul_floor_s_per_it']:.1f}x "
+                         f"(by its CPU time), {base['wall'] / f['matmul_floor_s_per_it']:.1f}x (by its wall time)")
+                summary.append(f"{exp} floor {f['matmul_floor_s_per_it']:.3f} s/it = at most "
+                               f"{base['cpu'] / f['matmul_floor_s_per_it']:.1f}x")
+            print("  " + line)
     if det_runs:
         c, d = stats(det_runs["cache"]), stats(det_runs["detector"])
         cfg = C.experiment(args.detector_experiment)

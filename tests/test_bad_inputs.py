@@ -379,3 +379,21 @@ def test_other_weights_only_refusals_are_one_line(tmp_path):
         msg = str(info.value)
         assert "\n" not in msg and len(msg) < 400 and msg.startswith(f"{evil}: cannot read {what}: refused"), msg
     assert not (tmp_path / "pwned").exists()
+
+
+def test_check_finite_names_nan_and_inf_in_any_float_layout():
+    from types import SimpleNamespace
+
+    import torch
+
+    from genvis.clip_source import check_finite
+
+    store = SimpleNamespace(path="store.zarr")
+    ok = torch.randn(3, 4, 5)
+    check_finite(store, 7, "mask_features", ok, 0, 3)
+    check_finite(store, 7, "mask_features", ok.half().transpose(0, 2), 0, 3)   # fp16, strided
+    for bad_value in (float("nan"), float("inf"), float("-inf")):
+        for bad in (ok.clone(), ok.clone().transpose(0, 2), ok.clone().double()):
+            bad[1, 2, 3 if bad.shape[2] > 3 else 0] = bad_value
+            with pytest.raises(InputError, match="non-finite values .* mask_features of video 7, frames 4..5"):
+                check_finite(store, 7, "mask_features", bad, 4, 6)

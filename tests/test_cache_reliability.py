@@ -249,6 +249,21 @@ def test_infer_refuses_a_cache_of_another_detector(trained, tmp_path, capsys):
     assert (tmp_path / "r1.json").read_bytes() == out.read_bytes()
 
 
+def test_infer_results_do_not_depend_on_videos_at_once(trained, tmp_path, capsys):
+    d, ann, exp, model = trained
+    base = ["infer", "--cache", str(d / "a.zarr"), "--annotations", str(ann), "--model", str(model), "--no-progress"]
+    outs = []
+    for extra in ([], ["--videos-at-once", "1"], ["--videos-at-once", "1", "--no-resume"]):
+        outs.append(tmp_path / f"r{len(outs)}.json")
+        assert main(base + ["--out", str(outs[-1])] + extra) == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes() == outs[2].read_bytes()
+    assert len(json.loads(outs[0].read_text())) > 0
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "bad.json"), "--videos-at-once", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--videos-at-once" in err and not (tmp_path / "bad.json").exists()
+
+
 def test_demo_refuses_another_detector_than_the_models(tmp_path, capsys):
     from genvis.cache.extract import cache_provenance
     from genvis.model.checkpoint import save_model

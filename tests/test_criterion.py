@@ -10,7 +10,8 @@ from genvis.model.genvis import ClipOutput
 from genvis.train.config import TrainConfig
 from genvis.train.criterion import ClipTargets, SetCriterion, dice_loss, sigmoid_ce_loss, similarity_loss
 from genvis.train.matcher import batch_dice, batch_sigmoid_ce, matching_cost
-from genvis.train.points import point_sample, point_sample_indexed, uncertain_point_coords
+from genvis.train.points import (_smallest_k_on_device, point_sample, point_sample_indexed, smallest_k,
+                                 uncertain_point_coords)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -108,3 +109,20 @@ def test_point_sample_indexed_equals_point_sample_of_the_gathered_maps():
     got = point_sample_indexed(maps, index, coords)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     assert got.dtype == torch.float32 and 0 < float(got.mean()) < 1
+
+
+def test_smallest_k_is_the_stable_sort_selection_with_ties_and_nan():
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(6, 40, generator=g)
+    values[1, [3, 9, 17, 30]] = values[1].sort().values[4]       # ties at the threshold: earliest kept
+    values[2] = 0.5                                                # a constant row: the first k
+    values[3, 5] = float("nan")                                    # NaN counts as +inf
+    k = 7
+    got = smallest_k(values, k)
+    want = values.nan_to_num(nan=float("inf")).argsort(dim=1, stable=True)[:, :k].sort(dim=1).values
+    assert torch.equal(got, want)
+    assert got[2].tolist() == list(range(k)) and 5 not in got[3].tolist()
+    assert torch.equal(_smallest_k_on_device(values, k), want)          # the GPU code, run on the CPU
+    assert smallest_k(values, 0).shape == (6, 0) and torch.equal(smallest_k(values, 40)[0], torch.arange(40))
+    with pytest.raises(ValueError, match="k=41"):
+        smallest_k(values, 41)

@@ -38,13 +38,11 @@ def make_clip(g: torch.Generator, clip: int):
 
 
 def fixed_points(g: torch.Generator, cfg: TrainConfig) -> FixedPoints:
-    n = max(v[0] for v in VIDEOS)
     s = int(cfg.num_points * cfg.oversample_ratio)
     u = int(cfg.importance_sample_ratio * cfg.num_points)
-    e = L * len(VIDEOS)
     return FixedPoints(torch.rand(D, len(VIDEOS), P, 2, generator=g),
-                       torch.rand(D, e, n, T, s, 2, generator=g),
-                       torch.rand(D, e, n, T, P - u, 2, generator=g))
+                       torch.rand(len(VIDEOS), T, s, 2, generator=g),
+                       torch.rand(len(VIDEOS), T, P - u, 2, generator=g))
 
 
 @pytest.mark.parametrize("assignment,folded", [("uvla", False), ("uvla", True), ("cl", False), ("per_clip", True)])
@@ -93,3 +91,32 @@ def test_criterion_draws_its_points_from_the_generator():
     b, _ = crit(out, mfs, elem_video, targets, 0, states, torch.Generator().manual_seed(5))
     c, _ = crit(out, mfs, elem_video, targets, 0, states, torch.Generator().manual_seed(6))
     assert float(a["loss_mask"].detach()) == float(b["loss_mask"].detach()) != float(c["loss_mask"].detach())
+
+
+def test_points_are_drawn_once_per_video_and_frame():
+    """The RNG stream: per group, the matching points [D', videos, P, 2] first, then one draw of
+    [videos, N_f, S + P - U, 2]: S candidates and P - U fill points per (video, frame), shared by
+    all the masks of that video and frame (every decoder layer, detector layer and instance)."""
+    cfg = TrainConfig(num_points=P, assignment="uvla")
+    crit = SetCriterion(cfg, num_classes=K)
+    g = torch.Generator().manual_seed(3)
+    out = ClipOutput(logits=torch.randn(D, 2 * L, Q, K + 1, generator=g), mask_embed=torch.randn(D, 2 * L, Q, C, generator=g),
+                     prototypes=torch.zeros(2 * L, Q, C))
+    mfs = [torch.randn(T, C, 4, 4, generator=g) for _ in range(2)]
+    targets = []
+    for n in (2, 3):
+        masks = torch.rand(n, T, 8, 8, generator=g) > 0.5
+        targets.append(ClipTargets(torch.randint(K, (n,), generator=g), masks, masks.flatten(1).any(1)))
+    states = [[{} for _ in range(2 * L)] for _ in range(D)]
+    elem_video = [e % 2 for e in range(2 * L)]
+    drawn, _ = crit(out, mfs, elem_video, targets, 0, states, torch.Generator().manual_seed(11))
+    rng = torch.Generator().manual_seed(11)
+    s, u = int(P * cfg.oversample_ratio), int(P * cfg.importance_sample_ratio)
+    matching = torch.rand(D, 2, P, 2, generator=rng)
+    mask_points = torch.rand(2, T, s + P - u, 2, generator=rng)
+    fixed, _ = crit(out, mfs, elem_video, targets, 0, states,
+                    points=FixedPoints(matching, mask_points[:, :, :s], mask_points[:, :, s:]))
+    assert sorted(drawn) == sorted(fixed)
+    for key in drawn:
+        assert float(drawn[key]) == float(fixed[key]), key
+    assert float(drawn["loss_mask"]) > 0

@@ -142,8 +142,8 @@ def test_interrupted_inference_resumes_without_redoing_finished_videos(models, t
     again = Counting(videos)
     assert write_inference(model, again, ds, 3, out, top_k=4, progress=False, resume_key=key) == 8
     # the finished video is not redone (one read: the input check's size probe); the other is
-    # read in full: 3 clips of N_f = 3, once per pass
-    assert again.reads == {first: 1, last: 6}
+    # read in full once per pass, its 3 clips of N_f = 3 as one block
+    assert again.reads == {first: 1, last: 2}
     one_pass = tmp_path / "one_pass.json"
     write_inference(model, src, ds, 3, one_pass, top_k=4, progress=False)
     assert out.read_bytes() == one_pass.read_bytes()                 # joined parts = one pass, byte for byte
@@ -153,7 +153,7 @@ def test_interrupted_inference_resumes_without_redoing_finished_videos(models, t
         write_inference(model, Counting(broken), ds, 3, out, top_k=4, progress=False, resume_key=key)
     other = Counting(videos)
     write_inference(model, other, ds, 2, out, top_k=4, progress=False, resume_key=dict(key, n_f_eval=2))
-    assert other.reads == {first: 9, last: 8} and not parts.exists()   # 4 clips x 2 passes (+ probe)
+    assert other.reads == {first: 3, last: 2} and not parts.exists()   # 1 block x 2 passes (+ probe)
     assert out.read_text() == json.dumps([r.to_json() for r in run_inference(model, src, ds, 2, top_k=4, progress=False)])
 
 

@@ -78,3 +78,46 @@ def test_bad_config_and_inputs():
         m.clip_step(torch.randn(1, 1, 5, 16), m.initial_state(1))
     with pytest.raises(ValueError, match="n_f"):
         m.infer_from_tensors(torch.randn(2, 5, 32), torch.randn(2, 32, 2, 2), 0)
+
+
+@pytest.mark.parametrize("shared_qk,masked", [(True, False), (False, False), (True, True)])
+def test_train_attention_equals_multihead_attention(shared_qk, masked):
+    """Training's attention (plain matrix products) is nn.MultiheadAttention's function:
+    outputs and parameter gradients to 1e-5."""
+    from genvis.model.layers import train_attention
+
+    torch.manual_seed(1)
+    mha = torch.nn.MultiheadAttention(32, 4, batch_first=True)
+    x, mem = torch.randn(3, 7, 32), torch.randn(3, 9, 32)
+    q = x + 1.0
+    k, v = (q, x) if shared_qk else (mem + 1.0, mem)
+    mask = None
+    if masked:  # additive float mask as the windowed encoder builds it
+        mask = torch.zeros(7, 7)
+        mask[:, 5:] = -1.0e4
+    want = mha(q, k, v, attn_mask=mask, need_weights=False)[0]
+    got = train_attention(mha, q, k, v, mask)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    g_want = torch.autograd.grad(want.square().sum(), list(mha.parameters()))
+    g_got = torch.autograd.grad(got.square().sum(), list(mha.parameters()))
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert float(want.detach().abs().mean()) > 0.1
+
+
+@pytest.mark.parametrize("window", [0, 2])
+def test_encode_clips_equals_encoding_every_clip(window):
+    """Training encodes the N_v clips of a sample in one batch: the clip steps are the same
+    (train mode) as with each clip encoded inside clip_step."""
+    m = tiny(enc_window=window, memory="index").train()
+    fq = torch.randn(2, 3 * 4, 5, 32)     # N_v = 4 clips of N_f = 3
+    enc = m.encode_clips(fq, 3)
+    s1 = s2 = m.initial_state(2)
+    for c in range(4):
+        sl = slice(3 * c, 3 * c + 3)
+        a, s1 = m.clip_step(fq[:, sl], s1, all_layers=True)
+        b, s2 = m.clip_step(fq[:, sl], s2, all_layers=True, encoded=enc[:, sl])
+        torch.testing.assert_close(b.logits, a.logits, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b.mask_embed, a.mask_embed, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="n_f=5"):
+        m.encode_clips(fq, 5)

@@ -35,3 +35,22 @@ def test_spool_after_close_cannot_be_read():
     spool.close()
     with pytest.raises(IndexError):
         list(spool.read(0))
+
+
+def test_spool_spills_long_lists_to_a_file_and_reads_them_back_in_order(tmp_path, monkeypatch):
+    import genvis.infer.spool as spool_mod
+
+    monkeypatch.setattr(spool_mod, "MEMORY_CHARS", 100)
+    rng = np.random.default_rng(1)
+    masks = rng.random((2, 12, 6, 5)) > 0.5
+    rles = [encode_masks(masks[j]) for j in range(2)]
+    with SegmentationSpool(2, dir=str(tmp_path)) as spool:
+        spool.extend(1, rles[1][:1])
+        for s in range(0, 12, 3):                   # clip by clip; each clip's text passes the limit
+            spool.extend(0, rles[0][s:s + 3])
+            assert len(os.listdir(tmp_path)) <= 1  # anonymous: unlinked at once on POSIX
+        assert list(spool.read(0)) == rles[0] and list(spool.read(0)) == rles[0]
+        spool.extend(0, [None])                     # appending after a read keeps the order
+        assert spool.lists() == [rles[0] + [None], rles[1][:1]]
+        assert spool._files[0] is not None and spool._files[1] is None   # only the long list spilled
+    assert os.listdir(tmp_path) == []

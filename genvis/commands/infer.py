@@ -7,6 +7,7 @@ import sys
 
 from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
                              check_device)
+from genvis.errors import ConfigError
 from genvis.infer.config import ASSOCIATIONS
 
 
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not keep finished videos in .OUT.parts/ for a rerun to skip "
                         "(by default an interrupted run resumes where it stopped, if the model, "
                         "annotations, cache and settings are unchanged)")
+    parser.add_argument("--videos-at-once", type=int, default=None,
+                        help="videos whose clip steps run as one batch in the first pass (default 8; "
+                        "the results do not depend on it)")
     add_device_argument(parser, "the video modules")
     add_threads_argument(parser)
     add_cluster_arguments(parser)
@@ -50,13 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from genvis.cluster import cluster_client, infer_on_cluster, wants_cluster
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
-    from genvis.infer.inference import write_inference
+    from genvis.infer.inference import VIDEOS_AT_ONCE, write_inference
     from genvis.model.checkpoint import check_model_provenance, load_any_model
     from genvis.settings import resolve_inference
     from genvis.utils.io import sha256_file
 
     apply_threads(args)
     check_device(args)
+    if args.videos_at_once is not None and args.videos_at_once < 1:
+        raise ConfigError("--videos-at-once", f"must be >= 1, got {args.videos_at_once}")
     from genvis.model.idol_head import is_idol_model
 
     if args.association == "idol" or is_idol_model(args.model):  # IDOL: genvis.infer.idol
@@ -84,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                                      progress=not args.no_progress, fresh=args.no_resume)
     else:
         count = write_inference(model, reader, dataset, n_f, args.out, top_k, association,
-                                progress=not args.no_progress, resume_key=None if args.no_resume else run_key)
+                                progress=not args.no_progress, resume_key=None if args.no_resume else run_key,
+                                videos_at_once=args.videos_at_once or VIDEOS_AT_ONCE)
     if args.zip:
         write_results_zip(args.out, args.zip)
     print(f"wrote {args.out} ({count} predictions, {len(dataset.videos)} videos, N_f^eval={n_f}, "

@@ -372,8 +372,40 @@ def encode_masks(masks: np.ndarray) -> list[RLE]:
         raise ValueError(f"expected masks [T, H, W], got shape {masks.shape}")
     if masks.shape[0] == 0:
         return []
-    fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))
-    return [_compressed(r) for r in mask_utils.encode(fortran)]
+    return [_compressed(r) for r in mask_utils.encode(_fortran_uint8(masks))]
+
+
+def _fortran_uint8(masks: np.ndarray) -> np.ndarray:
+    """``[N, H, W]`` bool / 0-1 integers -> the Fortran-ordered uint8 ``(H, W, N)`` array that
+    ``pycocotools.mask.encode`` takes, with one copy (none if already laid out so; a bool
+    array is reinterpreted as uint8, not converted)."""
+    if masks.dtype == np.bool_:
+        masks = masks.view(np.uint8)
+    elif masks.dtype != np.uint8:
+        masks = masks.astype(np.uint8)
+    return np.asfortranarray(masks.transpose(1, 2, 0))
+
+
+def encode_masks_json(masks: np.ndarray) -> list[str]:
+    """Encode masks ``[N, H, W]`` (bool or 0/1 integers) as the json text of one compressed
+    RLE per mask: exactly ``json.dumps(encode_masks(masks)[i])``, without building the dicts.
+
+    For writers that store the text (inference's spool, :class:`genvis.data.results.JSONText`):
+    one pycocotools call for all masks; a ``[k, t, W, H]`` C-ordered array reshaped to
+    ``[N, W, H]`` and transposed to ``[N, H, W]`` needs no copy before it.
+
+    Raises:
+        ValueError: ``masks`` is not 3-D.
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"expected masks [N, H, W], got shape {masks.shape}")
+    if masks.shape[0] == 0:
+        return []
+    head = '{"size": [%d, %d], "counts": "' % masks.shape[1:]
+    # compressed counts use the characters 48..111 ('0'..'o'): of those json escapes only the backslash
+    return [head + r["counts"].decode("ascii").replace("\\", "\\\\") + '"}'
+            for r in mask_utils.encode(_fortran_uint8(masks))]
 
 
 def encode_masks_or_none(masks: np.ndarray) -> list[RLE | None]:

@@ -57,6 +57,15 @@ class VideoResult:
                 "score": float(self.score), "segmentations": list(self.segmentations)}
 
 
+class JSONText(str):
+    """A json value already serialised as ``json.dumps`` would write it (e.g. an RLE read
+    back from inference's spool): :class:`ResultsWriter` copies it verbatim instead of
+    serialising the string again. Only for text made by ``json.dumps`` or an exact
+    equivalent (:func:`genvis.data.masks.encode_masks_json`); nothing checks it."""
+
+    __slots__ = ()
+
+
 class ResultsWriter:
     """Write a results json one prediction at a time, atomically.
 
@@ -97,7 +106,7 @@ class ResultsWriter:
         head = {"video_id": int(result.video_id), "category_id": int(result.category_id), "score": s}
         f.write((", " if self.count else "") + json.dumps(head)[:-1] + ', "segmentations": [')
         for i, seg in enumerate(result.segmentations):
-            f.write((", " if i else "") + json.dumps(seg, allow_nan=False))
+            f.write((", " if i else "") + (seg if type(seg) is JSONText else json.dumps(seg, allow_nan=False)))
         f.write("]}")
         self.count += 1
 

@@ -82,8 +82,32 @@ class GenVIS(nn.Module):
         """State before the first clip: o^0 = query_feat, empty memory."""
         return VideoState(self.decoder.initial_queries(batch), MemoryState())
 
+    def encode_clips(self, frame_queries: torch.Tensor, n_f: int) -> torch.Tensor:
+        """E(f) of N_v consecutive clips at once (E does not depend on earlier clips).
+
+        Each clip of ``n_f`` frames is encoded on its own, exactly as :meth:`clip_step` does,
+        but as one batch of B x N_v clips: one pass of the encoder's layers instead of N_v
+        (used by training; equal to per-clip encoding up to float rounding).
+
+        Args:
+            frame_queries: float [B, N_v * n_f, Q_f, C].
+            n_f: frames per clip.
+
+        Returns:
+            float [B, N_v * n_f, Q_f, C]; ``[:, c * n_f:(c + 1) * n_f]`` is E of clip c, to
+            pass to :meth:`clip_step` as ``encoded``.
+
+        Raises:
+            ValueError: the frame count is not a multiple of ``n_f``.
+        """
+        b, w, q, c = frame_queries.shape
+        if n_f < 1 or w % n_f:
+            raise ValueError(f"{w} frames are not whole clips of n_f={n_f}")
+        return self.encoder(frame_queries.reshape(b * (w // n_f), n_f, q, c)).reshape(b, w, q, c)
+
     def clip_step(self, frame_queries: torch.Tensor, state: VideoState,
-                  all_layers: bool = False) -> tuple[ClipOutput, VideoState]:
+                  all_layers: bool = False, encoded: torch.Tensor | None = None,
+                  read_per_sequence: bool = False) -> tuple[ClipOutput, VideoState]:
         """Run E, D (with IPM read) and the heads on one clip.
 
         Args:
@@ -91,6 +115,11 @@ class GenVIS(nn.Module):
                 in training each kept detector layer of each video is its own sequence).
             state: :class:`VideoState` from the previous clip (or :meth:`initial_state`).
             all_layers: predictions for every decoder layer (deep supervision).
+            encoded: E(frame_queries) float [B, N_f, Q_f, C] when already computed
+                (:meth:`encode_clips`); None: encoded here.
+            read_per_sequence: the IPM attends one sequence at a time
+                (:meth:`InstancePrototypeMemory.read`), so that a batch gives bit for bit the
+                results of one sequence at a time (batched inference).
 
         Returns:
             (:class:`ClipOutput`, the state for the next clip).
@@ -104,8 +133,10 @@ class GenVIS(nn.Module):
         if c != self.cfg.hidden_dim or q_f != self.cfg.num_frame_queries:
             raise ValueError(f"frame queries have Q_f={q_f}, C={c}; the model expects "
                              f"Q_f={self.cfg.num_frame_queries}, C={self.cfg.hidden_dim}")
-        queries = state.output if self.memory is None else self.memory.read(state.output, state.memory)
-        encoded = self.encoder(frame_queries)
+        queries = state.output if self.memory is None else self.memory.read(state.output, state.memory,
+                                                                             per_sequence=read_per_sequence)
+        if encoded is None:
+            encoded = self.encoder(frame_queries)
         protos, out = self.decoder(queries, encoded, all_layers=all_layers)
         logits = self.heads.class_embed(protos)
         mask_embed = self.heads.mask_embed(protos)

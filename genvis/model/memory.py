@@ -44,6 +44,12 @@ class MemoryState:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def rows(self, start: int, stop: int) -> "MemoryState":
+        """Sequences ``start:stop`` of the batch (views of the same entries)."""
+        r = slice(start, stop)
+        return MemoryState([x[r] for x in self.keys], [x[r] for x in self.values], [x[r] for x in self.prototypes],
+                           None if self.valid is None else [x[r] for x in self.valid])
+
 
 class InstancePrototypeMemory(nn.Module):
     """IPM read / write.
@@ -62,12 +68,16 @@ class InstancePrototypeMemory(nn.Module):
         self.memory_k = nn.Linear(dim, dim)  # official pre_memory_embed_k
         self.memory_v = nn.Linear(dim, dim)  # official pre_memory_embed_v
 
-    def read(self, output: torch.Tensor, state: MemoryState) -> torch.Tensor:
+    def read(self, output: torch.Tensor, state: MemoryState, per_sequence: bool = False) -> torch.Tensor:
         """Queries for the next clip from the propagated decoder output and the memory.
 
         Args:
             output: float [B, N_q, C], previous decoder output (or q^1 at the first clip).
             state: the memory (may be empty: then z = 0).
+            per_sequence: attend one sequence at a time (the linear maps stay batched). The
+                attention einsums round differently for B > 1 than for B = 1 once the memory
+                holds >= 7 entries (another matmul layout), so batched inference uses this to
+                give bit for bit the numbers of one video at a time.
 
         Returns:
             float [B, N_q, C]: ``output + V_q(output) + z``.
@@ -78,17 +88,25 @@ class InstancePrototypeMemory(nn.Module):
         qk = self.query_k(output)
         mk = torch.stack(state.keys, dim=1)    # [B, M, N_q, C]
         mv = torch.stack(state.values, dim=1)  # [B, M, N_q, C]
-        b, m, n, c = mk.shape
         mask = None if state.valid is None else torch.stack(state.valid, dim=1)  # [B, M]
+        b = mk.shape[0]
+        if per_sequence and b > 1:
+            z = torch.cat([self._attend(qk[i:i + 1], mk[i:i + 1], mv[i:i + 1],
+                                        None if mask is None else mask[i:i + 1]) for i in range(b)])
+        else:
+            z = self._attend(qk, mk, mv, mask)
+        return output + qv + z
+
+    def _attend(self, qk: torch.Tensor, mk: torch.Tensor, mv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """z: qk float [B, N_q, C] attends to the memory keys / values float [B, M, N_q, C]."""
+        b, m, n, c = mk.shape
         if self.mode == "index":
             logits = torch.einsum("bqc,bmqc->bqm", qk, mk)
-            z = torch.einsum("bqm,bmqc->bqc", _masked_softmax(logits, mask), mv)
-        else:
-            logits = torch.einsum("bqc,bkc->bqk", qk, mk.reshape(b, m * n, c))
-            if mask is not None:
-                mask = mask[:, :, None].expand(b, m, n).reshape(b, m * n)
-            z = torch.einsum("bqk,bkc->bqc", _masked_softmax(logits, mask), mv.reshape(b, m * n, c))
-        return output + qv + z
+            return torch.einsum("bqm,bmqc->bqc", _masked_softmax(logits, mask), mv)
+        logits = torch.einsum("bqc,bkc->bqk", qk, mk.reshape(b, m * n, c))
+        if mask is not None:
+            mask = mask[:, :, None].expand(b, m, n).reshape(b, m * n)
+        return torch.einsum("bqk,bkc->bqc", _masked_softmax(logits, mask), mv.reshape(b, m * n, c))
 
     def write(self, prototypes: torch.Tensor, state: MemoryState) -> MemoryState:
         """Return a new state with this clip's prototypes (float [B, N_q, C]) appended."""

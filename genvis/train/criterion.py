@@ -23,12 +23,18 @@ Computation (batched): one clip is handled for all decoder layers, sequences and
 once -- videos of one geometry (mask-feature and target sizes) are stacked, their matching
 costs built in one batched computation (:func:`~genvis.train.matcher.batched_matching_cost`;
 only for videos whose assignment reads them: under UVLA, those with an instance new in the
-clip) and moved to the CPU once for the Hungarian matchings, the mask points of every supervised
-(instance, frame) drawn in one importance sampling, and the losses reduced per decoder layer
-with tensor ops. Only the assignment bookkeeping (small dicts) is Python. It equals the
-per-video computation it replaced on the same points (tests/test_criterion_batched.py);
-the points themselves are drawn in a different order, so a run's random points differ from
-the per-video code's.
+clip) and moved to the CPU once for the Hungarian matchings, the mask logits at the points
+computed as mask embeddings times mask features sampled at the points, and the losses
+reduced per decoder layer with tensor ops. Only the assignment bookkeeping (small dicts) is
+Python. It equals the per-video computation it replaced on the same points
+(tests/test_criterion_batched.py).
+
+Points of the mask losses (since 2026-11-30): the importance-sampling candidates and the
+uniform fill points are drawn once per (video, frame) and shared by every mask supervised
+in that frame (all decoder layers, detector layers and instances), as the matching points
+are; Mask2Former / 961377e drew them per mask. Each mask still keeps its own most uncertain
+candidates. The candidate selection is exact (:func:`~genvis.train.points.smallest_k`, ties
+to the earlier candidate). So a run's random points, and its losses, differ from 961377e's.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from torch.nn import functional as F
 from genvis.model.genvis import ClipOutput
 from genvis.train.config import TrainConfig
 from genvis.train.matcher import batched_matching_cost
-from genvis.train.points import point_sample, point_sample_indexed, uncertain_point_coords
+from genvis.train.points import point_sample, smallest_k
 from genvis.train.uvla import assign, needs_cost, supervised_pairs
 
 
@@ -103,9 +109,10 @@ class FixedPoints:
     Attributes:
         matching: float [D', V, P, 2] uniform matching points per decoder layer and video
             (index into the criterion's ``targets``).
-        candidates: float [D', E, N, N_f, S, 2] importance-sampling candidates per decoder
-            layer, sequence, instance and frame (S = P * oversample_ratio).
-        extra: float [D', E, N, N_f, P - U, 2] uniform fill points (U = P * importance ratio).
+        candidates: float [V, N_f, S, 2] importance-sampling candidates per video and frame,
+            shared by all its supervised masks (S = P * oversample_ratio).
+        extra: float [V, N_f, P - U, 2] uniform fill points per video and frame
+            (U = P * importance ratio).
     """
 
     matching: torch.Tensor
@@ -189,7 +196,7 @@ class SetCriterion:
             last = d_idx == n_layers - 1
             sim_e.append(cls_e[-1][last])
             sim_q.append(q_idx[last])
-            bce, dice = self._mask_losses(embed, cls_e[-1], sup, counts, mf, tmasks, generator, points)
+            bce, dice = self._mask_losses(embed, cls_e[-1], sup, counts, mf, tmasks, videos, generator, points)
             d_dev = d_idx.to(device)
             loss_mask = loss_mask.index_add(0, d_dev, bce)
             loss_dice = loss_dice.index_add(0, d_dev, dice)
@@ -302,39 +309,57 @@ class SetCriterion:
             masks[j, :n] = t.masks
         return labels, masks
 
-    def _mask_losses(self, embed, e_flat, sup, counts, mf, tmasks, generator, points):
+    def _mask_losses(self, embed, e_flat, sup, counts, mf, tmasks, videos, generator, points):
         """BCE and Dice (not yet divided by num_masks) per supervised (instance query, sequence):
-        float [M] each, with graph. Mask logits only for the supervised queries (one product
-        per video), one importance sampling for all M x N_f masks, targets read at the points
-        without copying them."""
+        float [M] each, with graph.
+
+        The points of a clip are drawn once per (video, frame), for all its supervised masks:
+        S = ``num_points * oversample_ratio`` candidates and P - U uniform fill points
+        (U = ``importance_sample_ratio * num_points``). Bilinear sampling is linear, so the mask
+        logits at those points are the mask embeddings times the mask features sampled there
+        (one grid sample of the features per video and frame, one product per video; no
+        full-resolution mask logits, no grid-sample backward). Every mask keeps its U
+        candidates of smallest |logit| (:func:`~genvis.train.points.smallest_k`) and the P - U
+        fill points; the targets are sampled once per (instance, frame) at the same points and
+        read at the kept ones."""
         cfg = self.cfg
         d_idx, r_idx, j_idx, q_idx, k_idx, _ = sup
         device = mf.device
         b, t, c, h, w = mf.shape
         n = tmasks.shape[1]
+        p = cfg.num_points
+        s = int(p * cfg.oversample_ratio)
+        u = int(cfg.importance_sample_ratio * p)
+        if points is None:
+            coords = torch.rand(b, t, s + p - u, 2, generator=generator)            # CPU RNG: any device
+        else:
+            coords = torch.cat([points.candidates[videos], points.extra[videos]], dim=2)
+        coords = coords.to(device)
+        n_pts = coords.shape[2]                                                     # S + P - U
+        grid = (2.0 * coords - 1.0).reshape(b * t, n_pts, 1, 2)
+        feats = F.grid_sample(mf.reshape(b * t, c, h, w), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)                                 # [B*T, C, S+P-U, 1]
+        feats = feats.reshape(b, t, c, n_pts).transpose(1, 2).reshape(b, c, t * n_pts)
         emb = embed[d_idx.to(device), e_flat.to(device), q_idx.to(device)]         # [M, C]
-        mf_ct = mf.transpose(1, 2).reshape(b, c, t * h * w)
         parts, start = [], 0
         for j, count in enumerate(counts):
             if count:
-                parts.append(emb[start:start + count] @ mf_ct[j])
+                parts.append(emb[start:start + count] @ feats[j])
                 start += count
-        src = torch.cat(parts).reshape(-1, 1, h, w)                                  # [M*T, 1, h, w]
-        m = emb.shape[0]
-        cand = extra = None
-        if points is not None:
-            cand = points.candidates[d_idx, e_flat, k_idx].flatten(0, 1)
-            extra = points.extra[d_idx, e_flat, k_idx].flatten(0, 1)
+        values = (parts[0] if len(parts) == 1 else torch.cat(parts)).reshape(-1, t, n_pts)   # [M, T, S+P-U]
+        m = values.shape[0]
         with torch.no_grad():
-            coords = uncertain_point_coords(src.detach(), cfg.num_points, cfg.oversample_ratio,
-                                            cfg.importance_sample_ratio, generator, cand, extra)
-            maps = ((j_idx * n + k_idx)[:, None] * t + torch.arange(t)).reshape(-1).to(device)
-            labels = point_sample_indexed(tmasks.reshape(b * n * t, *tmasks.shape[-2:]), maps, coords)
-            labels = labels.reshape(m, t * cfg.num_points)
-        logits = point_sample(src, coords)[:, 0].reshape(m, t * cfg.num_points)
+            keep = smallest_k(values[:, :, :s].detach().abs().reshape(m * t, s), u).reshape(m, t, u)
+            fill = torch.arange(s, n_pts, device=device).expand(m, t, p - u)
+            keep = torch.cat([keep, fill], dim=2)                                   # [M, T, P]
+            tpts = point_sample(tmasks.reshape(b * n * t, 1, *tmasks.shape[-2:]).float(),
+                                coords[:, None].expand(b, n, t, n_pts, 2).reshape(b * n * t, n_pts, 2))
+            first = (((j_idx * n + k_idx)[:, None] * t).to(device) + torch.arange(t, device=device)) * n_pts
+            labels = tpts.reshape(-1).take(first[..., None] + keep).reshape(m, t * p)
+        logits = values.gather(2, keep).reshape(m, t * p)
         bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
-        s = logits.sigmoid()
-        dice = 1 - (2 * (s * labels).sum(-1) + 1) / (s.sum(-1) + labels.sum(-1) + 1)
+        sig = logits.sigmoid()
+        dice = 1 - (2 * (sig * labels).sum(-1) + 1) / (sig.sum(-1) + labels.sum(-1) + 1)
         return bce, dice
 
     @staticmethod

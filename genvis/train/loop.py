@@ -194,9 +194,10 @@ def sample_losses(model: GenVIS, criterion: SetCriterion, cfg: ExperimentConfig,
     else:
         state, assignments = batch_state(model, carried, layers, n_dec)
     terms: dict[str, list[torch.Tensor]] = {col: [] for col in LOSS_COLUMNS}
+    encoded = model.encode_clips(fq, tc.n_f)                            # all clips in one batch
     for c in range(tc.n_v):
         sl = slice(c * tc.n_f, (c + 1) * tc.n_f)
-        out, state = model.clip_step(fq[:, sl], state, all_layers=tc.deep_supervision)
+        out, state = model.clip_step(fq[:, sl], state, all_layers=tc.deep_supervision, encoded=encoded[:, sl])
         clip_targets = [ClipTargets(vt.labels, vt.masks[:, sl], valid[c])
                         for vt, valid in zip(tgts, loaded.valid)]
         losses, assignments = criterion(out, [m[sl] for m in mfs], elem_video, clip_targets, c,

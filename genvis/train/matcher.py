@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from genvis.train.points import point_sample, point_sample_indexed
+from genvis.train.points import point_sample
 
 
 def batch_sigmoid_ce(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -129,14 +129,12 @@ def batched_matching_cost(logits: torch.Tensor, mask_embed: torch.Tensor, mask_f
     feats = feats.reshape(b, t, c, d, p).permute(3, 0, 2, 1, 4).reshape(d, b, c, t * p)
     emb = mask_embed.float().permute(0, 2, 1, 3, 4).reshape(d, b, r * n_q, c)
     pred = emb @ feats                                                              # [D, B, R*N_q, T*P]
-    tpts = point_sample_indexed(target_masks.reshape(b * n * t, *target_masks.shape[-2:]),
-                                torch.arange(b * n * t, device=coords.device).repeat_interleave(d),
-                                coords.permute(1, 0, 2, 3).reshape(b, 1, 1, d, p, 2)
-                                .expand(b, n, t, d, p, 2).reshape(b * n * t * d, p, 2))
+    tpts = point_sample(target_masks.reshape(b * n * t, 1, *target_masks.shape[-2:]).float(),
+                        coords.permute(1, 0, 2, 3).reshape(b, 1, 1, d * p, 2)
+                        .expand(b, n, t, d * p, 2).reshape(b * n * t, d * p, 2))          # [B*N*T, 1, D*P]
     tgt = tpts.reshape(b, n, t, d, p).permute(3, 0, 2, 4, 1).reshape(d, b, t * p, n)   # [D, B, T*P, N]
     s = pred.sigmoid()
-    prods = torch.cat([pred, s], dim=2) @ tgt                                      # [D, B, 2*R*N_q, N]
-    x_t, s_t = prods[:, :, :r * n_q], prods[:, :, r * n_q:]
+    x_t, s_t = pred @ tgt, s @ tgt                                                  # [D, B, R*N_q, N] each
     cost_ce = (F.softplus(pred).sum(-1, keepdim=True) - x_t) / (t * p)
     cost_dice = 1 - (2 * s_t + 1) / (s.sum(-1, keepdim=True) + tgt.sum(2)[:, :, None, :] + 1)
     cost_mask = (mask_weight * cost_ce + dice_weight * cost_dice).reshape(d, b, r, n_q, n).transpose(1, 2)

@@ -54,8 +54,9 @@ def reference_criterion(criterion, out: ClipOutput, mask_features: list[torch.Te
                     class_targets[e, q_idx] = tg.labels[k_idx]
                     src.append(masks_v[i, q_idx])
                     tgt_idx.extend(k_idx)
-                    cand.append(points.candidates[d, e, k_idx])
-                    extra.append(points.extra[d, e, k_idx])
+                    # the points of the video's frames, the same for every supervised mask
+                    cand.append(points.candidates[v][None].expand(len(k_idx), -1, -1, -1))
+                    extra.append(points.extra[v][None].expand(len(k_idx), -1, -1, -1))
             if not src:
                 continue
             s_masks = torch.cat(src)
