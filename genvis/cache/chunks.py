@@ -20,6 +20,7 @@ chain are refused (:meth:`FrameChunkWriter.supports`), and the caller writes thr
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,13 @@ class FrameChunkWriter:
         self._zeros = (0,) * len(self.frame_shape)
         blosc = meta.codecs[1]
         shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-        # numcodecs >= 0.16 takes the element size from the codec config, as zarr passes it
-        self._blosc = Blosc(cname=blosc.cname.value, clevel=int(blosc.clevel), shuffle=shuffle[blosc.shuffle.value],
-                            blocksize=int(blosc.blocksize), typesize=int(blosc.typesize))
+        options = {"cname": blosc.cname.value, "clevel": int(blosc.clevel),
+                   "shuffle": shuffle[blosc.shuffle.value], "blocksize": int(blosc.blocksize)}
+        if "typesize" in inspect.signature(Blosc).parameters:
+            # numcodecs >= 0.16 takes the element size from the codec config, as zarr then passes
+            # it; older ones see the bytes as 1-byte elements, in zarr's hands as in ours
+            options["typesize"] = int(blosc.typesize)
+        self._blosc = Blosc(**options)
         self._crc = len(meta.codecs) == 3
         fill = np.asarray(meta.fill_value, dtype=self.dtype)
         self._fill_bits = fill.tobytes()
