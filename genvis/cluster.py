@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -35,6 +36,39 @@ from genvis.errors import ConfigError
 
 _EXTRACT_PLUGIN = "genvis-extract"
 _INFER_PLUGIN = "genvis-infer"
+
+
+#: dask settings of the local clusters started here (``--workers N``), passed on to the workers
+#: by their nannies. Videos are long tasks (seconds each), so dask's sub-second background
+#: work is pure overhead on cores the detector needs: the statistical profiler sampled every
+#: thread's stack each 10 ms in every worker (holding the GIL the task's thread needs), the
+#: memory monitors polled each 100 ms and the event-loop tick each 20 ms. Measured on the
+#: tiny-detector benchmark (8 videos x 60 frames, 1 worker): the worker's event-loop thread
+#: used 0.36 CPU s and the client/scheduler process 0.37 CPU s per 480 frames; 0.06 s and
+#: 0.18 s with these settings. Work stealing is off: the scheduler queues the videos and hands
+#: one to each worker as it frees up, so there is nothing to rebalance.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.tick.interval": "1s",
+    "distributed.scheduler.work-stealing": False,
+}
+
+
+#: glibc malloc settings of the local workers (a variable already set in the environment wins).
+#: By default glibc gives a freed block of more than 128 KiB back to the kernel (or trims the
+#: heap), so the next batch's tensors fault their pages in again, zeroed: ~1100 minor page
+#: faults and 3-4.5 ms of system CPU per frame of the tiny detector (a quarter of the worker's
+#: CPU), against 35-70 faults and 0.5 ms with these (blocks up to 32 MiB, glibc's maximum, stay
+#: in the heap; up to 256 MiB of free heap is kept; one arena, as the worker runs one task
+#: thread: with an arena per thread a worker still faulted 800 times a frame). See
+#: docs/scaleout.md. The same variables exported before ``genvis extract`` help a serial run.
+WORKER_MALLOC: dict[str, str] = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+    "MALLOC_ARENA_MAX": "1",
+}
 
 
 def wants_cluster(workers: int | None, scheduler: str | None) -> bool:
@@ -84,15 +118,17 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None,
         return
     import dask
 
-    # dashboard off: no port to bind, nothing to serve on a compute node. Only the thread
-    # counts are set before the workers spawn: dask's default MALLOC_TRIM_THRESHOLD_=65536 made glibc return
-    # memory after every tensor, and the detector's forward ran 2x slower in a worker than in
-    # this process (measured: 1.7 s vs 0.8 s for a 60-frame video of the tiny detector).
+    # dashboard off: nothing to serve on a compute node; the scheduler's health endpoint binds
+    # a free port (not 8787, taken by any other cluster on the machine). The workers spawn
+    # with the thread counts and WORKER_MALLOC set (not dask's MALLOC_TRIM_THRESHOLD_=65536,
+    # which made glibc return memory after every tensor: the forward ran 2x slower).
     n = str(int(threads_per_worker))
-    environ = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+    environ = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
+               **{k: v for k, v in WORKER_MALLOC.items() if k not in os.environ}}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, **LOCAL_CLUSTER_CONFIG}), \
             LocalCluster(n_workers=int(workers), threads_per_worker=int(threads_per_worker), processes=True,
-                         dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                         dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -111,7 +147,9 @@ def _as_completed_bar(futures: Sequence[Any], total: int, desc: str, unit: str, 
 
 # --------------------------------------------------------------------------- extraction
 class _DetectorPlugin(WorkerPlugin):
-    """Worker plugin: load the frozen detector and the split once per worker."""
+    """Worker plugin: load the frozen detector and the split once per worker; the detector's
+    fingerprint (a hash of every weight, seconds for a large backbone) is computed once too,
+    not once per video."""
 
     name = _EXTRACT_PLUGIN
 
@@ -122,6 +160,7 @@ class _DetectorPlugin(WorkerPlugin):
         self.threads = threads
         self.detector = None
         self.dataset = None
+        self.fingerprint = None
 
     def setup(self, worker: Any) -> None:
         import torch
@@ -131,6 +170,7 @@ class _DetectorPlugin(WorkerPlugin):
 
         torch.set_num_threads(self.threads)
         self.detector = FrameDetector.load(self.detector_path).to(self.device).eval()
+        self.fingerprint = self.detector.fingerprint()
         self.dataset = load_vis_json(self.annotations)
 
     def teardown(self, worker: Any) -> None:
@@ -140,6 +180,15 @@ class _DetectorPlugin(WorkerPlugin):
         """What the loaded objects depend on (files with their modification times)."""
         return (self.detector_path, _mtime(self.detector_path), self.annotations, _mtime(self.annotations),
                 self.device, self.threads)
+
+    def provenance(self, min_size: int, max_size: int) -> dict:
+        """:func:`genvis.cache.extract.cache_provenance` of the loaded detector."""
+        from genvis.cache import layout
+
+        cfg = self.detector.cfg
+        return layout.make_provenance(self.fingerprint, cfg.name, min_size, max_size, cfg.keep_layers,
+                                      backbone=cfg.backbone, num_queries=cfg.num_queries,
+                                      hidden_dim=cfg.hidden_dim, num_classes=cfg.num_classes)
 
 
 def _ensure_plugin(client: Any, plugin: Any) -> None:
@@ -162,18 +211,34 @@ def _worker_plugin(name: str) -> Any:
     return get_worker().plugins[name]
 
 
-def _extract_task(video_id: int, image_root: str, out: str, batch_size: int, min_size: int | None,
-                  max_size: int | None, device: str) -> tuple[int, int, float]:
-    """One video into the shared store; returns (video id, frames written, seconds)."""
-    from genvis.cache.extract import extract
+def _detector_task(batch_size: int, min_size: int | None, max_size: int | None) -> tuple[Any, int, int, dict]:
+    """On a worker: (detector config, min_size, max_size, cache provenance) of its detector,
+    the sizes checked and defaulted as :func:`genvis.cache.extract.check_settings` does."""
+    from genvis.cache.extract import check_settings
+
+    plugin = _worker_plugin(_EXTRACT_PLUGIN)
+    lo, hi = check_settings(plugin.detector.cfg, batch_size, min_size, max_size)
+    return plugin.detector.cfg, lo, hi, plugin.provenance(lo, hi)
+
+
+def _extract_task(video_id: int, image_root: str, out: str, batch_size: int, min_size: int,
+                  max_size: int, device: str) -> tuple[int, str, Any]:
+    """One video into the shared store (:func:`genvis.cache.extract.extract_video`, waiting
+    for another writer's claim); returns (video id, outcome, its ExtractStats)."""
+    from genvis.cache.extract import ExtractStats, extract_video
+    from genvis.cache.writer import CacheWriter
 
     import torch
 
     plugin = _worker_plugin(_EXTRACT_PLUGIN)
     torch.set_num_threads(plugin.threads)   # in the task's own thread too
-    stats = extract(plugin.dataset.subset([video_id]), image_root, plugin.detector, out, batch_size=batch_size,
-                    min_size=min_size, max_size=max_size, device=device, progress=False)
-    return video_id, stats.frames, stats.total_s
+    t0 = time.perf_counter()
+    writer = CacheWriter(out, plugin.provenance(min_size, max_size))   # the store exists: checks it
+    stats = ExtractStats()
+    outcome = extract_video(writer, plugin.dataset.video(video_id), image_root, plugin.detector, min_size,
+                            max_size, batch_size, device, wait=True, source=plugin.annotations, stats=stats)
+    stats.total_s = time.perf_counter() - t0
+    return video_id, outcome, stats
 
 
 def extract_on_cluster(client: Any, annotations: str | os.PathLike, image_root: str | os.PathLike,
@@ -183,11 +248,14 @@ def extract_on_cluster(client: Any, annotations: str | os.PathLike, image_root: 
                        progress: bool = True) -> Any:
     """Stage one over a dask cluster: every video of the split (or shard) as one task.
 
-    The store is created (or reopened, provenance checked) here before any task starts, so
-    a store of another detector or resolution is refused at once; each worker then writes
-    its videos atomically (:class:`genvis.cache.writer.CacheWriter`). Videos already complete
-    are not submitted. The result equals a serial :func:`genvis.cache.extract.extract` with
-    the same batch size, array for array.
+    The workers load the detector first (once each, a worker plugin); the client then asks
+    one of them for the cache provenance (so it never builds the detector itself), checks
+    every video record of the split, and creates or reopens the store (provenance checked)
+    before any video task starts, so a store of another detector or resolution is refused
+    at once; each worker then writes its videos atomically
+    (:func:`genvis.cache.extract.extract_video`). Videos already complete are not submitted.
+    The result equals a serial :func:`genvis.cache.extract.extract` with the same batch size,
+    byte for byte.
 
     Args:
         client: a :class:`distributed.Client` (:func:`cluster_client`).
@@ -201,19 +269,19 @@ def extract_on_cluster(client: Any, annotations: str | os.PathLike, image_root: 
         progress: tqdm bar over frames, advanced as videos finish.
 
     Returns:
-        :class:`genvis.cache.extract.ExtractStats` (``forward_s`` etc. are not split per
-        phase: ``total_s`` is the wall time, ``written_ids`` in completion order).
+        :class:`genvis.cache.extract.ExtractStats`: ``total_s`` is the wall time of this
+        call; ``read_s``, ``forward_s`` and ``write_s`` are summed over the workers (worker
+        seconds, so they may add up to more than ``total_s``); ``written_ids`` in completion
+        order.
 
     Raises:
-        InputError / ConfigError: as ``extract`` (bad split, other detector's store, bad
-            frames: the first failing video's error is raised here; finished videos stay).
+        InputError / ConfigError: as ``extract`` (bad split, other detector's store, missing
+            detector file, bad frames: the first failing video's error is raised here;
+            finished videos stay).
     """
-    import time
-
-    from genvis.cache.extract import ExtractStats, cache_provenance, shard_video_ids
+    from genvis.cache.extract import ExtractStats, plan_video, shard_video_ids
     from genvis.cache.writer import CacheWriter
     from genvis.data.ytvis import load_vis_json
-    from genvis.detector.model import FrameDetector
     from genvis.errors import InputError
 
     t0 = time.perf_counter()
@@ -222,30 +290,35 @@ def extract_on_cluster(client: Any, annotations: str | os.PathLike, image_root: 
     dataset = load_vis_json(annotations)
     if not Path(image_root).is_dir():
         raise InputError(image_root, "image root is not a directory")
-    detector = FrameDetector.load(detector_path)     # for the provenance check only
-    cfg = detector.cfg
-    lo, hi = int(min_size or cfg.min_size), int(max_size or cfg.max_size)
-    if hi < lo:
-        raise InputError("--max-size", f"{hi} is smaller than --min-size {lo}")
-    writer = CacheWriter(out, cache_provenance(detector, lo, hi))
-    del detector
+    if not Path(detector_path).is_file():
+        raise InputError(detector_path, "detector checkpoint not found")
+    annotations = str(Path(annotations).resolve())
+    _ensure_plugin(client, _DetectorPlugin(str(Path(detector_path).resolve()), annotations, device, int(threads)))
+    cfg, lo, hi, provenance = client.submit(_detector_task, batch_size, min_size, max_size, pure=False).result()
     ids = shard_video_ids([v.id for v in dataset.videos], *shard)
+    for i in ids:  # bad records are refused before the store is created
+        plan_video(dataset.video(i), cfg, lo, hi, annotations)
+    writer = CacheWriter(out, provenance)
     done = writer.completed_video_ids()
     todo = [i for i in ids if i not in done]
     stats = ExtractStats(videos_skipped=len(ids) - len(todo))
     if todo:
-        _ensure_plugin(client, _DetectorPlugin(str(Path(detector_path).resolve()),
-                                               str(Path(annotations).resolve()), device, int(threads)))
         futures = [client.submit(_extract_task, vid, str(Path(image_root).resolve()), str(Path(out).resolve()),
                                  batch_size, lo, hi, device, key=f"genvis-extract-{vid}", pure=False)
                    for vid in todo]
         total = sum(dataset.video(v).length for v in todo)
         try:
-            for vid, frames, _ in _as_completed_bar(futures, total, "extract", "frame", progress,
-                                                    weight=lambda r: r[1]):
-                stats.videos_written += 1
-                stats.frames += frames
-                stats.written_ids.append(vid)
+            for vid, outcome, task in _as_completed_bar(futures, total, "extract", "frame", progress,
+                                                        weight=lambda r: dataset.video(r[0]).length):
+                if outcome == "written":
+                    stats.videos_written += 1
+                    stats.written_ids.append(vid)
+                else:   # completed meanwhile by another process
+                    stats.videos_skipped += 1
+                stats.frames += task.frames
+                stats.read_s += task.read_s
+                stats.forward_s += task.forward_s
+                stats.write_s += task.write_s
         except BaseException:
             client.cancel(futures)
             writer.remove_if_unused()   # a store this run created, still empty (tasks' claims respected)

@@ -251,20 +251,21 @@ def test_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch):
     path = tmp_path / "c.zarr"
     w = CacheWriter(path, _prov())
     w.write_video(1, _video_arrays(2, 1), _attrs(2))
-    import zarr
+    from genvis.cache.chunks import FrameChunkWriter
 
-    real_setitem = zarr.Array.__setitem__
+    real_write = FrameChunkWriter.write   # frames reach the disk here (not through zarr.Array)
     calls = {"n": 0}
 
-    def failing(self, key, value):
+    def failing(self, start, frames):
         calls["n"] += 1
         if calls["n"] > 2:
             raise OSError(28, "No space left on device")
-        return real_setitem(self, key, value)
+        return real_write(self, start, frames)
 
-    monkeypatch.setattr(zarr.Array, "__setitem__", failing)
+    monkeypatch.setattr(FrameChunkWriter, "write", failing)
     with pytest.raises(InputError, match="cannot write video 2: .*No space left"):
         w.write_video(2, _video_arrays(3, 2), _attrs(3))
-    monkeypatch.setattr(zarr.Array, "__setitem__", real_setitem)
+    assert calls["n"] == 3
+    monkeypatch.setattr(FrameChunkWriter, "write", real_write)
     assert CacheReader(path).video_ids == [1]
     assert not list((path / layout.PARTIAL_DIR).iterdir())

@@ -67,6 +67,18 @@ def test_options_are_checked():
             pass
 
 
+def test_local_workers_spawn_with_the_malloc_and_thread_settings(client):
+    from genvis.cluster import WORKER_MALLOC
+
+    def environ():
+        return {k: os.environ.get(k) for k in [*WORKER_MALLOC, "OMP_NUM_THREADS"]}
+
+    want = {**{k: os.environ.get(k, v) for k, v in WORKER_MALLOC.items()}, "OMP_NUM_THREADS": "1"}
+    for got in client.run(environ).values():
+        assert got == want
+        assert got["MALLOC_TRIM_THRESHOLD_"] != "65536"   # not dask's default (2x slower forward)
+
+
 def test_extract_on_two_workers_equals_serial(setup, client, tmp_path):
     root, split, serial = setup
     out = tmp_path / "d.zarr"
@@ -98,6 +110,20 @@ def test_a_failing_video_raises_its_named_error_and_keeps_the_others(setup, clie
     with pytest.raises(InputError, match="missing.png"):
         extract_on_cluster(client, bad, root / "frames", root / "det.pt", out, progress=False)
     assert 5 not in CacheReader(out).video_ids
+
+
+def test_bad_records_and_a_missing_detector_are_refused_before_the_store_exists(setup, client, tmp_path):
+    root, split, _ = setup
+    doc = json.loads(split.read_text())
+    doc["videos"][2]["length"] += 1            # 8: length != number of file names
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    out = tmp_path / "sub" / "b.zarr"
+    with pytest.raises(InputError, match=r"bad.json: video 8: 'length' is 3"):
+        extract_on_cluster(client, bad, root / "frames", root / "det.pt", out, progress=False)
+    with pytest.raises(InputError, match="nope.pt: detector checkpoint not found"):
+        extract_on_cluster(client, split, root / "frames", tmp_path / "nope.pt", out, progress=False)
+    assert not (tmp_path / "sub").exists()
 
 
 def test_killed_worker_leaves_a_store_that_a_rerun_completes(setup, client, tmp_path):

@@ -16,6 +16,10 @@ Several processes may fill one store at once (shards, or two runs of the same co
   debris of that video (a live writer of it would hold the claim, so the debris is from a
   dead process) and writes. No process ever deletes another live process's partial folder.
 
+Zarr creates each video's group and arrays (metadata); the frames' chunk files are encoded
+and written by :class:`genvis.cache.chunks.FrameChunkWriter` in the calling thread, the same
+bytes Zarr writes at a fraction of its CPU.
+
 Layout and provenance: :mod:`genvis.cache.layout`. Locks need a file system with working
 ``flock`` (local disks; NFS v4 emulates it with POSIX locks).
 """
@@ -33,6 +37,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from genvis.cache import layout
+from genvis.cache.chunks import FrameChunkWriter
 from genvis.errors import InputError
 
 _FP16_MAX = float(np.finfo(np.float16).max)
@@ -372,6 +377,7 @@ class VideoWriter:
         self._dir = parent._partial / f"{layout.video_key(video_id)}.{uuid.uuid4().hex}"
         self._written = np.zeros(length, dtype=bool)
         self._arrays: dict[str, Any] = {}
+        self._chunks: dict[str, FrameChunkWriter] = {}
 
     def __enter__(self) -> "VideoWriter":
         import zarr
@@ -392,6 +398,9 @@ class VideoWriter:
                     fill_value=0.0,
                 )
             self._group = group
+            # frames go straight to their chunk files (same bytes, a fraction of the CPU)
+            self._chunks = {f: FrameChunkWriter(a, self._dir / f) for f, a in self._arrays.items()
+                            if FrameChunkWriter.supports(a)}
         except OSError as exc:
             self._abandon()
             raise InputError(self.parent.path, f"cannot write video {self.video_id}: {exc}") from exc
@@ -445,7 +454,10 @@ class VideoWriter:
             raise ValueError(f"video {self.video_id}: frames [{start}, {start + n}) outside [0, {self.length})")
         try:
             for field, a in prepared.items():
-                self._arrays[field][start:start + n] = a
+                if field in self._chunks:
+                    self._chunks[field].write(start, a)
+                else:
+                    self._arrays[field][start:start + n] = a
         except OSError as exc:
             raise InputError(self.parent.path, f"cannot write video {self.video_id}: {exc}") from exc
         self._written[start:start + n] = True
