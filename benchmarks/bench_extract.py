@@ -19,7 +19,7 @@ N worker processes (one torch thread each; ``genvis extract --workers N``) and p
 each N, the frames/s of the run (the cluster already up and every worker's detector loaded),
 the start-up cost (cluster start + detector load on every worker) and the speed-up over
 N = the first value given; then where the CPU went, in ms per frame: the worker processes
-(and within them the task threads that ran the detector and wrote the chunks) and this
+(and within them the task threads that ran the detector; Zarr encodes the chunks on its own thread) and this
 process (client, scheduler and nannies), and the speed-up the CPU times predict for an idle
 machine with this many cores (:func:`expected_ratio`). The in-process run prints its CPU
 ms/frame too, and the load average is printed before and after: on a shared machine the
@@ -287,12 +287,13 @@ def expected_ratio(one: ClusterRow, many: ClusterRow, cores: int) -> float:
     """Speed-up of ``many`` workers over ``one`` expected on an idle machine of ``cores`` cores,
     from CPU time alone (load on a shared machine stretches wall clocks, CPU seconds much less).
 
-    A run's frames/s is capped twice: each worker runs its videos one after another on one
-    task thread (rate <= workers / task CPU per frame), and all processes together get at
-    most ``cores`` CPUs (rate <= cores / total CPU per frame, total = workers + client).
+    A run's frames/s is capped twice: each worker runs its videos one after another, its task
+    thread waiting for Zarr's codec thread to write a batch (rate <= workers / worker CPU
+    per frame, all of a worker's threads), and all processes together get at most ``cores``
+    CPUs (rate <= cores / total CPU per frame, total = workers + client).
     """
     def rate(r: ClusterRow) -> float:
-        return min(r.workers / r.ms(r.task_cpu_s), cores / r.ms(r.worker_cpu_s + r.client_cpu_s))
+        return min(r.workers / r.ms(r.worker_cpu_s), cores / r.ms(r.worker_cpu_s + r.client_cpu_s))
 
     return rate(many) / rate(one)
 

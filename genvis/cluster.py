@@ -71,6 +71,13 @@ WORKER_MALLOC: dict[str, str] = {
 }
 
 
+#: Zarr settings of a local worker (donfig reads ``ZARR_*`` variables): one thread in Zarr's
+#: codec pool. With its default pool (one thread per core) each of two workers on two cores
+#: ran its chunk encoding on extra threads that competed with the other worker's detector:
+#: 2 workers 1.63x the 1-worker rate against 1.84x with this (bench_extract, idle machine).
+WORKER_ZARR: dict[str, str] = {"ZARR_THREADING__MAX_WORKERS": "1"}
+
+
 def wants_cluster(workers: int | None, scheduler: str | None) -> bool:
     """Whether the options ask for a dask cluster.
 
@@ -120,11 +127,11 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None,
 
     # dashboard off: nothing to serve on a compute node; the scheduler's health endpoint binds
     # a free port (not 8787, taken by any other cluster on the machine). The workers spawn
-    # with the thread counts and WORKER_MALLOC set (not dask's MALLOC_TRIM_THRESHOLD_=65536,
+    # with the thread counts, WORKER_MALLOC and WORKER_ZARR set (not dask's MALLOC_TRIM_THRESHOLD_=65536,
     # which made glibc return memory after every tensor: the forward ran 2x slower).
     n = str(int(threads_per_worker))
     environ = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
-               **{k: v for k, v in WORKER_MALLOC.items() if k not in os.environ}}
+               **{k: v for k, v in {**WORKER_MALLOC, **WORKER_ZARR}.items() if k not in os.environ}}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, **LOCAL_CLUSTER_CONFIG}), \
             LocalCluster(n_workers=int(workers), threads_per_worker=int(threads_per_worker), processes=True,
                          dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},

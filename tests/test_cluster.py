@@ -68,12 +68,18 @@ def test_options_are_checked():
 
 
 def test_local_workers_spawn_with_the_malloc_and_thread_settings(client):
-    from genvis.cluster import WORKER_MALLOC
+    from genvis.cluster import WORKER_MALLOC, WORKER_ZARR
 
     def environ():
-        return {k: os.environ.get(k) for k in [*WORKER_MALLOC, "OMP_NUM_THREADS"]}
+        import zarr
 
-    want = {**{k: os.environ.get(k, v) for k, v in WORKER_MALLOC.items()}, "OMP_NUM_THREADS": "1"}
+        return {**{k: os.environ.get(k) for k in [*WORKER_MALLOC, "OMP_NUM_THREADS"]},
+                "zarr_threads": zarr.config.get("threading.max_workers")}
+
+    want = {**{k: os.environ.get(k, v) for k, v in WORKER_MALLOC.items()}, "OMP_NUM_THREADS": "1",
+            # one thread in Zarr's codec pool (unless the caller's environment says otherwise)
+            "zarr_threads": int(os.environ.get("ZARR_THREADING__MAX_WORKERS",
+                                               WORKER_ZARR["ZARR_THREADING__MAX_WORKERS"]))}
     for got in client.run(environ).values():
         assert got == want
         assert got["MALLOC_TRIM_THRESHOLD_"] != "65536"   # not dask's default (2x slower forward)
