@@ -367,12 +367,19 @@ def encode_masks(masks: np.ndarray) -> list[RLE]:
     Raises:
         ValueError: ``masks`` is not 3-D.
     """
+    return [_compressed(r) for r in _encode_raw(masks)]
+
+
+def _encode_raw(masks: np.ndarray) -> list[dict]:
+    """pycocotools' compressed RLEs (``counts`` as bytes) of masks ``[N, H, W]``, one C call.
+
+    Raises:
+        ValueError: ``masks`` is not 3-D.
+    """
     masks = np.asarray(masks)
     if masks.ndim != 3:
-        raise ValueError(f"expected masks [T, H, W], got shape {masks.shape}")
-    if masks.shape[0] == 0:
-        return []
-    return [_compressed(r) for r in mask_utils.encode(_fortran_uint8(masks))]
+        raise ValueError(f"expected masks [N, H, W], got shape {masks.shape}")
+    return mask_utils.encode(_fortran_uint8(masks)) if masks.shape[0] else []
 
 
 def _fortran_uint8(masks: np.ndarray) -> np.ndarray:
@@ -397,15 +404,12 @@ def encode_masks_json(masks: np.ndarray) -> list[str]:
     Raises:
         ValueError: ``masks`` is not 3-D.
     """
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"expected masks [N, H, W], got shape {masks.shape}")
-    if masks.shape[0] == 0:
+    rles = _encode_raw(masks)
+    if not rles:
         return []
-    head = '{"size": [%d, %d], "counts": "' % masks.shape[1:]
+    head = '{"size": [%d, %d], "counts": "' % tuple(rles[0]["size"])
     # compressed counts use the characters 48..111 ('0'..'o'): of those json escapes only the backslash
-    return [head + r["counts"].decode("ascii").replace("\\", "\\\\") + '"}'
-            for r in mask_utils.encode(_fortran_uint8(masks))]
+    return [head + r["counts"].decode("ascii").replace("\\", "\\\\") + '"}' for r in rles]
 
 
 def encode_masks_or_none(masks: np.ndarray) -> list[RLE | None]:
