@@ -27,7 +27,6 @@ Only the embedding head learns; the mask projection (copied from the detector wi
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -164,7 +163,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         InputError: videos missing from the cache, NaN features, no annotations, loss not finite.
     """
     from genvis.clip_source import check_covers, probe_sizes, source_name
-    from genvis.train.loop import build_optimizer, learning_rate, side_paths
+    from genvis.train.loop import build_optimizer, learning_rate, optimizer_step, side_paths
     from genvis.train.targets import DatasetTargets
     from genvis.utils.device import resolve_device
 
@@ -236,15 +235,9 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         l_aux = torch.stack(auxes).mean() if auxes else zero
         l_id = torch.stack(ids).mean() if ids else zero
         loss = settings.embed_weight * l_embed + settings.aux_weight * l_aux + l_id
-        if not math.isfinite(float(loss.detach())):
-            raise InputError(source_name(cache), f"loss became {float(loss)} at iteration {it} "
-                             f"(videos {[p[0] for p in pairs]}); lower train.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
-        optimizer.step()
-        rows.append({"iteration": it + 1, "lr": lr, "loss": float(loss.detach()),
+        loss_value = optimizer_step(loss, model, optimizer, tc.clip_grad_norm, source_name(cache), it,
+                                    [p[0] for p in pairs])
+        rows.append({"iteration": it + 1, "lr": lr, "loss": loss_value,
                      "loss_embed": float(l_embed.detach()), "loss_aux": float(l_aux.detach()),
                      "loss_id": float(l_id.detach()) + 0.0, "instances": max(len(embeds), len(ids))})
         bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}")

@@ -78,6 +78,33 @@ def learning_rate(it: int, base: float, decay_steps: list[int], gamma: float, wa
     return lr
 
 
+def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, clip_grad_norm: float,
+                   source: str, it: int, videos: Sequence[int]) -> float:
+    """One optimisation step on ``loss`` (stage two and IDOL training): refuse a non-finite
+    loss, then zero the gradients, back-propagate, clip the gradient norm (if ``clip_grad_norm``
+    > 0) and step.
+
+    Args:
+        loss: float scalar tensor of the iteration.
+        source: the clip source's name, for the error; it, videos: the iteration and its videos.
+
+    Returns:
+        The loss as a Python float.
+
+    Raises:
+        InputError: the loss is NaN or infinite (naming the source, iteration and videos).
+    """
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise InputError(source, f"loss became {value} at iteration {it} (videos {list(videos)}); lower train.lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    optimizer.step()
+    return value
+
+
 @dataclass
 class LoadedBatch:
     """The inputs of one iteration, read from the clip source (CPU tensors).
@@ -355,15 +382,8 @@ def run_steps(cfg: ExperimentConfig, ts: TrainingState, criterion: SetCriterion,
                 loaded = future.result()
             loss, parts, reached = sample_losses(model, criterion, cfg, source, targets, batch, layers,
                                                  ts.point_gen, carried, loaded)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise InputError(source_name(source), f"loss became {loss_value} at iteration {it} "
-                                 f"(videos {[v for v, _ in batch]}); lower train.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.clip_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
-            optimizer.step()
+            loss_value = optimizer_step(loss, model, optimizer, tc.clip_grad_norm, source_name(source), it,
+                                        [v for v, _ in batch])
             if ts.carry is not None:
                 ts.carry.update(reached)
             row = {"iteration": it + 1, "lr": lr, "loss": loss_value}
