@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -36,6 +37,39 @@ def _fps(path: Path, default: float = 6.0) -> float:
             return float(rate) if rate else default
     except Exception:  # noqa: BLE001 - fps is cosmetic; the frame reader reports real errors
         return default
+
+
+@contextmanager
+def overlay_clips(video: Path, overlay_path: Path, total: int, rows: Sequence[int], colours: Sequence[Any],
+                  desc: str, progress: bool) -> Iterator[Callable[[int, int, torch.Tensor], None]]:
+    """Write ``overlay.mp4`` clip by clip: yields the ``on_clip(start, stop, masks)`` callback of
+    the mask decoders (GenVIS :func:`genvis.infer.inference.video_masks`, IDOL
+    :func:`genvis.infer.idol.track_masks`), which draws rows ``rows`` of bool ``masks``
+    [k, stop - start, H, W] in ``colours`` over the next frames of ``video``.
+
+    The file appears only when the block ends without an error (:func:`atomic_path`); the
+    progress bar counts ``total`` frames.
+    """
+    from tqdm import tqdm
+
+    from genvis.data.frames import open_frames
+
+    frames = iter(open_frames(video))
+    colours = list(colours)
+    bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress)
+    with atomic_path(overlay_path) as tmp:
+        writer = Mp4Writer(tmp, _fps(video))
+        try:
+            def on_clip(start: int, stop: int, masks: torch.Tensor) -> None:
+                m = masks.numpy()
+                for i in range(stop - start):
+                    writer.add(overlay(next(frames), [m[j, i] for j in rows], colours))
+                    bar.update(1)
+
+            yield on_clip
+        finally:
+            writer.close()
+            bar.close()
 
 
 def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
@@ -73,9 +107,6 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
             ``allow_other_detector`` is False. ConfigError: the model does not fit the
             detector (hidden size, frame queries) or bad settings.
     """
-    from tqdm import tqdm
-
-    from genvis.data.frames import open_frames
     from genvis.data.results import ResultsWriter, VideoResult
     from genvis.detector.model import FrameDetector
     from genvis.infer.detector_source import DetectorClipSource
@@ -129,23 +160,9 @@ def run_demo(video: str | os.PathLike, detector_path: Any, model_path: Any,
         for j, (q, s) in enumerate(zip(queries.tolist(), scores.tolist())):
             if s >= score_threshold and q not in drawn:
                 drawn[q] = j
-        frames = iter(open_frames(video))
-        bar = tqdm(total=t, desc="demo", unit="frame", disable=not progress)
-        with atomic_path(overlay_path) as tmp:
-            writer = Mp4Writer(tmp, _fps(video))
-            try:
-                def on_clip(start: int, stop: int, masks: torch.Tensor) -> None:
-                    m = masks.numpy()
-                    for i in range(stop - start):
-                        frame = next(frames)
-                        writer.add(overlay(frame, [m[j, i] for j in drawn.values()],
-                                           [colour_of(q) for q in drawn]))
-                        bar.update(1)
-
-                spool, factor = video_masks(model, source, 1, n_f, embeds, queries, None, on_clip)
-            finally:
-                writer.close()
-                bar.close()
+        with overlay_clips(video, overlay_path, t, list(drawn.values()), [colour_of(q) for q in drawn],
+                           "demo", progress) as on_clip:
+            spool, factor = video_masks(model, source, 1, n_f, embeds, queries, None, on_clip)
     final = (scores * factor).clamp(0, 1).tolist()
     with spool, ResultsWriter(results_path) as results:
         for j, (c, s) in enumerate(zip(labels.tolist(), final)):

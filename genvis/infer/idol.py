@@ -437,16 +437,14 @@ def run_idol_demo(video: Any, detector_path: Any, model_path: Any, out_dir: Any,
     """
     from pathlib import Path
 
-    from genvis.data.frames import open_frames
     from genvis.data.results import ResultsWriter, VideoResult
     from genvis.detector.model import FrameDetector
     from genvis.errors import ConfigError, InputError
-    from genvis.infer.demo import _fps
+    from genvis.infer.demo import overlay_clips
     from genvis.infer.detector_source import DetectorClipSource
     from genvis.model.idol_head import load_idol_model
     from genvis.settings import resolve_idol
-    from genvis.report.overlay import Mp4Writer, colour_of, overlay
-    from genvis.utils.io import atomic_path
+    from genvis.report.overlay import colour_of
 
     video = Path(video)
     if not video.exists():
@@ -470,22 +468,9 @@ def run_idol_demo(video: Any, detector_path: Any, model_path: Any, out_dir: Any,
         frames_ids = track_video(model, source, 1, settings)
         kept = summarise_tracks(frames_ids, mc.num_classes, k)
         drawn = [j for j, (_, _, s) in enumerate(kept) if s >= score_threshold]
-        frames = iter(open_frames(video))
-        bar = tqdm(total=t, desc="demo idol", unit="frame", disable=not progress)
-        with atomic_path(overlay_path) as tmp:
-            writer = Mp4Writer(tmp, _fps(video))
-            try:
-                def on_clip(start: int, stop: int, masks: torch.Tensor) -> None:
-                    m = masks.numpy()
-                    for i in range(stop - start):
-                        writer.add(overlay(next(frames), [m[j, i] for j in drawn],
-                                           [colour_of(kept[j][0]) for j in drawn]))
-                        bar.update(1)
-
-                spool = track_masks(model, source, 1, frames_ids, [x[0] for x in kept], None, on_clip)
-            finally:
-                writer.close()
-                bar.close()
+        with overlay_clips(video, overlay_path, t, drawn, [colour_of(kept[j][0]) for j in drawn], "demo idol",
+                           progress) as on_clip:
+            spool = track_masks(model, source, 1, frames_ids, [x[0] for x in kept], None, on_clip)
     with spool, ResultsWriter(results_path) as results:
         for j, (_, c, s) in enumerate(kept):
             results.add(VideoResult(1, int(categories[c]["id"]), min(1.0, max(0.0, s)), spool.read(j)))
