@@ -450,25 +450,11 @@ def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult],
     with np.errstate(divide="ignore", invalid="ignore"):
         align = potential / (gc[:, None] + dc[None, :] - potential)
     score = align[eg, ed] * es
-    hota_m = _frame_matches(score > 0, key_tg, key_td, b_first, b_ng, b_nd, b_k, e_blk, eg, ed,
-                            lambda b, sl, _: linear_sum_assignment(-score[sl].reshape(b_ng[b], b_nd[b])))
+    blocks = (key_tg, key_td, b_first, b_ng, b_nd, e_blk)
+    hota_m = _hota_matches(score > 0, blocks, -score)
 
     # --- CLEAR: pairs at IoU >= 0.5, the previous frame's pairs kept first ---
-    def clear_solve(b: int, sl: slice, prev: tuple | None) -> tuple[np.ndarray, np.ndarray]:
-        n = int(b_nd[b])
-        s = es[sl].reshape(-1, n)
-        g_ids, d_ids = eg[sl][::n], ed[sl][:n]
-        last = np.full(ng, -1)
-        if prev is not None:
-            last[prev[0]] = prev[1]
-        sc = 1000.0 * (d_ids[None, :] == last[g_ids][:, None]) + s
-        sc[s < MATCH_IOU - _EPS] = 0
-        r2, c2 = linear_sum_assignment(-sc)
-        keep = sc[r2, c2] > 0 + _EPS
-        return r2[keep], c2[keep]
-
-    clr_m = _frame_matches(~(es < MATCH_IOU - _EPS), key_tg, key_td, b_first, b_ng, b_nd, b_k, e_blk, eg, ed,
-                           clear_solve, with_prev=True)
+    clr_m = _clear_matches(~(es < MATCH_IOU - _EPS), blocks, b_k, es, eg, ed)
     id_pot = np.bincount((eg * nd + ed)[es >= MATCH_IOU], minlength=ng * nd).reshape(ng, nd).astype(np.float64)
 
     mt = hota_m
@@ -521,49 +507,96 @@ def _one_video(video: Any, anns: Sequence[Any], dts: Sequence[VideoResult],
     return out
 
 
-def _frame_matches(positive: np.ndarray, key_tg: np.ndarray, key_td: np.ndarray, b_first: np.ndarray,
-                   b_ng: np.ndarray, b_nd: np.ndarray, b_k: np.ndarray, e_blk: np.ndarray, eg: np.ndarray,
-                   ed: np.ndarray, solve, with_prev: bool = False) -> np.ndarray:
-    """Sorted indices (into the pair arrays) of the matched pairs of every (frame, category)
-    block.
+def _split_blocks(positive: np.ndarray, blocks: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(easy, hard) of a video's (frame, category) blocks: ``easy`` the sorted indices of the
+    positive pairs of every block whose positive pairs share no ground truth on the frame
+    (``key_tg``) and no prediction (``key_td``): every optimal assignment takes exactly those
+    (the others score 0), so they are its matching; ``hard`` the indices of the other blocks
+    (with a gt or a prediction in two positive pairs), which need ``linear_sum_assignment``.
 
-    A block whose ``positive`` pairs share no ground truth on the frame (``key_tg``) and no
-    prediction (``key_td``) is matched to exactly those pairs; each other block is solved, in
-    frame order, by ``solve(block, slice of its pairs, prev) -> (rows, cols)`` (an assignment
-    of its row-major [G_t, D_t] matrix); ``prev`` is None or, with ``with_prev`` (CLEAR), the
-    (gt, prediction) indices matched on the category's previous block, as the frame loop of
-    :func:`sequence_counts` keeps them.
+    ``blocks`` = (key_tg, key_td, b_first, b_ng, b_nd, e_blk) as built by :func:`_one_video`.
     """
+    key_tg, key_td, b_first, _, _, e_blk = blocks
     pos_idx = np.flatnonzero(positive)
-    hard_blk = np.zeros(len(b_first), bool)  # blocks with a gt or a prediction in two positive pairs
+    hard_blk = np.zeros(len(b_first), bool)
     for key in (key_tg, key_td):
         k = key[pos_idx]
         ks = np.sort(k)
         dup = ks[1:][ks[1:] == ks[:-1]]
         if dup.size:
             hard_blk[e_blk[pos_idx[np.isin(k, dup)]]] = True
-    easy = pos_idx[~hard_blk[e_blk[pos_idx]]]
-    hard = np.flatnonzero(hard_blk)
+    return pos_idx[~hard_blk[e_blk[pos_idx]]], np.flatnonzero(hard_blk)
+
+
+def _hota_matches(positive: np.ndarray, blocks: tuple, cost: np.ndarray) -> np.ndarray:
+    """Sorted indices (into the pair arrays) of the HOTA matching of every (frame, category)
+    block: the easy blocks' positive pairs (:func:`_split_blocks`), and for each hard block
+    ``linear_sum_assignment`` of its row-major [G_t, D_t] slice of ``cost`` (float64 [E], the
+    negated score). The blocks are independent, so the loop only makes the calls; the pair
+    indices are assembled in one vectorised pass after it."""
+    easy, hard = _split_blocks(positive, blocks)
     if not hard.size:
         return easy
-    prev_b = np.full(len(b_first), -1)
-    if with_prev:  # the same category's previous block (blocks are in (frame, category) order)
-        o = np.lexsort((np.arange(len(b_first)), b_k))
-        same = b_k[o][1:] == b_k[o][:-1]
-        prev_b[o[1:][same]] = o[:-1][same]
+    _, _, b_first, b_ng, b_nd, _ = blocks
+    starts, ngs, nds = b_first[hard].tolist(), b_ng[hard].tolist(), b_nd[hard].tolist()
+    rows, cols = [], []
+    for s, g, n in zip(starts, ngs, nds):
+        r, c = linear_sum_assignment(cost[s:s + g * n].reshape(g, n))
+        rows.append(r)
+        cols.append(c)
+    cnt = [len(r) for r in rows]
+    picked = (np.repeat(np.asarray(starts, np.int64), cnt) + np.concatenate(rows) * np.repeat(np.asarray(nds), cnt)
+              + np.concatenate(cols))
+    return np.sort(np.concatenate([easy, picked]))
+
+
+def _clear_matches(positive: np.ndarray, blocks: tuple, b_k: np.ndarray, es: np.ndarray, eg: np.ndarray,
+                   ed: np.ndarray) -> np.ndarray:
+    """Sorted indices (into the pair arrays) of the CLEAR matching of every (frame, category)
+    block, TrackEval's: pairs at IoU >= 0.5, a pair matched on the category's previous block
+    (the previous frame with both ground truth and predictions) scored 1000 higher, the
+    assignment of highest total score, pairs of score 0 dropped. Easy blocks as in
+    :func:`_split_blocks`; the hard ones are solved in frame order, each seeing the matches of
+    its category's previous block (easy or hard)."""
+    easy, hard = _split_blocks(positive, blocks)
+    if not hard.size:
+        return easy
+    _, _, b_first, b_ng, b_nd, e_blk = blocks
+    n_b = len(b_first)
+    o = np.lexsort((np.arange(n_b), b_k))  # the same category's previous block
+    same = b_k[o][1:] == b_k[o][:-1]
+    prev_b = np.full(n_b, -1)
+    prev_b[o[1:][same]] = o[:-1][same]
     easy_blk = e_blk[easy]
-    solved: dict[int, np.ndarray] = {}
-    for b in hard.tolist():
-        start, n = int(b_first[b]), int(b_nd[b])
-        prev = None
-        p = int(prev_b[b])
+    eg_l, ed_l, es_l = eg.tolist(), ed.tolist(), es.tolist()
+    thr = MATCH_IOU - _EPS
+    solved: dict[int, tuple[list, list]] = {}  # hard block -> matched (gt ids, prediction ids)
+    picked: list[int] = []
+    for b, s, g, n, p in zip(hard.tolist(), b_first[hard].tolist(), b_ng[hard].tolist(), b_nd[hard].tolist(),
+                             prev_b[hard].tolist()):
+        sim = es[s:s + g * n].reshape(g, n)
+        sc = np.where(sim < thr, 0.0, sim)  # TrackEval: 1000 x (matched before) + IoU, 0 below the threshold
         if p >= 0:
-            idx = solved[p] if p in solved else easy[np.searchsorted(easy_blk, p, "left"):
-                                                     np.searchsorted(easy_blk, p, "right")]
-            prev = (eg[idx], ed[idx])
-        rows, cols = solve(b, slice(start, start + int(b_ng[b]) * n), prev)
-        solved[b] = start + np.asarray(rows, np.int64) * n + np.asarray(cols, np.int64)
-    return np.sort(np.concatenate([easy, *solved.values()]))
+            if p in solved:
+                pg, pd = solved[p]
+            else:
+                idx = easy[np.searchsorted(easy_blk, p, "left"):np.searchsorted(easy_blk, p, "right")].tolist()
+                pg, pd = [eg_l[i] for i in idx], [ed_l[i] for i in idx]
+            if pg:
+                last = dict(zip(pg, pd))
+                d_ids = ed_l[s:s + n]
+                for i, gid in enumerate(eg_l[s:s + g * n:n]):
+                    d = last.get(gid)
+                    if d is not None and d in d_ids:
+                        j = d_ids.index(d)
+                        if not es_l[s + i * n + j] < thr:
+                            sc[i, j] = 1000.0 + es_l[s + i * n + j]
+        r2, c2 = linear_sum_assignment(-sc)
+        # a pair scores > 0 exactly when its IoU reaches the threshold
+        kept = [(r, c) for r, c in zip(r2.tolist(), c2.tolist()) if not es_l[s + r * n + c] < thr]
+        solved[b] = ([eg_l[s + r * n] for r, _ in kept], [ed_l[s + c] for _, c in kept])
+        picked.extend(s + r * n + c for r, c in kept)
+    return np.sort(np.concatenate([easy, np.asarray(picked, np.int64)]))
 
 
 def association_metrics(gt: VISDataset, results: Sequence[VideoResult], workers: int = 1,
