@@ -204,10 +204,9 @@ def test_cli_writes_occlusion_boundary_and_davis_keys(tmp_path, capsys):
     assert "APho" in out and "AP_B50" in out and "J&F" in out and "seq" in out
 
 
-def test_forked_workers_give_the_same_numbers():
-    """34 videos (enough for the worker split): predictions shifted by 0..3 pixels and a
-    false positive per video; two processes and one agree to the last digit (AP and the
-    association metrics, apart and in one pass)."""
+def _forked_set():
+    """(videos, annotations, predictions) of 34 videos (enough for the worker split):
+    predictions shifted by 0..3 pixels and a false positive per video."""
     rng = np.random.default_rng(1)
     videos, anns, preds = [], [], []
     for vid in range(1, 35):
@@ -223,6 +222,13 @@ def test_forked_workers_give_the_same_numbers():
         preds.append(VideoResult(vid, 1, float(rng.random()), mask_ops.encode_masks_or_none(_square(3, 40, 40, 30, 40, 0, 9))))
         if vid % 5 == 0:  # an empty but non-null mask on every frame: present, area 0
             preds.append(VideoResult(vid, 1, float(rng.random()), mask_ops.encode_masks(np.zeros((3, 40, 40), bool))))
+    return videos, anns, preds
+
+
+def test_forked_workers_give_the_same_numbers():
+    """Two processes and one agree to the last digit (AP and the association metrics, apart
+    and in one pass)."""
+    videos, anns, preds = _forked_set()
     gt = parse_vis_dict({"videos": videos, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}, "gt")
     one = evaluate(gt, preds, workers=1)
     two = evaluate(gt, preds, workers=2)
@@ -236,3 +242,40 @@ def test_forked_workers_give_the_same_numbers():
         joint = evaluate(gt, preds, workers=workers, hota=True)
         assert joint["association"] == assoc and joint["HOTA"] == assoc["class_averaged"]["HOTA"]
         assert {k: v for k, v in joint.items() if k in one} == one
+
+
+def test_command_checks_ground_truth_beside_results_like_one_process(tmp_path, capsys):
+    """`genvis evaluate --workers 2` checks the ground truth's RLEs and computes its mBOR in a
+    forked process while it reads the results: the metrics, the warnings and the errors are
+    those of `--workers 1` (a ground-truth error first, even when the results are broken too)."""
+    import json
+
+    from genvis.cli import main as genvis_main
+    from genvis.data.results import write_results
+
+    videos, anns, preds = _forked_set()
+    gt_dict = {"videos": videos, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
+    gp, rp = tmp_path / "gt.json", tmp_path / "res.json"
+    gp.write_text(json.dumps(gt_dict))
+    write_results(preds + [preds[0]], rp)  # an exact repeat: a warning
+
+    def run(workers, results=rp):
+        out = tmp_path / f"m{workers}.json"
+        rc = genvis_main(["evaluate", "--gt", str(gp), "--results", str(results), "--out", str(out),
+                          "--workers", str(workers)])
+        return rc, capsys.readouterr().err, out
+
+    (rc1, err1, m1), (rc2, err2, m2) = run(1), run(2)
+    assert rc1 == rc2 == 0 and "repeat an earlier one exactly" in err2 and err1 == err2
+    one, two = json.loads(m1.read_text()), json.loads(m2.read_text())
+    assert one == two and one["APso"] is not None and one["APho"] is not None
+    # a garbled ground-truth RLE (one run short) and a results file with a bad score
+    seg = gt_dict["annotations"][40]["segmentations"][1]
+    seg["counts"] = seg["counts"][:-1]
+    gp.write_text(json.dumps(gt_dict))
+    bad_res = tmp_path / "bad.json"
+    bad_res.write_text(json.dumps([dict(preds[0].to_json(), score=2.0)]))
+    for results in (rp, bad_res):
+        (rc1, err1, _), (rc2, err2, _) = run(1, results), run(2, results)
+        assert rc1 == rc2 == 2 and err1 == err2
+        assert f"{gp}: annotation 41 frame 1: compressed RLE 'counts'" in err2 and "warning" not in err2

@@ -79,29 +79,28 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Load, validate, evaluate, write metrics, print the table. Returns 0."""
-    from genvis.data.results import read_results
-    from genvis.data.ytvis import load_vis_json
+    from genvis.data.ytvis import load_vis_json_unchecked
     from genvis.errors import ConfigError, InputError
     from genvis.evaluate.ytvis_eval import evaluate, format_table
 
     t0 = time.perf_counter()
-    gt = load_vis_json(args.gt)
+    gt, gt_check = load_vis_json_unchecked(args.gt)
     if not gt.has_annotations:
         raise InputError(args.gt, "has no ground-truth annotations (\"annotations\": null); cannot evaluate")
     workers = _default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
-    results = read_results(args.results, gt, workers=workers)
+    results, mbor = _read_results_beside_gt_checks(args, gt, gt_check, workers)
     frames = _frame_range(args.per_frame) if args.per_frame is not None else None
     if args.scheduler:
         from genvis.cluster import cluster_client
 
         with cluster_client(scheduler=args.scheduler) as client:
             metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
-                               client=client, hota=args.hota)
+                               client=client, hota=args.hota, mbor=mbor)
     else:
         metrics = evaluate(gt, results, progress=len(gt.videos) >= 50, boundary=args.iou == "boundary",
-                           workers=workers, hota=args.hota)
+                           workers=workers, hota=args.hota, mbor=mbor)
     if args.protocol == "davis":
         from genvis.evaluate.davis_jf import davis_jf
         from genvis.report.metrics import DAVIS_METRICS
@@ -136,6 +135,51 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(gt.videos)} videos, {len(results)} predicted instances, "
           f"{time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
+
+
+def _read_results_beside_gt_checks(args: argparse.Namespace, gt, gt_check, workers: int):
+    """(validated results, mBOR per ground-truth annotation id or None).
+
+    With ``workers`` > 1 (and enough videos to fork for), the ground truth's RLE check and
+    its occlusion levels (mBOR), which depend on the ground truth only, run in a forked
+    process while this one reads and checks the results (the second CPU is otherwise idle
+    then). The outcome is the serial one's: a ground-truth error is raised before any error
+    of the results, and the results' warnings are shown only after the ground truth passed.
+    Else the ground truth is checked first and the mBOR is left to :func:`evaluate`.
+    """
+    import warnings
+
+    from genvis.data.results import read_results
+    from genvis.errors import InputError
+    from genvis.utils.forked import ForkedCall, can_fork
+
+    if not can_fork(len(gt.videos), workers):
+        gt_check.run()
+        return read_results(args.results, gt, workers=workers), None
+    helper = ForkedCall(_gt_side, (gt, gt_check))
+    show = warnings.showwarning
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            results = read_results(args.results, gt, workers=workers)
+    finally:
+        problem, mbor = helper.result()
+        if problem is not None:
+            raise InputError(gt_check.source, problem)
+    for w in caught:
+        show(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+    return results, mbor
+
+
+def _gt_side(job: tuple) -> tuple[str | None, dict[int, float] | None]:
+    """(the ground truth's first RLE problem, None) or (None, its mBOR per annotation id); the
+    mBOR is computed only after the check passed (pycocotools must not see a garbled RLE)."""
+    from genvis.evaluate.occlusion import instance_mbor
+
+    gt, check = job
+    problem = check.problem()
+    if problem is not None:
+        return problem, None
+    return None, instance_mbor(gt)
 
 
 def _default_workers() -> int:

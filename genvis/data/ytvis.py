@@ -311,6 +311,41 @@ def _inside_root(name: str) -> bool:
     return ".." not in name.replace("\\", "/").split("/")
 
 
+class RleCheck:
+    """The check of a parsed VIS file's compressed RLE strings, kept apart from the rest of
+    its validation so that it can run later or in another process
+    (:func:`load_vis_json_unchecked`; ``genvis evaluate`` runs it beside the reading of the
+    results): every string decoded as pycocotools would, its runs adding up to exactly H x W
+    (:func:`genvis.data.masks.compressed_rle_problem`). Until it has passed, no RLE of the
+    dataset may reach pycocotools (a garbled string makes it loop for hours).
+
+    Args:
+        source: the file (named in the error).
+        compressed: (counts string, H * W, (where, frame)) of every compressed RLE, in file order.
+    """
+
+    def __init__(self, source: str | os.PathLike, compressed: list[tuple[str, int, tuple[str, int]]]):
+        self.source = source
+        self.compressed = compressed
+
+    def problem(self) -> str | None:
+        """``"annotation A frame T: problem"`` of the first invalid string (file order), or None."""
+        if not self.compressed:
+            return None
+        bad = mask_ops.compressed_rle_problem([c for c, _, _ in self.compressed], [p for _, p, _ in self.compressed])
+        if bad is None:
+            return None
+        where, t = self.compressed[bad[0]][2]
+        return f"{where} frame {t}: {bad[1]}"
+
+    def run(self) -> None:
+        """Raises InputError naming the file, the annotation, the frame and the problem of the
+        first invalid string; returns None when all are valid."""
+        problem = self.problem()
+        if problem is not None:
+            raise InputError(self.source, problem)
+
+
 def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDataset:
     """Validate a parsed VIS json object and build a :class:`VISDataset`.
 
@@ -322,6 +357,13 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
         InputError: the object is not a VIS split or is inconsistent (message names
             ``source`` and the offending video / annotation).
     """
+    ds, check = _parse_vis_dict(data, source)
+    check.run()
+    return ds
+
+
+def _parse_vis_dict(data: Any, source: str | os.PathLike | None) -> tuple[VISDataset, RleCheck]:
+    """:func:`parse_vis_dict` but for the check of the compressed RLE strings, returned."""
     src = source if source is not None else "<vis json>"
     if not isinstance(data, dict):
         raise InputError(src, f"not a VIS annotation file: top level is a {type(data).__name__}, expected an object")
@@ -378,6 +420,7 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
 
     raw_anns = data.get("annotations")
     annotations: list[AnnotationRecord] | None
+    compressed: list[tuple[str, int, tuple[str, int]]] = []  # (counts, H * W, place): checked by RleCheck
     if raw_anns is None:
         annotations = None
     elif not isinstance(raw_anns, list):
@@ -385,19 +428,15 @@ def parse_vis_dict(data: Any, source: str | os.PathLike | None = None) -> VISDat
     else:
         annotations = []
         seen: set[int] = set()
-        compressed: list[tuple[str, int, tuple[str, int]]] = []  # (counts, H * W, place): checked below
         for i, a in enumerate(raw_anns):
             annotations.append(_parse_annotation(a, i, by_id, cat_ids, src, compressed))
             if annotations[-1].id in seen:
                 raise InputError(src, f"duplicate annotation id {annotations[-1].id}")
             seen.add(annotations[-1].id)
-        bad = mask_ops.compressed_rle_problem([c for c, _, _ in compressed], [p for _, p, _ in compressed])
-        if bad is not None:
-            where, t = compressed[bad[0]][2]
-            raise InputError(src, f"{where} frame {t}: {bad[1]}")
 
     info = {k: v for k, v in data.items() if k not in ("videos", "annotations", "categories")}
-    return VISDataset(videos, annotations, categories, Path(source) if source is not None else None, info)
+    ds = VISDataset(videos, annotations, categories, Path(source) if source is not None else None, info)
+    return ds, RleCheck(src, compressed)
 
 
 def _parse_annotation(a: Any, i: int, by_id: dict[int, VideoRecord], cat_ids: set[int],
@@ -466,6 +505,19 @@ def load_vis_json(path: str | os.PathLike) -> VISDataset:
     """
     path = Path(path)
     return parse_vis_dict(read_json_file(path), path)
+
+
+def load_vis_json_unchecked(path: str | os.PathLike) -> tuple[VISDataset, RleCheck]:
+    """:func:`load_vis_json` without the check of the compressed RLE strings, which is returned
+    instead: the caller runs it (:meth:`RleCheck.run`, or :meth:`RleCheck.problem` in another
+    process) before any pycocotools call on the dataset's masks. ``genvis evaluate`` checks
+    the ground truth this way beside the reading of the results.
+
+    Raises:
+        InputError: as :func:`load_vis_json`, but for invalid RLE strings.
+    """
+    path = Path(path)
+    return _parse_vis_dict(read_json_file(path), path)
 
 
 def save_vis_json(ds: VISDataset, path: str | os.PathLike) -> None:

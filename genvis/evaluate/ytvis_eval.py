@@ -582,7 +582,8 @@ def _mean_defined(a: np.ndarray) -> float:
 
 def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams | None = None,
              progress: bool = False, occlusion: bool = True, boundary: bool = False,
-             workers: int = 1, client: Any | None = None, hota: bool = False) -> dict:
+             workers: int = 1, client: Any | None = None, hota: bool = False,
+             mbor: dict[int, float] | None = None) -> dict:
     """Score results against ground truth by the YouTube-VIS protocol.
 
     Args:
@@ -600,6 +601,9 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         hota: also the association metrics of :mod:`genvis.evaluate.hota` (the same numbers
             as :func:`~genvis.evaluate.hota.association_metrics`), computed in the same pass
             over the videos from the same per-frame IoUs (:mod:`genvis.evaluate.frame_pairs`).
+        mbor: annotation id -> mBOR of every ground-truth instance
+            (:func:`genvis.evaluate.occlusion.instance_mbor` of ``gt``) when already computed
+            (``genvis evaluate`` computes it while reading the results); else computed here.
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10"}`` in percent (0-100),
@@ -626,10 +630,10 @@ def evaluate(gt: VISDataset, results: Sequence[VideoResult], params: EvalParams 
         p = dataclasses.replace(p, occlusion_ranges=tuple((lo, hi) for _, lo, hi in OCCLUSION_LEVELS))
     cat_ids = sorted(c.id for c in gt.categories)
     if hota:
-        per = _run_videos(gt, results, p, progress, None, workers, client, True)
+        per = _run_videos(gt, results, p, progress, mbor, workers, client, True)
         arr = accumulate([per[v][0] for v in sorted(per)], cat_ids, p)
     else:
-        arr = evaluate_arrays(gt, results, p, progress, workers=workers, client=client)
+        arr = evaluate_arrays(gt, results, p, progress, occlusion=mbor, workers=workers, client=client)
     out: dict = {k: _pct(v) for k, v in zip(METRIC_KEYS, arr.stats[[0, 1, 2, 3, 4, 5, 6, 7]])}
     if p.occlusion_ranges:
         n_a, m = len(p.area_ranges), len(p.max_dets) - 1

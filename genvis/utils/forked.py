@@ -59,6 +59,44 @@ def map_forked(fn: Callable[[Sequence[int], Any, bool], dict], vids: list[int], 
     return dict(sorted(out.items()))
 
 
+class ForkedCall:
+    """``fn(job)`` in a forked child started at construction, while this process goes on;
+    :meth:`result` waits for its value. For work that depends only on what this process has
+    already built (e.g. the ground truth's checks while the results are read).
+
+    Args:
+        fn: function of one argument returning a picklable value.
+        job: its argument (inherited by the fork: nothing is pickled on the way in).
+    """
+
+    def __init__(self, fn: Callable[[Any], Any], job: Any):
+        ctx = mp.get_context("fork")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_child, args=(send, _call_one, fn, job), daemon=True)
+        self._proc.start()
+        send.close()
+
+    def result(self) -> Any:
+        """The child's return value. Raises what ``fn`` raised (as a RuntimeError with its text
+        when it cannot be pickled), or RuntimeError when the child died without an answer."""
+        try:
+            status, value = self._recv.recv()
+        except EOFError:
+            raise RuntimeError("forked worker exited without a result") from None
+        finally:
+            self._recv.close()
+            self._proc.join(timeout=5)
+            if self._proc.is_alive():
+                self._proc.terminate()
+        if status != "ok":
+            raise value if isinstance(value, BaseException) else RuntimeError(str(value))
+        return value
+
+
+def _call_one(fn: Callable[[Any], Any], job: Any, _progress: bool) -> Any:
+    return fn(job)
+
+
 def _child(send, fn, share: list[int], job: Any) -> None:
     try:
         result = ("ok", fn(share, job, False))
