@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -206,6 +207,26 @@ def test_duplicate_results_warn_and_are_scored_as_false_positives(tmp_path, tiny
     assert main(["evaluate", "--gt", str(gt), "--results", str(fp), "--out", str(tmp_path / "fp_m.json")]) == 0
     ap, ap_fp = json.loads(out.read_text())["AP"], json.loads((tmp_path / "fp_m.json").read_text())["AP"]
     assert ap == pytest.approx(ap_fp) and ap < 100.0
+
+
+def test_only_exact_repeats_count_as_duplicates(tmp_path, tiny_vis_dict):
+    """A result with the same video, category, score and masks in another frame order (same
+    RLE strings, same total length) is no repeat; each repeat names the first of its kind."""
+    gt = load_vis_json(_write(tmp_path, "gt.json", tiny_vis_dict))
+    results = _results_from_gt(tiny_vis_dict)
+    n = len(results)
+    segs = results[0]["segmentations"]
+    t0, t1 = next((a, b) for a in range(len(segs)) for b in range(a + 1, len(segs))
+                  if segs[a] and segs[b] and segs[a]["counts"] != segs[b]["counts"])
+    swapped = list(segs)
+    swapped[t0], swapped[t1] = segs[t1], segs[t0]
+    extra = [dict(results[0], segmentations=swapped), dict(results[0]), dict(results[0], segmentations=list(swapped))]
+    with pytest.warns(InputWarning, match=rf"2 result\(s\) repeat an earlier one exactly \(e.g. result {n + 1} = "
+                                          r"result 0\)"):
+        read_results(_write(tmp_path, "res.json", results + extra), gt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        read_results(_write(tmp_path, "res2.json", results + extra[:1]), gt)   # the reordered one alone: no repeat
 
 
 def test_null_frames_are_absent_with_a_warning(tmp_path, tiny_vis_dict):

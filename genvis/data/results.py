@@ -329,7 +329,10 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
     null_frames = 0
     null_results = 0
     empty_results = 0
-    seen: dict[tuple, int] = {}
+    # exact repeats: results alike in video, category, score, frame count, null frames and total
+    # RLE length share a bucket, and only inside one are the masks compared (hashing every
+    # RLE string of a file would cost more than the rest of this loop)
+    seen: dict[tuple, list[list]] = {}
     duplicates: list[tuple[int, int]] = []
     for i, r in enumerate(data):
         if not isinstance(r, dict):
@@ -396,14 +399,28 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
                     if not no_areas or no_areas[-1] != i:
                         no_areas.append(i)
             n_null = sum(x is None for x in rles)
+            cs = [x["counts"] for x in rles if x is not None]
         if n_null:
             null_frames += n_null
             null_results += 1
             empty_results += n_null == len(rles)
-        key = (vid, cid, float(score), tuple([None if x is None else x["counts"] for x in rles]))
-        first = seen.setdefault(key, i)
-        if first != i:
-            duplicates.append((first, i))
+        # masks compared only between results alike in these (and in their RLEs' total length)
+        bucket = seen.setdefault((vid, cid, float(score), len(rles), n_null, sum(map(len, cs))), [])
+        first = None
+        if bucket:
+            counts = [None if x is None else x["counts"] for x in rles]
+            for entry in bucket:   # [result index, its counts (made on its first comparison)]
+                if entry[1] is None:
+                    entry[1] = [None if x is None else x["counts"] for x in out[entry[0]].segmentations]
+                if entry[1] == counts:
+                    first = entry[0]
+                    break
+            if first is None:
+                bucket.append([i, counts])
+            else:
+                duplicates.append((first, i))
+        else:
+            bucket.append([i, None])
         out.append(VideoResult(vid, cid, float(score), rles))
     bad, comp_areas = mask_ops.compressed_rle_check(comp_counts, comp_pixels, workers)
     if bad is not None:
