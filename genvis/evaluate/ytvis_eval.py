@@ -238,8 +238,9 @@ def _match(ious: np.ndarray, gt_ignore: list[int], gt_crowd: list[int], gt_ids: 
     rows = ious.tolist()
     for ti, thr in enumerate(thresholds.tolist()):
         gtm = [0] * ng
+        start = min(thr, 1 - 1e-10)
         for di in range(nd):
-            best = min(thr, 1 - 1e-10)
+            best = start
             m = -1
             row = rows[di]
             for gi in range(ng):
@@ -305,9 +306,10 @@ def _prepare(gt: VISDataset, results: Sequence[VideoResult], occlusion: dict[int
     known = [r.areas if r.areas is not None and len(r.areas) == len(r.segmentations) else None for _, r in mine]
     computed = iter(_per_frame_areas([r.segmentations for (_, r), a in zip(mine, known) if a is None]))
     for (k, r), areas in zip(mine, [next(computed) if a is None else a for a in known]):
-        nz = areas[areas > 0]  # official avg_area: mean of the truthy (non-zero) areas
+        nz = areas[areas > 0]  # official avg_area: mean of the truthy (non-zero) areas (np.mean's sum / count)
         dts[r.video_id, r.category_id].append(
-            _Inst(k + 1, float(r.score), 0, float(nz.mean()) if nz.size else 0.0, list(r.segmentations), areas))
+            _Inst(k + 1, float(r.score), 0, float(nz.sum() / nz.size) if nz.size else 0.0, list(r.segmentations),
+                  areas))
     return gts, dts
 
 
