@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +192,69 @@ def cli_run(gt_path: Path, res_path: Path, out_path: Path, extra: list[str]) -> 
     return time.perf_counter() - t0, _cpu() - c0
 
 
+def budget(gt_path: Path, res_path: Path) -> dict[str, float]:
+    """One-process CPU seconds of each step of ``genvis evaluate`` (default: AP, occlusion
+    levels, HOTA) on the files, cyclic GC paused as in the command; best of 3. The steps run
+    as the command runs them; the per-frame IoU and the association counts are timed apart
+    from the AP matching by running them alone over all videos (the command does all three in
+    one pass over each video)."""
+    import dataclasses
+    import gc
+
+    from genvis.data.results import _read_results_obj, parse_results
+    from genvis.data.ytvis import load_vis_json_unchecked
+    from genvis.evaluate.frame_pairs import video_pairs
+    from genvis.evaluate.hota import _one_video
+    from genvis.evaluate.occlusion import OCCLUSION_LEVELS, instance_mbor
+    from genvis.evaluate.ytvis_eval import EvalParams, _run_videos, accumulate
+
+    def cpu(fn):
+        best, value = float("inf"), None
+        for _ in range(3):
+            c0 = time.process_time()
+            value = fn()
+            best = min(best, time.process_time() - c0)
+        return best, value
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        out = {}
+        out["ground truth: json + structure"], (gt, check) = cpu(lambda: load_vis_json_unchecked(gt_path))
+        out["ground truth: RLE check"], _ = cpu(check.problem)
+        out["ground truth: mBOR (occlusion levels)"], mbor = cpu(lambda: instance_mbor(gt))
+        out["results: json"], data = cpu(lambda: _read_results_obj(res_path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t_all, results = cpu(lambda: parse_results(data, res_path, gt))
+        counts = [s["counts"] for r in results for s in r.segmentations if s is not None]
+        pixels = [gt.video(r.video_id).height * gt.video(r.video_id).width
+                  for r in results for s in r.segmentations if s is not None]
+        out["results: RLE check"], _ = cpu(lambda: mask_ops.compressed_rle_check(counts, pixels))
+        out["results: structure"] = t_all - out["results: RLE check"]
+        cat_ids = {c.id for c in gt.categories}
+        by_video: dict[int, list] = {v: [] for v in gt.video_ids}
+        for r in results:
+            if r.category_id in cat_ids:
+                by_video[r.video_id].append(r)
+        per_video = [(gt.video(v), [a for a in gt.annotations_of(v) if a.category_id in cat_ids], by_video[v])
+                     for v in sorted(gt.video_ids)]
+        out["per-frame IoU (pycocotools.mask.iou, one call a frame)"], pairs = cpu(
+            lambda: [video_pairs(*x) for x in per_video])
+        out["association counts (HOTA, IDF1, CLEAR)"], _ = cpu(
+            lambda: [_one_video(*x, pv) for x, pv in zip(per_video, pairs)])
+        p = dataclasses.replace(EvalParams(), occlusion_ranges=tuple((lo, hi) for _, lo, hi in OCCLUSION_LEVELS))
+        t_videos, per = cpu(lambda: _run_videos(gt, results, p, False, mbor, 1, None, True))
+        out["AP matching, per video (the rest of the pass)"] = (t_videos - out["per-frame IoU (pycocotools.mask.iou, "
+                                                                "one call a frame)"]
+                                                              - out["association counts (HOTA, IDF1, CLEAR)"])
+        out["accumulation"], _ = cpu(lambda: accumulate([per[v][0] for v in sorted(per)], sorted(cat_ids), p))
+    finally:
+        if was:
+            gc.enable()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=200)
@@ -203,6 +268,8 @@ def main() -> None:
     ap.add_argument("--naive-videos", type=int, default=10, help="videos for the naive IoU comparison")
     ap.add_argument("--skip-reference", action="store_true", help="do not time the reference evaluator")
     ap.add_argument("--workers", type=int, default=None, help="genvis evaluate --workers (default: its own)")
+    ap.add_argument("--budget", action="store_true", help="also time each step of genvis evaluate alone "
+                    "(one process, CPU)")
     ap.add_argument("--device", default="cpu", help="ignored (evaluation runs on the CPU)")
     args = ap.parse_args()
 
@@ -256,6 +323,13 @@ def main() -> None:
             for extra, (t, c) in runs.items():
                 print(f"  genvis evaluate {extra or '(default)'} is {t_ref / t:.1f}x faster wall "
                       f"({c_ref / c:.1f}x CPU)")
+        print(f"load average (1 min) after the timed runs: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        if args.budget:
+            steps = budget(gp, rp)
+            print("one-process CPU of genvis evaluate's steps (best of 3; s):")
+            for name, sec in steps.items():
+                print(f"  {name:<55} {sec:6.3f}")
+            print(f"  {'sum':<55} {sum(steps.values()):6.3f}")
 
     n_naive = min(args.naive_videos, args.videos)
     ours, naive, diff = iou_speedup(gt, results, n_naive)
