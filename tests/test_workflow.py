@@ -146,12 +146,18 @@ def test_quickstart_and_ablations_dry_run(tmp_path):
     nf_points |= {(r["experiment"], r["N_f"]) for r in a["table6"]}
     default_points = set(cfg["datasets"]["synth"]["experiments"])
     default_points |= {r["experiment"] for t in ("table4", "table5") for r in a[t]}
+    # the summary's association table: every quickstart experiment again with oracle association
+    synth = cfg["datasets"]["synth"]
+    oracle_rows = [(e, s, x) for e in synth["experiments"] for s in synth["eval_splits"]
+                   for x in synth["summary_associations"]]
+    assert synth["summary_associations"] == ["oracle"]
     assert counts == {
         "synth": 1, "synth_train_split": 1,  # the detector's 192 training videos (split train_det)
         "detector": 1, "detector_ap": len(cfg["datasets"]["synth"]["eval_splits"]),
         "extract": 2, "train": len(experiments),
         "infer": len(default_points), "infer_n_f_eval": len(nf_points),
-        "evaluate": len(default_points) + len(nf_points),
+        "infer_association": len(oracle_rows),
+        "evaluate": len(default_points) + len(nf_points) + len(oracle_rows),
         "report_spec": 2, "report": 2, "quickstart": 1, "ablations": 1,
     }
 
@@ -170,7 +176,7 @@ def test_idol_table1_dry_run_trains_every_row_and_seed_from_the_quickstart_cache
         "evaluate_seed": len(t["rows"]) * seeds, "idol_table": 1, "idol_table1": 1}
     out = proc.stdout
     # the quickstart's caches and detector, no other extraction
-    assert "--out cache/synth/train/tiny.zarr" in out and "--out cache/synth/valid/tiny.zarr" in out
+    assert "--out cache/synth/train_det/tiny.zarr" in out and "--out cache/synth/valid/tiny.zarr" in out
     assert "--init-heads detectors/synth/tiny.pt" in out
     assert "--association idol --idol-matching multi_cue --idol-temporal off" in out
     assert "--out runs/synth/idol/seeds/s4/valid/idol-embeddings-on/results.json" in out
@@ -439,6 +445,7 @@ def tiny_config() -> dict:
     det["train"]["iterations"] = 3
     det["train"]["split"] = "train"  # not the quickstart's 192-video detector split
     synth["splits"].pop("train_det", None)
+    synth["train_split"] = "train"  # stage two too
     det["min_size"] = 64
     det["max_size"] = 64
     synth["train_iterations"] = 2
@@ -488,6 +495,17 @@ def test_tiny_workflow_end_to_end(tiny_run):
     frame_ap = json.loads((workdir / "detectors" / "synth" / f"{detector}.valid.frame_ap.json").read_text())
     assert [r["split"] for r in det_rows] == ["valid"] and 0 <= frame_ap["AP"] <= 100
     assert float(det_rows[0]["AP"]) == pytest.approx(frame_ap["AP"], abs=1e-4)
+    # the association table: each experiment with its own association, then with the oracle's
+    assoc = list(csv.DictReader((report / "association.csv").read_text().splitlines()))
+    assert [(r["experiment"], r["association"]) for r in assoc] == [
+        (e, a) for e in experiments for a in ("own", "oracle")]
+    for r in assoc:
+        sub = "" if r["association"] == "own" else "oracle/"
+        m = json.loads((workdir / "runs/synth" / r["experiment"] / "valid" / sub / "metrics.json").read_text())
+        assert float(r["AP"]) == pytest.approx(m["AP"], abs=1e-4)
+        assert float(r["AssA"]) == pytest.approx(m["AssA"], abs=1e-4)
+    oracle = json.loads((workdir / "runs/synth" / experiments[0] / "valid/oracle/results.json").read_text())
+    assert oracle and oracle != json.loads((workdir / "runs/synth" / experiments[0] / "valid/results.json").read_text())
     for e in experiments:
         assert (workdir / "runs" / "synth" / e / "model.pt").stat().st_size > 0
     ablations = workdir / "reports" / "synth" / "ablations"

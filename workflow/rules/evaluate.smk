@@ -19,7 +19,7 @@ rule evaluate:
     log:
         "logs/{dataset}/{experiment}/{split}/{variant}evaluate.log",
     wildcard_constraints:
-        variant="(nf[1-9][0-9]*/)?",
+        variant="(nf[1-9][0-9]*/|propagate/|minvis/|oracle/)?",
     threads: 1
     shell:
         "exec genvis evaluate --gt {input.gt} --results {input.results} --out {output} {params.args} > {log} 2>&1"

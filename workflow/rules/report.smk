@@ -32,6 +32,21 @@ def summary_spec(dataset):
         "metrics": list(OCCLUSION_METRICS),
         "rows": rows,
     }]
+    associations = list(d.get("summary_associations") or [])
+    if associations:
+        tables.append({
+            "name": "association",
+            "title": f"{dataset}: the same models with their own inter-clip association and with "
+                     + ", ".join(associations) + " association (oracle: clips linked to the ground truth; "
+                     "own minus oracle is what association loses)",
+            "label_columns": ["experiment", "split", "association"],
+            "metrics": ["AP", "AP50", "AP75", "AR10"] + list(ASSOC_METRICS),
+            "rows": [row for r in rows for row in (
+                [{"labels": {**r["labels"], "association": "own"}, "metrics": r["metrics"]}]
+                + [{"labels": {**r["labels"], "association": a},
+                    "metrics": f"runs/{dataset}/{r['labels']['experiment']}/{r['labels']['split']}/{a}/metrics.json"}
+                   for a in associations])],
+        })
     davis_rows = [r for r in rows if is_davis_split(dataset, r["labels"]["split"])]
     if davis_rows:
         tables.append({

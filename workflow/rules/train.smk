@@ -199,6 +199,26 @@ rule infer_seed_association:
         INFER_SHELL
 
 
+rule infer_association:
+    """Results json with another inter-clip association than the experiment's
+    (runs/<dataset>/<experiment>/<split>/<association>/; the summary's association table)."""
+    input:
+        unpack(_infer_inputs),
+    output:
+        "runs/{dataset}/{experiment}/{split}/{association}/results.json",
+    params:
+        args=lambda wc: _default_n_f_eval(wc) + cli_flags(association=wc.association),
+    wildcard_constraints:
+        association="propagate|minvis|oracle",
+    log:
+        "logs/{dataset}/{experiment}/{split}/infer_{association}.log",
+    threads: STAGE_TWO_THREADS
+    resources:
+        gpu=GPUS,
+    shell:
+        INFER_SHELL
+
+
 rule infer_n_f_eval:
     """Results json at a chosen N_f^eval (Fig. 3, Table 6)."""
     input:
