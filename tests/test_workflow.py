@@ -677,3 +677,18 @@ def test_dask_options_reach_the_extract_and_infer_jobs(tmp_path):
     cfg["resources"]["extract_workers"] = 0
     proc = run_snakemake(tmp_path, "-n", "runs/synth/minvis_nv1/valid/metrics.json", config=cfg)
     assert proc.returncode != 0 and "extract_workers" in proc.stdout + proc.stderr
+
+
+def test_detector_training_job_gets_its_own_threads_capped_at_cores(tmp_path):
+    """resources.detector_train_threads (2 in the repository config) for the job that trains
+    the detector, resources.threads (1) for extraction; --cores 1 caps the detector at 1."""
+    cfg = placeholder_config(tmp_path)
+    assert cfg["resources"]["detector_train_threads"] == 2 and cfg["resources"]["threads"] == 1
+    for cores, want in (("2", 2), ("1", 1)):
+        proc = run_snakemake(tmp_path, "-n", "-p", "--cores", cores, "quickstart", config=cfg)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = proc.stdout.splitlines()
+        det = [s for s in lines if "genvis train-detector" in s]
+        ext = [s for s in lines if "genvis extract" in s]
+        assert len(det) == 1 and f"OMP_NUM_THREADS={want} " in det[0] and f"--threads {want} " in det[0]
+        assert ext and all("OMP_NUM_THREADS=1 " in s and "--threads 1 " in s for s in ext)

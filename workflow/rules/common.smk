@@ -14,6 +14,7 @@ REPO = Path(workflow.basedir)
 
 THREADS = config["resources"]["threads"]
 STAGE_TWO_THREADS = config["resources"]["stage_two_threads"]
+DETECTOR_TRAIN_THREADS = config["resources"].get("detector_train_threads", THREADS)
 GPUS = config["resources"]["gpu"]
 # dask scale-out (genvis.cluster): a running scheduler for extract and infer jobs, or local
 # worker processes for each extract job (each with THREADS torch threads).

@@ -60,7 +60,7 @@ rule detector:
         settings=_detector_settings,
     log:
         "logs/{dataset}/detector/{detector}.log",
-    threads: THREADS
+    threads: DETECTOR_TRAIN_THREADS
     resources:
         gpu=GPUS,
     shell:
