@@ -397,8 +397,11 @@ def test_genvis_job_dies_with_its_parent(tmp_path):
     out = tmp_path / "synth"
     cmd = (f"set -euo pipefail; exec genvis synth --out {out} --videos 100000 --height 32 --width 32 "
            f"--no-progress > {tmp_path / 'log'} 2>&1")
+    # a launcher started normally: SIGHUP at its default even when pytest runs under nohup
+    # (which ignores it, and an ignored SIGHUP is inherited: genvis then arms nothing)
     parent_code = textwrap.dedent(f"""
-        import subprocess, threading, time
+        import signal, subprocess, threading, time
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         def job():
             p = subprocess.Popen({cmd!r}, shell=True, executable="/bin/bash")
             print(p.pid, flush=True)
