@@ -279,6 +279,24 @@ def test_table4_long_dry_run_trains_every_row_per_seed_at_10k(tmp_path):
     assert proc.returncode == 0 and "t4l_" not in proc.stdout
 
 
+def test_table4_short_overlay_trains_every_row_at_700_on_three_seeds(tmp_path):
+    """config/overlays/table4_short.yaml merges into the t4l_* entries and the table4_long
+    block: the same jobs as the full table, 700 iterations, seeds 0-2."""
+    cfg = placeholder_config(tmp_path)
+    t = cfg["table4_long"]
+    proc = run_snakemake(tmp_path, "-n", "-p", "table4_long", config=cfg,
+                         overlays=(REPO / "config" / "overlays" / "table4_short.yaml",))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    experiments = {r["experiment"] for r in t["rows"]} | {t["control"]["a"], t["control"]["b"]}
+    assert counts["train_seed"] == len(experiments) * 3
+    lines = proc.stdout.splitlines()
+    for e in experiments:
+        line = next(x for x in lines if f"--out runs/synth/{e}/seeds/s2/model.pt" in x)
+        assert "--iterations 700 " in line and "--seed 2 " in line
+        assert not any(f"--out runs/synth/{e}/seeds/s3/" in x for x in lines)
+
+
 def test_table4_long_without_block_names_the_key(tmp_path):
     cfg = placeholder_config(tmp_path)
     del cfg["table4_long"]
