@@ -301,6 +301,12 @@ def _seg_problem(s: Any, video: Any) -> tuple[tuple[int, int] | None, str | None
     return (h, w), None
 
 
+def _counts_per_frame(rles: Sequence[dict | None]) -> list:
+    """The ``counts`` of each frame's RLE (None for a null frame): what two exactly repeated
+    results share frame for frame."""
+    return [None if x is None else x["counts"] for x in rles]
+
+
 def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = None,
                   workers: int = 1) -> list[VideoResult]:
     """Validate a parsed results json (see :func:`read_results`).
@@ -408,10 +414,10 @@ def parse_results(data: Any, source: str | os.PathLike, gt: VISDataset | None = 
         bucket = seen.setdefault((vid, cid, float(score), len(rles), n_null, sum(map(len, cs))), [])
         first = None
         if bucket:
-            counts = [None if x is None else x["counts"] for x in rles]
+            counts = _counts_per_frame(rles)
             for entry in bucket:   # [result index, its counts (made on its first comparison)]
                 if entry[1] is None:
-                    entry[1] = [None if x is None else x["counts"] for x in out[entry[0]].segmentations]
+                    entry[1] = _counts_per_frame(out[entry[0]].segmentations)
                 if entry[1] == counts:
                     first = entry[0]
                     break
