@@ -279,3 +279,24 @@ def test_command_checks_ground_truth_beside_results_like_one_process(tmp_path, c
         (rc1, err1, _), (rc2, err2, _) = run(1, results), run(2, results)
         assert rc1 == rc2 == 2 and err1 == err2
         assert f"{gp}: annotation 41 frame 1: compressed RLE 'counts'" in err2 and "warning" not in err2
+
+
+@pytest.mark.parametrize("cpus, load, expected", [(2, 0.2, 2), (2, 0.9, 2), (2, 1.2, 1), (2, 3.4, 1), (1, 0.0, 1),
+                                                  (8, 5.0, 2), (8, 7.5, 1), (8, None, 2)])
+def test_default_workers_follow_idle_cores(monkeypatch, cpus, load, expected):
+    """`genvis evaluate` forks a second process by default only when about one core is idle
+    (a loaded machine pays CPU for no wall time); without a load average it trusts the CPU count."""
+    import os
+
+    from genvis.commands import evaluate as evaluate_command
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+
+    def loadavg():
+        if load is None:
+            raise OSError("no load average")
+        return (load, load, load)
+
+    monkeypatch.setattr(os, "getloadavg", loadavg)
+    assert evaluate_command._default_workers() == expected
