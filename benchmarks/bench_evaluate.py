@@ -179,13 +179,6 @@ def reference_run(gt_path: Path, res_path: Path) -> tuple[float, float, np.ndarr
     return time.perf_counter() - t0, _cpu() - c0, stats
 
 
-def _default_workers_text() -> str:
-    """What ``genvis evaluate`` chooses by default now (it follows the load average)."""
-    from genvis.commands.evaluate import _default_workers
-
-    return f"default = {_default_workers()}"
-
-
 def cli_run(gt_path: Path, res_path: Path, out_path: Path, extra: list[str]) -> tuple[float, float]:
     """(wall s, CPU s incl. forked workers) of ``genvis evaluate`` in this process, output hidden."""
     import contextlib
@@ -309,7 +302,11 @@ def main() -> None:
         gp.write_text(json.dumps(gt_json))
         rp.write_text(json.dumps(res_json))
         runs = {}  # extra arguments -> (wall s, CPU s)
+        from genvis.commands.evaluate import _default_workers
+
         for extra in ([], ["--no-hota"]):
+            # the count the command chooses when it starts (its default follows the load average)
+            workers = f"default = {_default_workers()}" if args.workers is None else args.workers
             t_cli, c_cli = cli_run(gp, rp, mp, extra + ([] if args.workers is None else ["--workers", str(args.workers)]))
             cli_metrics = json.loads(mp.read_text())
             assert cli_metrics["AP"] == metrics["AP"] and cli_metrics["APho"] == metrics["APho"]
@@ -317,7 +314,7 @@ def main() -> None:
             runs[" ".join(extra)] = (t_cli, c_cli)
             what = "AP, occlusion levels, HOTA" if not extra else "--no-hota: AP, occlusion levels"
             print(f"genvis evaluate ({what}; load + validate + evaluate + write; workers "
-                  f"{_default_workers_text() if args.workers is None else args.workers}): {t_cli:.2f} s wall ({c_cli:.2f} s CPU "
+                  f"{workers}): {t_cli:.2f} s wall ({c_cli:.2f} s CPU "
                   f"incl. workers), {args.videos / t_cli:.1f} videos/s")
         t_cli, c_cli = runs[""]
         t_ref = c_ref = None
