@@ -73,6 +73,63 @@ def test_exact_resume(tmp_path, carry_state):
         train(config(iterations=2 * k, checkpoint_every=k, lr=5e-4), src, ds, part, resume=True, progress=False)
 
 
+class Killed(Exception):
+    """Stands for the job being killed mid-run."""
+
+
+def test_resume_interrupted_continues_only_its_own_run(tmp_path, monkeypatch, capsys):
+    """The workflow's --resume-interrupted: a run stopped after its checkpoint at k of 2k
+    iterations continues to the model of an uninterrupted run; a finished run's checkpoint, or
+    one of other settings (iterations, seed, initialisation), is ignored: a fresh run results."""
+    import genvis.train.loop as loop
+
+    src, ds = make_toy_problem(num_videos=3, length=6)
+    k = 3
+    full = train(config(iterations=2 * k), src, ds, tmp_path / "a" / "m.pt", progress=False)
+    part = tmp_path / "b" / "m.pt"
+    real_step, calls = loop.optimizer_step, []
+
+    def dying_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == k + 2:     # in iteration k + 2 of 2k, after the checkpoint at k
+            raise Killed
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", dying_step)
+    with pytest.raises(Killed):
+        train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume="interrupted", progress=False)
+    monkeypatch.setattr(loop, "optimizer_step", real_step)
+    assert not part.exists() and len(rows(tmp_path / "b" / "m.losses.csv")) == k
+    resumed = train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume="interrupted",
+                    progress=False)
+    assert "afresh" not in capsys.readouterr().err
+    a, _ = load_model(full)
+    b, _ = load_model(resumed)
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+    assert rows(tmp_path / "a" / "m.losses.csv") == rows(tmp_path / "b" / "m.losses.csv")
+
+    # stale checkpoints: the finished run's (2k of 2k), then one of a shorter run (k of k)
+    # continued by a longer one, then one with another seed: each run equals a fresh one
+    fresh = train(config(iterations=2 * k), src, ds, tmp_path / "c" / "m.pt", progress=False)
+    for stale_cfg, cfg in ((None, config(iterations=2 * k)),
+                           (config(iterations=k, checkpoint_every=k), config(iterations=2 * k)),
+                           (config(iterations=2 * k, seed=5), config(iterations=2 * k))):
+        out = tmp_path / "d" / "m.pt"
+        if stale_cfg is not None:
+            train(stale_cfg, src, ds, out, progress=False)
+        else:
+            train(cfg, src, ds, out, progress=False)
+        again = train(cfg, src, ds, out, resume="interrupted", progress=False)
+        assert "starting afresh" in capsys.readouterr().err
+        c, _ = load_model(fresh)
+        d, _ = load_model(again)
+        for name, tensor in c.state_dict().items():
+            assert torch.equal(tensor, d.state_dict()[name]), name
+    with pytest.raises(ConfigError, match="resume"):
+        train(config(iterations=2), src, ds, tmp_path / "e.pt", resume="sometimes", progress=False)
+
+
 def test_init_model_copies_shared_weights_and_keeps_new_ones_fresh(tmp_path):
     """Fine-tuning (paper: GenVIS starts from VITA weights): an N_v=1 model without memory
     initialises a UVLA + IPM model; the memory projections keep their own initialisation."""

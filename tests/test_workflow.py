@@ -269,6 +269,7 @@ def test_table4_long_dry_run_trains_every_row_per_seed_at_10k(tmp_path):
     for e in experiments:
         line = next(x for x in lines if f"--out runs/synth/{e}/seeds/s4/model.pt" in x)
         assert "--iterations 10000 " in line and "--seed 4 " in line
+        assert " --resume-interrupted " in line   # a killed 10k-iteration job continues
     ft = next(x for x in lines if f"--out runs/synth/{t['control']['a']}/seeds/s2/model.pt" in x)
     assert f"--init-model runs/synth/{t['baseline']}/seeds/s2/model.pt" in ft
     line = next(x for x in lines if "--out reports/comparisons/t4l_cl_nv2.json" in x)

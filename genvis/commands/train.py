@@ -24,7 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fine-tune: start from this trained stage-two model's weights (every "
                         "parameter of the same name and shape; the paper starts GenVIS from VITA "
                         "weights, here e.g. the N_v=1 model)")
-    parser.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from <stem>.resume.pt if present "
+                       "(same experiment; --iterations may differ, to extend a run)")
+    again.add_argument("--resume-interrupted", action="store_true",
+                       help="continue from <stem>.resume.pt only if this same run (experiment, seed, "
+                       "iterations, initialisation) wrote it and stopped early, else start afresh; "
+                       "the workflow's training rules pass it, so a killed job continues")
     add_device_argument(parser, "the video modules and the losses")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config)
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
-    out = train(cfg, reader, dataset, args.out, resume=args.resume, iterations=args.iterations,
+    out = train(cfg, reader, dataset, args.out, resume="interrupted" if args.resume_interrupted else args.resume, iterations=args.iterations,
                 progress=not args.no_progress, init_heads=args.init_heads,
                 init_model=args.init_model, device=args.device, seed=args.seed)
     print(f"wrote {out}")

@@ -139,7 +139,7 @@ def pair_losses(model: IDOLModel, settings: Any, source: Any, targets: Callable[
     return embeds, auxes, ids
 
 
-def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool = False,
+def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resume: bool | str = False,
                targets: Callable[[int], Any] | None = None, progress: bool = True,
                init_heads: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Path:
     """Train the IDOL embedding head and write MODEL.pt (format ``genvis-idol``).
@@ -150,7 +150,8 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         cache: clip source (CacheReader interface) with the fields ``frame_queries``,
             ``class_logits``, ``mask_embeddings``, ``mask_features``.
         dataset: the annotated training split. out: MODEL.pt.
-        resume: continue from ``<stem>.resume.pt`` (same experiment required; bit-exact).
+        resume: continue from ``<stem>.resume.pt`` (bit-exact; True or ``"interrupted"``:
+            :func:`genvis.train.loop.load_resume`).
         targets: video id -> VideoTargets (default: decoded from ``dataset``).
         init_heads: the frame detector DET.pt whose mask projection the model copies (required).
         device: torch device; sampling RNGs stay on the CPU.
@@ -163,7 +164,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         InputError: videos missing from the cache, NaN features, no annotations, loss not finite.
     """
     from genvis.clip_source import check_covers, probe_sizes, source_name
-    from genvis.train.loop import build_optimizer, learning_rate, optimizer_step, side_paths
+    from genvis.train.loop import build_optimizer, learning_rate, load_resume, optimizer_step, side_paths
     from genvis.train.targets import DatasetTargets
     from genvis.utils.device import resolve_device
 
@@ -194,14 +195,9 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
     rows: list[dict[str, float]] = []
     start = 0
     experiment = cfg.to_dict()
-    if resume and paths["resume"].is_file():
-        state = torch.load(paths["resume"], map_location="cpu", weights_only=True)
-        saved, mine = dict(state["experiment"]), dict(experiment)
-        saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}
-        mine["train"] = {k: v for k, v in mine["train"].items() if k != "iterations"}
-        if saved != mine:
-            raise ConfigError(str(paths["resume"]), "resume checkpoint was written for a different "
-                              "experiment configuration; delete it or use the same config")
+    init = {"heads": str(init_heads), "model": None}
+    state = load_resume(paths["resume"], experiment, resume, init)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -212,7 +208,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
     def checkpoint(it: int) -> None:
         payload = {"iteration": it, "experiment": experiment, "model": model.state_dict(),
                    "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                   "sample_rng": sample_gen.get_state(), "rows": rows}
+                   "sample_rng": sample_gen.get_state(), "rows": rows, "init": init}
         with atomic_path(paths["resume"]) as tmp:
             torch.save(payload, tmp)
         atomic_write_text(paths["losses"], csv_text(rows, CSV_COLUMNS))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,58 @@ def build_model(cfg: ExperimentConfig, source: ClipSource, dataset: Any, init_he
     return model, mcfg, layers
 
 
+RESUME_MODES = (False, True, "interrupted")
+
+
+def load_resume(path: Path, experiment: dict[str, Any], mode: bool | str,
+                init: dict[str, str | None] | None = None) -> dict[str, Any] | None:
+    """Read the resume checkpoint ``<stem>.resume.pt`` of a run, if it should be continued.
+
+    Args:
+        path: the checkpoint (absent: None is returned, the run starts afresh).
+        experiment: ``ExperimentConfig.to_dict()`` of the run about to start.
+        mode: False: never resume. True (``genvis train --resume``): continue it; the
+            iterations may differ (extends or shortens a run), anything else of the experiment
+            must match. ``"interrupted"`` (``--resume-interrupted``, what the workflow
+            passes): continue it only if the same run wrote it -- same experiment including
+            seed and iterations, same initialisation (``init``) -- and stopped before the end;
+            any other checkpoint is stale (an earlier run with other settings): the run starts
+            afresh (one line on stderr) and overwrites it at its first checkpoint.
+        init: ``{"heads": ..., "model": ...}`` of the run about to start (``"interrupted"``).
+
+    Returns:
+        the checkpoint's dict (model, optimizer, RNG states, rows, iteration, ...), or None.
+
+    Raises:
+        ConfigError: ``mode`` True and the checkpoint belongs to another experiment;
+            ``mode`` not one of :data:`RESUME_MODES`.
+        InputError: the file is not a readable weights-only checkpoint.
+    """
+    if mode not in RESUME_MODES:
+        raise ConfigError("resume", f"{mode!r} is not one of {RESUME_MODES}")
+    if not mode or not path.is_file():
+        return None
+    from genvis.utils.torch_io import load_weights_only
+
+    state = load_weights_only(path, "resume checkpoint (delete it to start afresh)")
+    saved = dict(state.get("experiment") or {})
+    if mode == "interrupted":
+        same = (saved == experiment and state.get("init") == init
+                and int(state.get("iteration", 0)) < int(experiment["train"]["iterations"]))
+        if not same:
+            print(f"{path}: written by another run (other settings, or finished); starting afresh",
+                  file=sys.stderr)
+            return None
+        return state
+    mine = dict(experiment)
+    saved["train"] = {k: v for k, v in (saved.get("train") or {}).items() if k != "iterations"}
+    mine["train"] = {k: v for k, v in mine["train"].items() if k != "iterations"}
+    if saved != mine:
+        raise ConfigError(str(path), "resume checkpoint was written for a different "
+                          "experiment configuration; delete it or use the same config")
+    return state
+
+
 class TrainingState:
     """Everything an exact resume needs besides the data: model, optimizer, the torch /
     sampling / point RNGs, the loss rows, the next iteration and the carried slots.
@@ -279,10 +332,14 @@ class TrainingState:
         cfg: the experiment. model: the model being trained (its weights are part of the
             state). carry: the :class:`CarrySampler` with ``carry_state``, else None.
         paths: :func:`side_paths` of MODEL.pt.
+        init: ``{"heads": DET.pt or None, "model": MODEL.pt or None}``, the initialisation
+            the run started from, saved in the checkpoint (``mode="interrupted"`` compares it).
     """
 
-    def __init__(self, cfg: ExperimentConfig, model: GenVIS, carry: CarrySampler | None, paths: dict[str, Path]):
+    def __init__(self, cfg: ExperimentConfig, model: GenVIS, carry: CarrySampler | None, paths: dict[str, Path],
+                 init: dict[str, str | None] | None = None):
         tc = cfg.train
+        self.init = init
         self.experiment = cfg.to_dict()
         self.model = model
         self.optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
@@ -293,25 +350,11 @@ class TrainingState:
         self.rows: list[dict[str, float]] = []
         self.start = 0
 
-    def load(self) -> None:
-        """Continue from the resume checkpoint (when there is one).
-
-        Raises:
-            ConfigError: it was written for another experiment (iterations aside).
-        """
-        path = self.paths["resume"]
-        if not path.is_file():
+    def load(self, mode: bool | str = True, init: dict[str, str | None] | None = None) -> None:
+        """Continue from the resume checkpoint (see :func:`load_resume` for ``mode``)."""
+        state = load_resume(self.paths["resume"], self.experiment, mode, init)
+        if state is None:
             return
-        from genvis.utils.torch_io import load_weights_only
-
-        state = load_weights_only(path, "resume checkpoint (delete it to start afresh)")
-        saved = dict(state["experiment"])
-        mine = dict(self.experiment)
-        saved["train"] = {k: v for k, v in saved["train"].items() if k != "iterations"}
-        mine["train"] = {k: v for k, v in mine["train"].items() if k != "iterations"}
-        if saved != mine:
-            raise ConfigError(str(path), "resume checkpoint was written for a different "
-                              "experiment configuration; delete it or use the same config")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])   # moves the moments to the model's device
         torch.set_rng_state(state["torch_rng"])
@@ -333,7 +376,7 @@ class TrainingState:
                    "optimizer": self.optimizer.state_dict(), "schedule": {"iteration": iteration},
                    "torch_rng": torch.get_rng_state(), "sample_rng": sample_rng,
                    "point_rng": self.point_gen.get_state(), "rows": self.rows,
-                   "carry": None if self.carry is None else self.carry.state_dict()}
+                   "carry": None if self.carry is None else self.carry.state_dict(), "init": self.init}
         with atomic_path(self.paths["resume"]) as tmp:
             torch.save(payload, tmp)
         self.write_losses()
@@ -410,7 +453,9 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
             the detector in the loop, tensors in memory).
         dataset: the annotated training split (``VISDataset``); its videos are sampled.
         out: MODEL.pt path.
-        resume: continue from ``<stem>.resume.pt`` if it exists (same experiment required).
+        resume: continue from ``<stem>.resume.pt`` if it exists: True (same experiment
+            required, iterations may differ) or ``"interrupted"`` (only a checkpoint of this
+            very run, else start afresh); see :func:`load_resume`.
         iterations: overrides ``cfg.train.iterations``; ``decay_steps`` are scaled by the
             same factor (rounded), so a shorter run keeps the schedule's shape.
         targets: video id -> :class:`VideoTargets` (default: decoded from ``dataset`` on the
@@ -460,9 +505,10 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
                           frame_range=tc.frame_range)
     carry = CarrySampler(sampler, tc.batch_videos) if tc.carry_state else None
     model, mcfg, layers = build_model(cfg, cache, dataset, init_heads, init_model, device)
-    ts = TrainingState(cfg, model, carry, side_paths(out))
-    if resume:
-        ts.load()
+    init = {"heads": None if init_heads is None else str(init_heads),
+            "model": None if init_model is None else str(init_model)}
+    ts = TrainingState(cfg, model, carry, side_paths(out), init)
+    ts.load(resume, init)
     run_steps(cfg, ts, SetCriterion(tc, mcfg.num_classes), cache, targets, sampler, layers, progress)
     ts.write_losses()
     categories = [{"id": c.id, "name": c.name} for c in getattr(dataset, "categories", [])]

@@ -67,7 +67,8 @@ def _train_args(wildcards):
 
 TRAIN_SHELL = (
     THREAD_ENV + " exec genvis train --cache {input.cache} --annotations {input.annotations}"
-    " --config {input.config} --out {output}{params.args} --device " + DEVICE + " --threads {threads} --no-progress > {log} 2>&1"
+    " --config {input.config} --out {output}{params.args} --device " + DEVICE + " --threads {threads}"
+    " --resume-interrupted --no-progress > {log} 2>&1"
 )
 INFER_SHELL = (
     THREAD_ENV + " exec genvis infer --cache {input.cache} --annotations {input.annotations}"
