@@ -32,6 +32,7 @@ from typing import Any, Iterator, Sequence
 
 from distributed import WorkerPlugin
 
+from genvis.commands import wants_cluster  # noqa: F401  (re-exported: cluster_client uses it)
 from genvis.errors import ConfigError
 
 _EXTRACT_PLUGIN = "genvis-extract"
@@ -76,19 +77,6 @@ WORKER_MALLOC: dict[str, str] = {
 #: ran its chunk encoding on extra threads that competed with the other worker's detector:
 #: 2 workers 1.63x the 1-worker rate against 1.84x with this (bench_extract, idle machine).
 WORKER_ZARR: dict[str, str] = {"ZARR_THREADING__MAX_WORKERS": "1"}
-
-
-def wants_cluster(workers: int | None, scheduler: str | None) -> bool:
-    """Whether the options ask for a dask cluster.
-
-    Raises:
-        ConfigError: ``--workers`` below 1, or both options given.
-    """
-    if workers is not None and workers < 1:
-        raise ConfigError("--workers", f"must be >= 1, got {workers}")
-    if workers is not None and scheduler:
-        raise ConfigError("--scheduler", "give either --workers (a local cluster) or --scheduler, not both")
-    return workers is not None or bool(scheduler)
 
 
 @contextlib.contextmanager

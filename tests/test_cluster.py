@@ -179,6 +179,34 @@ def test_infer_on_two_workers_is_byte_identical_to_serial(setup, client, tmp_pat
     assert not (tmp_path / ".dask.json.parts").exists()
 
 
+def test_serial_cli_runs_do_not_import_dask_distributed(setup, tmp_path):
+    """Without --workers / --scheduler, `genvis infer` and `genvis extract` run in-process and
+    never import dask.distributed (~0.3-0.5 s of every workflow job's start); the serial
+    results equal the library call's."""
+    import subprocess
+    import sys
+
+    root, split, serial = setup
+    from genvis.model.checkpoint import load_model
+
+    model, _ = load_model(root / "model.pt")
+    lib = tmp_path / "lib.json"
+    write_inference(model, CacheReader(serial), load_vis_json(split), 2, lib, top_k=3, progress=False)
+    code = ("import sys; from genvis.cli import main; "
+            f"rc = main(['infer', '--cache', {str(serial)!r}, '--annotations', {str(split)!r}, '--model', "
+            f"{str(root / 'model.pt')!r}, '--out', {str(tmp_path / 'cli.json')!r}, '--n-f-eval', '2', '--top-k', '3', "
+            "'--threads', '1', '--no-progress', '--allow-other-detector']); "
+            f"rc2 = main(['extract', '--annotations', {str(split)!r}, '--image-root', {str(root / 'frames')!r}, "
+            f"'--detector', {str(root / 'det.pt')!r}, '--out', {str(tmp_path / 'x.zarr')!r}, '--batch-size', '2', "
+            "'--threads', '1', '--no-progress']); "
+            "print(rc, rc2, 'distributed' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-3:] == ["0", "0", "False"]
+    assert (tmp_path / "cli.json").read_bytes() == lib.read_bytes()
+    assert store_contents(tmp_path / "x.zarr") == store_contents(serial)
+
+
 def test_evaluate_on_the_cluster_gives_the_same_numbers(client):
     """40 videos (3 chunks of 16): predictions are the ground truth shifted by 0..3 pixels with
     random scores, plus a false positive per video; dask tasks and one process agree exactly."""

@@ -8,6 +8,8 @@ import argparse
 import os
 from pathlib import Path
 
+from genvis.errors import ConfigError
+
 #: argument names (``dest``) that name something a command writes; every other argument
 #: naming an existing file or folder is one of its inputs (:func:`check_output_paths`)
 OUTPUT_ARGS = ("out", "out_dir", "zip", "plot", "table", "eval_out", "out_train", "out_holdout")
@@ -115,3 +117,16 @@ def check_output_paths(args: argparse.Namespace) -> None:
             if a.resolve() == b.resolve():
                 raise ConfigError("--" + bname.replace("_", "-"), f"{b} is also the output "
                                   f"--{aname.replace('_', '-')}; give them different paths")
+
+
+def wants_cluster(workers: int | None, scheduler: str | None) -> bool:
+    """Whether the options ask for a dask cluster.
+
+    Raises:
+        ConfigError: ``--workers`` below 1, or both options given.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    if workers is not None and scheduler:
+        raise ConfigError("--scheduler", "give either --workers (a local cluster) or --scheduler, not both")
+    return workers is not None or bool(scheduler)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
-                             check_device)
+                             check_device, wants_cluster)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from genvis.data.ytvis import load_vis_json
     from genvis.detector.model import FrameDetector
 
-    from genvis.cluster import cluster_client, extract_on_cluster, wants_cluster
-
     shard = parse_shard(args.shard)
     apply_threads(args)
     check_device(args)
     if wants_cluster(args.workers, args.scheduler):   # videos as tasks on a dask cluster
+        from genvis.cluster import cluster_client, extract_on_cluster  # imports dask.distributed (~0.3 s)
+
         with cluster_client(args.workers, args.scheduler, threads_per_worker=args.threads or 1) as client:
             stats = extract_on_cluster(client, args.annotations, args.image_root, args.detector, args.out,
                                        batch_size=args.batch_size, shard=shard, min_size=args.min_size,

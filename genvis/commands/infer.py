@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from genvis.commands import (add_cluster_arguments, add_device_argument, add_threads_argument, apply_threads,
-                             check_device)
+                             check_device, wants_cluster)
 from genvis.errors import ConfigError
 from genvis.infer.config import ASSOCIATIONS
 
@@ -51,7 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run inference and write the results. Returns 0; GenvisError subclasses on bad input."""
     from genvis.cache.reader import CacheReader
-    from genvis.cluster import cluster_client, infer_on_cluster, wants_cluster
     from genvis.data.results import write_results_zip
     from genvis.data.ytvis import load_vis_json
     from genvis.infer.inference import VIDEOS_AT_ONCE, write_inference
@@ -84,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         "model_sha256": sha256_file(args.model), "annotations_sha256": sha256_file(args.annotations),
         "cache_provenance": reader.provenance, "n_f_eval": n_f, "top_k": top_k, "association": association}
     if wants_cluster(args.workers, args.scheduler):   # videos as tasks on a dask cluster
+        from genvis.cluster import cluster_client, infer_on_cluster  # imports dask.distributed (~0.3 s)
+
         with cluster_client(args.workers, args.scheduler, threads_per_worker=args.threads or 1) as client:
             count = infer_on_cluster(client, args.model, args.cache, args.annotations, args.out, n_f, top_k,
                                      association, run_key, device=args.device, threads=args.threads or 1,
