@@ -91,6 +91,34 @@ def test_resume_is_exact(split, tmp_path):
         train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "none.pt", resume=True, progress=False)
 
 
+def test_resume_interrupted_continues_only_its_own_run(split, tmp_path, capsys):
+    """The workflow's --resume-interrupted: a stopped run continues exactly; no state, or a
+    state of another config or of another annotation file, starts afresh instead of failing."""
+    root, path = split
+    ds = load_vis_json(path)
+    tcfg = TrainDetectorConfig.from_dict(TCFG)
+    full = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "full.pt", progress=False)
+    fresh = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "none.pt", resume="interrupted",
+                           progress=False)
+    assert fresh.fingerprint() == full.fingerprint() and "afresh" not in capsys.readouterr().err
+    train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "res.pt", progress=False, stop_after=3)
+    resumed = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "res.pt", resume="interrupted",
+                             progress=False)
+    assert resumed.fingerprint() == full.fingerprint() and "afresh" not in capsys.readouterr().err
+    other = TrainDetectorConfig.from_dict({**TCFG, "lr": 2e-3})
+    train_detector(ds, root / "frames", CFG, other, tmp_path / "x.pt", progress=False, stop_after=1)
+    again = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "x.pt", resume="interrupted", progress=False)
+    assert again.fingerprint() == full.fingerprint() and "starting afresh" in capsys.readouterr().err
+    # same configs, the annotation file has changed since the state was written
+    copy = tmp_path / "train.json"
+    copy.write_bytes(path.read_bytes())
+    ds2 = load_vis_json(copy)
+    train_detector(ds2, root / "frames", CFG, tcfg, tmp_path / "y.pt", progress=False, stop_after=3)
+    copy.write_bytes(path.read_bytes() + b" ")
+    again = train_detector(ds2, root / "frames", CFG, tcfg, tmp_path / "y.pt", resume="interrupted", progress=False)
+    assert again.fingerprint() == full.fingerprint() and "starting afresh" in capsys.readouterr().err
+
+
 def test_training_lowers_the_mask2former_loss(split, tmp_path):
     root, path = split
     ds = load_vis_json(path)

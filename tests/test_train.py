@@ -80,54 +80,66 @@ class Killed(Exception):
 def test_resume_interrupted_continues_only_its_own_run(tmp_path, monkeypatch, capsys):
     """The workflow's --resume-interrupted: a run stopped after its checkpoint at k of 2k
     iterations continues to the model of an uninterrupted run; a finished run's checkpoint, or
-    one of other settings (iterations, seed, initialisation), is ignored: a fresh run results."""
+    one of other settings (iterations, seed) or other data (annotation file), is ignored: a
+    fresh run results."""
     import genvis.train.loop as loop
 
     src, ds = make_toy_problem(num_videos=3, length=6)
+    ds.path = tmp_path / "train.json"          # the annotation file whose SHA-256 is the data's identity
+    ds.path.write_text("first version")
     k = 3
     full = train(config(iterations=2 * k), src, ds, tmp_path / "a" / "m.pt", progress=False)
+    real_step = loop.optimizer_step
+
+    def interrupted(out):
+        """Train 2k iterations into ``out``, killed in iteration k + 2 (after the checkpoint at k)."""
+        calls = []
+
+        def dying_step(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == k + 2:
+                raise Killed
+            return real_step(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "optimizer_step", dying_step)
+        with pytest.raises(Killed):
+            train(config(iterations=2 * k, checkpoint_every=k), src, ds, out, resume="interrupted", progress=False)
+        monkeypatch.setattr(loop, "optimizer_step", real_step)
+        assert not out.exists() and len(rows(out.parent / "m.losses.csv")) == k
+
+    def same_weights(x, y):
+        a, b = load_model(x)[0].state_dict(), load_model(y)[0].state_dict()
+        return all(torch.equal(t, b[name]) for name, t in a.items())
+
     part = tmp_path / "b" / "m.pt"
-    real_step, calls = loop.optimizer_step, []
-
-    def dying_step(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == k + 2:     # in iteration k + 2 of 2k, after the checkpoint at k
-            raise Killed
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "optimizer_step", dying_step)
-    with pytest.raises(Killed):
-        train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume="interrupted", progress=False)
-    monkeypatch.setattr(loop, "optimizer_step", real_step)
-    assert not part.exists() and len(rows(tmp_path / "b" / "m.losses.csv")) == k
+    interrupted(part)
     resumed = train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume="interrupted",
                     progress=False)
     assert "afresh" not in capsys.readouterr().err
-    a, _ = load_model(full)
-    b, _ = load_model(resumed)
-    for name, tensor in a.state_dict().items():
-        assert torch.equal(tensor, b.state_dict()[name]), name
+    assert same_weights(full, resumed)
     assert rows(tmp_path / "a" / "m.losses.csv") == rows(tmp_path / "b" / "m.losses.csv")
 
-    # stale checkpoints: the finished run's (2k of 2k), then one of a shorter run (k of k)
-    # continued by a longer one, then one with another seed: each run equals a fresh one
-    fresh = train(config(iterations=2 * k), src, ds, tmp_path / "c" / "m.pt", progress=False)
-    for stale_cfg, cfg in ((None, config(iterations=2 * k)),
-                           (config(iterations=k, checkpoint_every=k), config(iterations=2 * k)),
-                           (config(iterations=2 * k, seed=5), config(iterations=2 * k))):
-        out = tmp_path / "d" / "m.pt"
-        if stale_cfg is not None:
-            train(stale_cfg, src, ds, out, progress=False)
-        else:
-            train(cfg, src, ds, out, progress=False)
-        again = train(cfg, src, ds, out, resume="interrupted", progress=False)
+    # stale checkpoints: the finished run's (2k of 2k); one of a shorter run (k of k) before a
+    # longer one; one of another seed: each run then equals a fresh one
+    for i, stale_cfg in enumerate((config(iterations=2 * k), config(iterations=k, checkpoint_every=k),
+                                   config(iterations=2 * k, seed=5))):
+        out = tmp_path / f"d{i}" / "m.pt"
+        train(stale_cfg, src, ds, out, progress=False)
+        again = train(config(iterations=2 * k), src, ds, out, resume="interrupted", progress=False)
         assert "starting afresh" in capsys.readouterr().err
-        c, _ = load_model(fresh)
-        d, _ = load_model(again)
-        for name, tensor in c.state_dict().items():
-            assert torch.equal(tensor, d.state_dict()[name]), name
+        assert same_weights(full, again)
+    # an interrupted run, then the annotation file changes (same settings): a fresh run, which
+    # differs from the first run's continuation (that would be the weights of `full`)
+    part = tmp_path / "e" / "m.pt"
+    interrupted(part)
+    ds.path.write_text("second version")
+    again = train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume="interrupted",
+                  progress=False)
+    assert "starting afresh" in capsys.readouterr().err
+    assert same_weights(full, again)           # the toy data itself did not change: fresh == full
+    assert len(rows(part.parent / "m.losses.csv")) == 2 * k
     with pytest.raises(ConfigError, match="resume"):
-        train(config(iterations=2), src, ds, tmp_path / "e.pt", resume="sometimes", progress=False)
+        train(config(iterations=2), src, ds, tmp_path / "f.pt", resume="sometimes", progress=False)
 
 
 def test_init_model_copies_shared_weights_and_keeps_new_ones_fresh(tmp_path):

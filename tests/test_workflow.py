@@ -710,4 +710,5 @@ def test_detector_training_job_gets_its_own_threads_capped_at_cores(tmp_path):
         det = [s for s in lines if "genvis train-detector" in s]
         ext = [s for s in lines if "genvis extract" in s]
         assert len(det) == 1 and f"OMP_NUM_THREADS={want} " in det[0] and f"--threads {want} " in det[0]
+        assert " --resume-interrupted " in det[0]   # a killed detector job continues
         assert ext and all("OMP_NUM_THREADS=1 " in s and "--threads 1 " in s for s in ext)

@@ -13,7 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="detector YAML (config/detectors/*.yaml)")
     parser.add_argument("--out", required=True, help="detector file to write (DET.pt)")
     parser.add_argument("--iterations", type=int, default=None, help="override train.iterations of the config")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from <out>.state.pt (same configs)")
+    again.add_argument("--resume-interrupted", action="store_true",
+                       help="continue from <out>.state.pt only if this same run (configs, --init, annotation "
+                       "file) wrote it, else start afresh; the workflow passes it, so a killed job continues")
     parser.add_argument("--init", default=None, help="start from this genvis detector file (e.g. an imported one)")
     parser.add_argument("--eval-annotations", default=None, help="split json for frame-level mask AP")
     parser.add_argument("--eval-image-root", default=None, help="image root of --eval-annotations")
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         train_opts = {**train_opts, "iterations": args.iterations}
     tcfg = TrainDetectorConfig.from_dict(train_opts, source=args.config)
     dataset = load_vis_json(args.annotations)
-    det = train_detector(dataset, args.image_root, cfg, tcfg, args.out, resume=args.resume,
+    det = train_detector(dataset, args.image_root, cfg, tcfg, args.out, resume="interrupted" if args.resume_interrupted else args.resume,
                          device=args.device, progress=not args.no_progress, init=args.init)
     print(f"wrote {args.out} (fingerprint {det.fingerprint()})")
     if args.eval_annotations:

@@ -19,6 +19,7 @@ Evaluation: COCO-style mask AP over frames (pycocotools ``COCOeval``, iouType ``
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,6 +33,7 @@ from genvis.detector.config import DetectorConfig
 from genvis.detector.model import FrameDetector
 from genvis.detector.preprocess import ImageSizes, masks_to_original, preprocess_frames
 from genvis.errors import ConfigError, InputError
+from genvis.utils.io import run_origin
 
 
 @dataclass
@@ -264,26 +266,44 @@ def _build_detector(cfg: DetectorConfig, tcfg: TrainDetectorConfig, device: str 
 
 
 def _save_state(spath: Path, det: FrameDetector, opt: torch.optim.Optimizer, gen: torch.Generator,
-                cfg: DetectorConfig, tcfg: TrainDetectorConfig, it: int) -> None:
-    """The resumable state after ``it`` iterations (weights, optimizer, RNGs), atomically."""
+                cfg: DetectorConfig, tcfg: TrainDetectorConfig, it: int, origin: dict[str, Any]) -> None:
+    """The resumable state after ``it`` iterations (weights, optimizer, RNGs, the run's
+    origin: :func:`genvis.utils.io.run_origin`), atomically."""
     from genvis.utils.io import atomic_path
 
     with atomic_path(spath) as tmp:
         torch.save({"config": cfg.to_dict(), "train_config": asdict(tcfg), "iteration": it,
                     "model": det.state_dict(), "optimizer": opt.state_dict(),
-                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
+                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "origin": origin}, tmp)
 
 
 def _resume_state(spath: Path, det: FrameDetector, opt: torch.optim.Optimizer, gen: torch.Generator,
-                  cfg: DetectorConfig, tcfg: TrainDetectorConfig) -> int:
-    """Step 3 (``--resume``): restore weights, optimizer and RNGs; return the iteration to
-    continue from. Raises InputError: no state file, corrupt, or written with another config."""
+                  cfg: DetectorConfig, tcfg: TrainDetectorConfig, mode: bool | str = True,
+                  origin: dict[str, Any] | None = None) -> int:
+    """Step 3: restore weights, optimizer and RNGs; return the iteration to continue from.
+
+    ``mode`` True (``--resume``): the state must exist and match the configs. ``"interrupted"``
+    (``--resume-interrupted``, the workflow's): continue only a state of the same configs and
+    ``origin`` (initialisation, annotation file); without one, or with another, start afresh
+    (0; one line on stderr when a stale state is passed over).
+
+    Raises:
+        InputError: (mode True) no state file or one written with another config; (both)
+            a corrupt file.
+    """
     if not spath.is_file():
+        if mode == "interrupted":
+            return 0
         raise InputError(spath, "no training state to resume from")
     from genvis.utils.torch_io import load_weights_only
 
     st = load_weights_only(spath, "training state (delete it to start afresh)")
-    if st.get("config") != cfg.to_dict() or st.get("train_config") != asdict(tcfg):
+    same_config = st.get("config") == cfg.to_dict() and st.get("train_config") == asdict(tcfg)
+    if mode == "interrupted":
+        if not same_config or st.get("origin") != origin:
+            print(f"{spath}: written by another run (other settings or data); starting afresh", file=sys.stderr)
+            return 0
+    elif not same_config:
         raise InputError(spath, "training state was written with another config; "
                          "delete it or train without --resume")
     det.load_state_dict(st["model"])
@@ -319,7 +339,7 @@ def train_detector(
     cfg: DetectorConfig,
     tcfg: TrainDetectorConfig,
     out: str | os.PathLike,
-    resume: bool = False,
+    resume: bool | str = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
     init: str | os.PathLike | None = None,
@@ -338,7 +358,9 @@ def train_detector(
         cfg, tcfg: detector and training configuration.
         out: the detector file (``FrameDetector.save``); the resumable state goes to
             ``<out>.state.pt`` and is removed when training completes.
-        resume: continue from ``<out>.state.pt`` (exactly: weights, optimizer, RNG).
+        resume: continue from ``<out>.state.pt`` (exactly: weights, optimizer, RNG): True,
+            or ``"interrupted"`` (only a state of this very run, else start afresh; see
+            :func:`_resume_state`).
         device: ``cpu`` or ``cuda``.
         init: optional genvis detector file to start from (e.g. an imported checkpoint).
         stop_after: stop (after checkpointing) once this many iterations are done, without
@@ -359,7 +381,8 @@ def train_detector(
     det, opt = _build_detector(cfg, tcfg, device, init)
     gen = torch.Generator().manual_seed(tcfg.seed)
     spath = state_path(out)
-    start = _resume_state(spath, det, opt, gen, cfg, tcfg) if resume else 0
+    origin = run_origin(dataset, None, init=init)
+    start = _resume_state(spath, det, opt, gen, cfg, tcfg, resume, origin) if resume else 0
 
     bar = tqdm(total=tcfg.iterations, initial=start, desc="train-detector", unit="it",
                disable=not progress, dynamic_ncols=True)
@@ -375,7 +398,7 @@ def train_detector(
             bar.set_postfix(loss=f"{ema:.3f}")
             done = it + 1
             if done % tcfg.checkpoint_every == 0 or (stop_after is not None and done >= stop_after):
-                _save_state(spath, det, opt, gen, cfg, tcfg, done)
+                _save_state(spath, det, opt, gen, cfg, tcfg, done, origin)
             if stop_after is not None and done >= stop_after and done < tcfg.iterations:
                 det.eval()
                 return det

@@ -164,7 +164,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         InputError: videos missing from the cache, NaN features, no annotations, loss not finite.
     """
     from genvis.clip_source import check_covers, probe_sizes, source_name
-    from genvis.train.loop import build_optimizer, learning_rate, load_resume, optimizer_step, side_paths
+    from genvis.train.loop import build_optimizer, learning_rate, load_resume, optimizer_step, run_origin, side_paths
     from genvis.train.targets import DatasetTargets
     from genvis.utils.device import resolve_device
 
@@ -195,8 +195,8 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
     rows: list[dict[str, float]] = []
     start = 0
     experiment = cfg.to_dict()
-    init = {"heads": str(init_heads), "model": None}
-    state = load_resume(paths["resume"], experiment, resume, init)
+    origin = run_origin(dataset, cache, heads=init_heads)
+    state = load_resume(paths["resume"], experiment, resume, origin)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -208,7 +208,7 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
     def checkpoint(it: int) -> None:
         payload = {"iteration": it, "experiment": experiment, "model": model.state_dict(),
                    "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                   "sample_rng": sample_gen.get_state(), "rows": rows, "init": init}
+                   "sample_rng": sample_gen.get_state(), "rows": rows, "origin": origin}
         with atomic_path(paths["resume"]) as tmp:
             torch.save(payload, tmp)
         atomic_write_text(paths["losses"], csv_text(rows, CSV_COLUMNS))

@@ -44,7 +44,7 @@ from genvis.train.criterion import ClipTargets, SetCriterion
 from genvis.train.sampler import ClipSampler, Sample
 from genvis.train.targets import DatasetTargets, VideoTargets
 from genvis.utils.device import resolve_device
-from genvis.utils.io import atomic_path, atomic_write_text, csv_text
+from genvis.utils.io import atomic_path, atomic_write_text, csv_text, run_origin
 
 LOSS_COLUMNS = ("loss_ce", "loss_mask", "loss_dice", "loss_sim")
 CSV_COLUMNS = ("iteration", "lr", "loss") + LOSS_COLUMNS
@@ -276,7 +276,7 @@ RESUME_MODES = (False, True, "interrupted")
 
 
 def load_resume(path: Path, experiment: dict[str, Any], mode: bool | str,
-                init: dict[str, str | None] | None = None) -> dict[str, Any] | None:
+                origin: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Read the resume checkpoint ``<stem>.resume.pt`` of a run, if it should be continued.
 
     Args:
@@ -286,10 +286,11 @@ def load_resume(path: Path, experiment: dict[str, Any], mode: bool | str,
             iterations may differ (extends or shortens a run), anything else of the experiment
             must match. ``"interrupted"`` (``--resume-interrupted``, what the workflow
             passes): continue it only if the same run wrote it -- same experiment including
-            seed and iterations, same initialisation (``init``) -- and stopped before the end;
+            seed and iterations, same ``origin`` (initialisation, annotations, cache) -- and
+            stopped before the end;
             any other checkpoint is stale (an earlier run with other settings): the run starts
             afresh (one line on stderr) and overwrites it at its first checkpoint.
-        init: ``{"heads": ..., "model": ...}`` of the run about to start (``"interrupted"``).
+        origin: :func:`run_origin` of the run about to start (``"interrupted"``).
 
     Returns:
         the checkpoint's dict (model, optimizer, RNG states, rows, iteration, ...), or None.
@@ -308,10 +309,10 @@ def load_resume(path: Path, experiment: dict[str, Any], mode: bool | str,
     state = load_weights_only(path, "resume checkpoint (delete it to start afresh)")
     saved = dict(state.get("experiment") or {})
     if mode == "interrupted":
-        same = (saved == experiment and state.get("init") == init
+        same = (saved == experiment and state.get("origin") == origin
                 and int(state.get("iteration", 0)) < int(experiment["train"]["iterations"]))
         if not same:
-            print(f"{path}: written by another run (other settings, or finished); starting afresh",
+            print(f"{path}: written by another run (other settings or data, or finished); starting afresh",
                   file=sys.stderr)
             return None
         return state
@@ -332,14 +333,14 @@ class TrainingState:
         cfg: the experiment. model: the model being trained (its weights are part of the
             state). carry: the :class:`CarrySampler` with ``carry_state``, else None.
         paths: :func:`side_paths` of MODEL.pt.
-        init: ``{"heads": DET.pt or None, "model": MODEL.pt or None}``, the initialisation
-            the run started from, saved in the checkpoint (``mode="interrupted"`` compares it).
+        origin: :func:`run_origin` of the run, saved in the checkpoint (resume mode
+            ``"interrupted"`` compares it).
     """
 
     def __init__(self, cfg: ExperimentConfig, model: GenVIS, carry: CarrySampler | None, paths: dict[str, Path],
-                 init: dict[str, str | None] | None = None):
+                 origin: dict[str, Any] | None = None):
         tc = cfg.train
-        self.init = init
+        self.origin = origin
         self.experiment = cfg.to_dict()
         self.model = model
         self.optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
@@ -350,9 +351,9 @@ class TrainingState:
         self.rows: list[dict[str, float]] = []
         self.start = 0
 
-    def load(self, mode: bool | str = True, init: dict[str, str | None] | None = None) -> None:
+    def load(self, mode: bool | str = True) -> None:
         """Continue from the resume checkpoint (see :func:`load_resume` for ``mode``)."""
-        state = load_resume(self.paths["resume"], self.experiment, mode, init)
+        state = load_resume(self.paths["resume"], self.experiment, mode, self.origin)
         if state is None:
             return
         self.model.load_state_dict(state["model"])
@@ -376,7 +377,7 @@ class TrainingState:
                    "optimizer": self.optimizer.state_dict(), "schedule": {"iteration": iteration},
                    "torch_rng": torch.get_rng_state(), "sample_rng": sample_rng,
                    "point_rng": self.point_gen.get_state(), "rows": self.rows,
-                   "carry": None if self.carry is None else self.carry.state_dict(), "init": self.init}
+                   "carry": None if self.carry is None else self.carry.state_dict(), "origin": self.origin}
         with atomic_path(self.paths["resume"]) as tmp:
             torch.save(payload, tmp)
         self.write_losses()
@@ -505,10 +506,9 @@ def train(cfg: ExperimentConfig, cache: ClipSource, dataset: Any, out: str | os.
                           frame_range=tc.frame_range)
     carry = CarrySampler(sampler, tc.batch_videos) if tc.carry_state else None
     model, mcfg, layers = build_model(cfg, cache, dataset, init_heads, init_model, device)
-    init = {"heads": None if init_heads is None else str(init_heads),
-            "model": None if init_model is None else str(init_model)}
-    ts = TrainingState(cfg, model, carry, side_paths(out), init)
-    ts.load(resume, init)
+    origin = run_origin(dataset, cache, heads=init_heads, model=init_model)
+    ts = TrainingState(cfg, model, carry, side_paths(out), origin)
+    ts.load(resume)
     run_steps(cfg, ts, SetCriterion(tc, mcfg.num_classes), cache, targets, sampler, layers, progress)
     ts.write_losses()
     categories = [{"id": c.id, "name": c.name} for c in getattr(dataset, "categories", [])]

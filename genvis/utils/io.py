@@ -75,6 +75,20 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def run_origin(dataset: Any, cache: Any = None, **init: str | os.PathLike | None) -> dict[str, Any]:
+    """What a training run starts from besides its experiment: the initialisation files
+    (``init``, e.g. ``heads=DET.pt``; None: not used), the SHA-256 of the annotation file (``dataset.path``;
+    None for data held in memory) and the clip source's provenance (the cache's detector
+    fingerprint, sizes and layout; None without one). Saved in the resumable training states of
+    ``genvis train`` and ``train-detector``; their ``--resume-interrupted`` continues only a
+    state of an equal origin (:func:`genvis.train.loop.load_resume`)."""
+    path = getattr(dataset, "path", None)
+    digest = sha256_file(path) if path is not None and Path(path).is_file() else None
+    provenance = getattr(cache, "provenance", None)
+    return {"init": {k: None if v is None else str(v) for k, v in sorted(init.items())},
+            "annotations_sha256": digest, "provenance": None if provenance is None else dict(provenance)}
+
+
 def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """CSV text of ``rows`` with a header of ``columns`` (floats as ``%.6g``, missing
     values empty, ``\n`` line ends): the loss logs (``losses.csv``) of the training loops."""

@@ -66,7 +66,7 @@ rule detector:
     shell:
         "if [ {params.kind} = train ]; then "
         + THREAD_ENV + " exec genvis train-detector {params.files}{params.settings} --device " + DEVICE
-        + " --threads {threads} --no-progress; "
+        + " --threads {threads} --resume-interrupted --no-progress; "
         "else " + THREAD_ENV + " exec genvis import-checkpoint {params.files}; fi > {log} 2>&1"
 
 
