@@ -104,7 +104,8 @@ def test_resume_interrupted_continues_only_its_own_run(split, tmp_path, capsys):
     train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "res.pt", progress=False, stop_after=3)
     resumed = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "res.pt", resume="interrupted",
                              progress=False)
-    assert resumed.fingerprint() == full.fingerprint() and "afresh" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert resumed.fingerprint() == full.fingerprint() and "afresh" not in err and "continuing from iteration 3" in err
     other = TrainDetectorConfig.from_dict({**TCFG, "lr": 2e-3})
     train_detector(ds, root / "frames", CFG, other, tmp_path / "x.pt", progress=False, stop_after=1)
     again = train_detector(ds, root / "frames", CFG, tcfg, tmp_path / "x.pt", resume="interrupted", progress=False)

@@ -115,7 +115,8 @@ def test_resume_interrupted_continues_only_its_own_run(tmp_path, monkeypatch, ca
     interrupted(part)
     resumed = train(config(iterations=2 * k, checkpoint_every=k), src, ds, part, resume="interrupted",
                     progress=False)
-    assert "afresh" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "afresh" not in err and f"continuing the interrupted run from iteration {k}" in err
     assert same_weights(full, resumed)
     assert rows(tmp_path / "a" / "m.losses.csv") == rows(tmp_path / "b" / "m.losses.csv")
 

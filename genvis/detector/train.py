@@ -310,6 +310,7 @@ def _resume_state(spath: Path, det: FrameDetector, opt: torch.optim.Optimizer, g
     opt.load_state_dict(st["optimizer"])
     gen.set_state(st["generator"])
     torch.set_rng_state(st["torch_rng"])
+    print(f"{spath}: continuing from iteration {int(st['iteration'])}", file=sys.stderr)
     return int(st["iteration"])
 
 

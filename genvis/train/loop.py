@@ -315,6 +315,7 @@ def load_resume(path: Path, experiment: dict[str, Any], mode: bool | str,
             print(f"{path}: written by another run (other settings or data, or finished); starting afresh",
                   file=sys.stderr)
             return None
+        print(f"{path}: continuing the interrupted run from iteration {int(state['iteration'])}", file=sys.stderr)
         return state
     mine = dict(experiment)
     saved["train"] = {k: v for k, v in (saved.get("train") or {}).items() if k != "iterations"}
