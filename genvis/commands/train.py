@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "(same experiment; --iterations may differ, to extend a run)")
     again.add_argument("--resume-interrupted", action="store_true",
                        help="continue from <stem>.resume.pt only if this same run (experiment, seed, "
-                       "iterations, initialisation) wrote it and stopped early, else start afresh; "
+                       "iterations, initialisation, annotations, cache) wrote it and stopped early, else "
+                       "start afresh; "
                        "the workflow's training rules pass it, so a killed job continues")
     add_device_argument(parser, "the video modules and the losses")
     add_threads_argument(parser)
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config)
     dataset = load_vis_json(args.annotations)
     reader = CacheReader(args.cache)
-    out = train(cfg, reader, dataset, args.out, resume="interrupted" if args.resume_interrupted else args.resume, iterations=args.iterations,
+    resume = "interrupted" if args.resume_interrupted else args.resume
+    out = train(cfg, reader, dataset, args.out, resume=resume, iterations=args.iterations,
                 progress=not args.no_progress, init_heads=args.init_heads,
                 init_model=args.init_model, device=args.device, seed=args.seed)
     print(f"wrote {out}")

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         train_opts = {**train_opts, "iterations": args.iterations}
     tcfg = TrainDetectorConfig.from_dict(train_opts, source=args.config)
     dataset = load_vis_json(args.annotations)
-    det = train_detector(dataset, args.image_root, cfg, tcfg, args.out, resume="interrupted" if args.resume_interrupted else args.resume,
+    resume = "interrupted" if args.resume_interrupted else args.resume
+    det = train_detector(dataset, args.image_root, cfg, tcfg, args.out, resume=resume,
                          device=args.device, progress=not args.no_progress, init=args.init)
     print(f"wrote {args.out} (fingerprint {det.fingerprint()})")
     if args.eval_annotations:

@@ -164,9 +164,10 @@ def train_idol(cfg: Any, cache: Any, dataset: Any, out: str | os.PathLike, resum
         InputError: videos missing from the cache, NaN features, no annotations, loss not finite.
     """
     from genvis.clip_source import check_covers, probe_sizes, source_name
-    from genvis.train.loop import build_optimizer, learning_rate, load_resume, optimizer_step, run_origin, side_paths
+    from genvis.train.loop import build_optimizer, learning_rate, load_resume, optimizer_step, side_paths
     from genvis.train.targets import DatasetTargets
     from genvis.utils.device import resolve_device
+    from genvis.utils.io import run_origin
 
     out = Path(out)
     tc, settings = cfg.train, cfg.idol

@@ -287,9 +287,9 @@ def load_resume(path: Path, experiment: dict[str, Any], mode: bool | str,
             must match. ``"interrupted"`` (``--resume-interrupted``, what the workflow
             passes): continue it only if the same run wrote it -- same experiment including
             seed and iterations, same ``origin`` (initialisation, annotations, cache) -- and
-            stopped before the end;
-            any other checkpoint is stale (an earlier run with other settings): the run starts
-            afresh (one line on stderr) and overwrites it at its first checkpoint.
+            stopped before the end; any other checkpoint is stale (an earlier run with other
+            settings or data): the run starts afresh (one line on stderr) and overwrites it at
+            its first checkpoint.
         origin: :func:`run_origin` of the run about to start (``"interrupted"``).
 
     Returns:
