@@ -70,6 +70,33 @@ def test_identity_swaps_cost_video_ap_only_and_the_horizon_locates_dropped_frame
     assert "frames 0-3" in md and "frames 4+" in md
 
 
+def test_video_ap_is_split_by_videos_with_two_instances_of_a_category():
+    """Video 1 holds two instances of category 1 (swapped from frame 4: video AP 0 there);
+    video 2 one instance of each of two categories (perfect): AP 0 and 100 by kind."""
+    anns = [{"id": i + 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
+             "segmentations": mask_ops.encode_masks_or_none(m)} for i, m in enumerate((LEFT, RIGHT))]
+    anns += [{"id": 3 + i, "video_id": 2, "category_id": 1 + i, "iscrowd": 0,
+              "segmentations": mask_ops.encode_masks_or_none(m)} for i, m in enumerate((LEFT, RIGHT))]
+    videos = [{"id": v, "length": T, "height": H, "width": W, "file_names": [f"v{v}/{t}.jpg" for t in range(T)]}
+              for v in (1, 2)]
+    gt = parse_vis_dict({"videos": videos, "annotations": anns,
+                         "categories": [{"id": 1, "name": "thing"}, {"id": 2, "name": "other"}]}, "gt.json")
+    results = tracks(swap_at=4) + [VideoResult(2, 1, 0.9, mask_ops.encode_masks(LEFT)),
+                                   VideoResult(2, 2, 0.9, mask_ops.encode_masks(RIGHT))]
+    out = diagnose(gt, [Row("mixed", [results, results])])
+    row = out["rows"][0]
+    assert out["kind_videos"] == {"multi": 1, "single": 1}
+    assert row["video_AP_multi"] == pytest.approx(0.0, abs=0.5)
+    assert row["video_AP_single"] == pytest.approx(100.0)
+    assert 0.5 < row["video_AP_mean"] < 99.5            # both kinds pooled
+    assert "| mixed | 0.0 | 100.0 |" in format_markdown(out)
+    assert "2+ instances of a category (1 videos)" in format_markdown(out)
+    # one kind only (the single-video ground truth above): no split table, the keys say None
+    only = diagnose(ground_truth(), [Row("perfect", [tracks()])])
+    assert only["kind_videos"] == {"multi": 1, "single": 0} and only["rows"][0]["video_AP_single"] is None
+    assert "by kind of video" not in format_markdown(only)
+
+
 def test_frame_bins_cover_the_longest_video_with_an_open_last_range():
     assert frame_bins(15, 50) == [(0, 15), (15, 30), (30, 45), (45, None)]
     assert frame_bins(15, 45) == [(0, 15), (15, 30), (30, None)]

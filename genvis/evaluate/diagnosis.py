@@ -7,7 +7,11 @@ and the seed-mean per-frame mask AP with identities ignored (:mod:`genvis.evalua
 over all frames and, with a horizon H, on frames 0..H-1 and H onward (H: the frames one
 training sample covers, N_v x N_f, so that propagation inside and beyond the training window
 can be told apart) and in consecutive frame ranges of H frames (:func:`frame_bins`: how the
-per-frame AP evolves along the videos, e.g. drift of propagated queries). Reading it:
+per-frame AP evolves along the videos, e.g. drift of propagated queries). The video AP is
+also split by kind of video (:func:`video_kinds`): videos where some category has two or
+more instances -- the ones where telling instances of a category apart decides the track;
+on the synthetic benchmark's distinct style all instances of a category look alike -- and
+videos with at most one instance per category. Reading it:
 
 * oracle minus own association: what association could still add to these clips;
 * two methods under the oracle: how their clips (segmentation and scores) differ;
@@ -69,6 +73,24 @@ def frame_bins(horizon: int, longest: int, max_bins: int = MAX_BINS) -> list[tup
     return [(k * h, (k + 1) * h) for k in range(n - 1)] + [((n - 1) * h, None)]
 
 
+def video_kinds(gt: VISDataset) -> dict[str, list[int]]:
+    """Video ids by kind: ``"multi"``, videos whose ground truth holds two or more instances of
+    one category; ``"single"``, the others (file order kept)."""
+    out: dict[str, list[int]] = {"multi": [], "single": []}
+    for v in gt.videos:
+        cats = [a.category_id for a in gt.annotations_of(v.id)]
+        out["multi" if len(cats) != len(set(cats)) else "single"].append(v.id)
+    return out
+
+
+def _kind_ap(gt: VISDataset, results: Sequence[VideoResult], video_ids: Sequence[int]) -> float | None:
+    """Video AP (percent) on a subset of the videos and their results; None without videos."""
+    if not video_ids:
+        return None
+    keep = set(video_ids)
+    return evaluate(gt.subset(keep), [r for r in results if r.video_id in keep])["AP"]
+
+
 def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) -> dict:
     """Score every row.
 
@@ -84,7 +106,9 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
         "video_AP_mean", "frame_AP": [per seed], "frame_AP_mean", "HOTA" / "AssA": [per seed,
         class-averaged, :mod:`genvis.evaluate.hota`], "HOTA_mean", "AssA_mean", and with a horizon
         "frame_AP_before", "frame_AP_after" (seed means) and "frame_AP_bins" (seed mean per
-        bin)}]}; APs in percent, None where undefined (e.g. a range without ground truth).
+        bin), "video_AP_multi" / "video_AP_single" (seed means on the videos of
+        :func:`video_kinds`)}], "kind_videos": {"multi": n, "single": n}}; APs in percent,
+        None where undefined (e.g. a range without ground truth, a kind without videos).
 
     Raises:
         InputError: ``gt`` has no annotations, or a row has no seeds.
@@ -95,6 +119,7 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
     if horizon is not None and int(horizon) < 1:
         raise ValueError(f"horizon must be >= 1 frame, got {horizon}")
     bins = [] if horizon is None else frame_bins(int(horizon), max(v.length for v in gt.videos))
+    kinds = video_kinds(gt)
     out_rows = []
     for row in rows:
         if not row.seeds:
@@ -107,6 +132,8 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
         for k in ("HOTA", "AssA"):
             r[k] = [a[k] for a in assoc]
             r[f"{k}_mean"] = _mean(r[k])
+        for kind, vids in kinds.items():
+            r[f"video_AP_{kind}"] = _mean([_kind_ap(gt, res, vids) for res in row.seeds])
         if horizon is not None:
             h = int(horizon)
             per_bin = [[frame_mask_ap(gt, res, b)["AP"] for res in row.seeds] for b in bins]
@@ -117,7 +144,8 @@ def diagnose(gt: VISDataset, rows: Sequence[Row], horizon: int | None = None) ->
             r["frame_AP_bins"] = [_mean(v) for v in per_bin]
         out_rows.append(r)
     return {"horizon": None if horizon is None else int(horizon), "bins": [list(b) for b in bins],
-            "bin_videos": [sum(v.length > start for v in gt.videos) for start, _ in bins], "rows": out_rows}
+            "bin_videos": [sum(v.length > start for v in gt.videos) for start, _ in bins], "rows": out_rows,
+            "kind_videos": {k: len(v) for k, v in kinds.items()}}
 
 
 def bin_label(start: int, stop: int | None) -> str:
@@ -126,8 +154,9 @@ def bin_label(start: int, stop: int | None) -> str:
 
 
 def format_markdown(diagnosis: dict) -> str:
-    """The diagnosis as markdown (one decimal; "-" where undefined): the table of rows and,
-    when it has frame ranges, a second table of the seed-mean frame AP per range."""
+    """The diagnosis as markdown (one decimal; "-" where undefined): the table of rows; when it
+    has frame ranges, a table of the seed-mean frame AP per range; when both kinds of video
+    occur, a table of the video AP per kind."""
     def f(x):
         return "-" if x is None else f"{x:.1f}"
 
@@ -152,5 +181,13 @@ def format_markdown(diagnosis: dict) -> str:
                   "| method / association | " + " | ".join(bin_label(*b) for b in bins) + " |",
                   "|" + "---|" * (len(bins) + 1)]
         lines += ["| " + " | ".join([r["label"]] + [f(v) for v in r["frame_AP_bins"]]) + " |"
+                  for r in diagnosis["rows"]]
+    n = diagnosis.get("kind_videos") or {}
+    if n.get("multi") and n.get("single"):
+        lines += ["", "Video AP by kind of video, seed means (two or more instances of one category: "
+                  "telling them apart decides the tracks):", "",
+                  f"| method / association | 2+ instances of a category ({n['multi']} videos) "
+                  f"| one instance per category ({n['single']} videos) |", "|---|---|---|"]
+        lines += [f"| {r['label']} | {f(r.get('video_AP_multi'))} | {f(r.get('video_AP_single'))} |"
                   for r in diagnosis["rows"]]
     return "\n".join(lines) + "\n"
