@@ -55,8 +55,6 @@ def apply_threads(args: argparse.Namespace) -> None:
     """
     if args.threads is None:
         return
-    from genvis.errors import ConfigError
-
     if args.threads < 1:
         raise ConfigError("--threads", f"must be >= 1, got {args.threads}")
     import torch
@@ -95,8 +93,6 @@ def check_output_paths(args: argparse.Namespace) -> None:
             folder an output would be written in (its nearest existing ancestor) is not
             writable by this process.
     """
-    from genvis.errors import ConfigError
-
     outputs = [(name, p) for name in OUTPUT_ARGS for p in _paths(getattr(args, name, None))]
     inputs = [(name, p) for name, value in vars(args).items()
               if name not in OUTPUT_ARGS and not name.startswith("_") for p in _paths(value) if p.is_file()]
