@@ -214,3 +214,42 @@ def test_distinct_style_outline_and_annotation_threshold():
     ds = synth_annotations(SynthConfig(num_videos=4, seed=1, height=96, width=128, min_length=20, max_length=40,
                                        valid_fraction=0.0, style="distinct"), "train")
     assert min(x for a in ds.annotations for x in a.areas if x) >= 25
+
+
+
+def test_colour_jitter_sets_how_alike_instances_are(tmp_path, capsys):
+    """color_jitter / lookalike_jitter: the spread (grey levels per channel) of instance
+    colours around the category's pair, and of a look-alike's around its twin's; recorded in
+    synth_config.json and validated."""
+    from genvis.data.synth import DISTINCT_COLORS, plan_video
+
+    def spreads(**kw):
+        cfg = SynthConfig(height=128, width=160, style="distinct", **kw).validate()
+        around_category, twin = [], []
+        for i in range(400):
+            specs = plan_video(cfg, np.random.default_rng([7, i]), 40)
+            around_category += [s.colors - np.asarray(DISTINCT_COLORS[s.category]) for s in specs[:1]]
+            for a, b in combinations(specs, 2):
+                if a.category == b.category and np.array_equal(a.anchor, b.anchor):
+                    twin.append(b.colors - a.colors)
+        # clipping at 0 and 255 (the near-black and near-white channels) leaves zeros: not counted
+        cat = np.concatenate(around_category).ravel()
+        return float(np.std(cat[cat != 0])), float(np.std(np.concatenate(twin))), len(twin)
+
+    cat_default, twin_default, pairs = spreads()
+    assert pairs > 100
+    assert 4 < cat_default < 7 and 4.5 < twin_default < 7.5
+    cat_wide, twin_wide, _ = spreads(color_jitter=20, lookalike_jitter=30)
+    assert 16 < cat_wide < 26 and 24 < twin_wide < 32
+    from genvis.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="synth.color_jitter"):
+        SynthConfig(color_jitter=-1).validate()
+    out = tmp_path / "j"
+    assert main(["synth", "--out", str(out), "--videos", "2", "--height", "32", "--width", "32",
+                 "--min-length", "3", "--max-length", "4", "--style", "distinct", "--color-jitter", "20",
+                 "--lookalike-jitter", "30", "--no-progress"]) == 0
+    recorded = json.loads((out / "synth_config.json").read_text())
+    assert recorded["color_jitter"] == 20 and recorded["lookalike_jitter"] == 30
+    assert main(["synth", "--out", str(tmp_path / "k"), "--videos", "2", "--lookalike-jitter", "200"]) == 2
+    assert "synth.lookalike_jitter" in capsys.readouterr().err

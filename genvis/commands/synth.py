@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(the original benchmark); 'distinct': one shape, texture and colour pair per "
                         "category, dark contours: easy frames, look-alike instances (default "
                         f"{d.style})")
+    parser.add_argument("--color-jitter", type=float, default=d.color_jitter,
+                        help="distinct style: standard deviation, in grey levels per channel, of each "
+                        f"instance's colours around its category's (default {d.color_jitter})")
+    parser.add_argument("--lookalike-jitter", type=float, default=d.lookalike_jitter,
+                        help="standard deviation, in grey levels per channel, of a look-alike's colours "
+                        f"around those of the instance it copies (default {d.lookalike_jitter})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                       min_length=args.min_length, max_length=args.max_length,
                       valid_fraction=valid_fraction, min_instances=args.min_instances,
                       max_instances=args.max_instances, num_categories=args.categories,
-                      style=args.style).validate()
+                      style=args.style, color_jitter=args.color_jitter,
+                      lookalike_jitter=args.lookalike_jitter).validate()
     summary = write_synth_dataset(args.out, cfg, progress=not args.no_progress)
     for split in ("train", "valid"):
         s = summary[split]

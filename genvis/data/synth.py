@@ -128,6 +128,12 @@ class SynthConfig:
     num_categories: int = 6
     jpeg_quality: int = 90
     style: str = "shared"
+    #: ``distinct`` style: standard deviation (grey levels, per RGB channel) of each instance's
+    #: colours around its category's colour pair; instances of one category differ this much
+    color_jitter: float = 5.0
+    #: standard deviation (grey levels, per RGB channel) of a look-alike's colours around those
+    #: of the instance it copies (both styles): how alike the two of a look-alike pair are
+    lookalike_jitter: float = 6.0
 
     def validate(self) -> "SynthConfig":
         """Check ranges; return self. Raises ConfigError naming the setting."""
@@ -143,6 +149,8 @@ class SynthConfig:
             ("num_categories", 1 <= self.num_categories <= len(self.category_table),
              f"in 1..{len(self.category_table)} for style {self.style!r}"),
             ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "in 1..100"),
+            ("color_jitter", 0.0 <= self.color_jitter <= 128.0, "in [0, 128] grey levels"),
+            ("lookalike_jitter", 0.0 <= self.lookalike_jitter <= 128.0, "in [0, 128] grey levels"),
         ]
         if self.style not in STYLES:
             raise ConfigError("synth.style", f"must be one of {list(STYLES)}, got {self.style!r}")
@@ -265,10 +273,11 @@ def _random_colors(rng: np.random.Generator) -> np.ndarray:
             return c
 
 
-def _category_colors(cat: int, rng: np.random.Generator) -> np.ndarray:
-    """The "distinct" style: the category's colour pair, jittered by a few grey levels."""
+def _category_colors(cat: int, rng: np.random.Generator, jitter: float) -> np.ndarray:
+    """The "distinct" style: the category's colour pair, jittered by normal noise of standard
+    deviation ``jitter`` grey levels per channel (``SynthConfig.color_jitter``)."""
     base = np.asarray(DISTINCT_COLORS[cat], dtype=np.float64)
-    return np.clip(base + rng.normal(0, 5, size=(2, 3)), 0, 255)
+    return np.clip(base + rng.normal(0, jitter, size=(2, 3)), 0, 255)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -299,7 +308,7 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
         specs.append(InstanceSpec(cat, anchor, anchor_time, vel, bounds, radius,
                                   float(rng.uniform(-0.5, 0.5)), float(rng.normal(0, 0.01)),
                                   float(rng.uniform(4.5, 7.0) * side / 96),
-                                  _category_colors(cat, rng) if distinct else _random_colors(rng),
+                                  _category_colors(cat, rng, cfg.color_jitter) if distinct else _random_colors(rng),
                                   float(rng.random()), start))
     # late appearance
     for s in specs[1:]:
@@ -314,7 +323,7 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
             continue
         a, b = rng.choice(free, size=2, replace=False)
         specs[b].category = specs[a].category
-        specs[b].colors = np.clip(specs[a].colors + rng.normal(0, 6, size=(2, 3)), 0, 255)
+        specs[b].colors = np.clip(specs[a].colors + rng.normal(0, cfg.lookalike_jitter, size=(2, 3)), 0, 255)
         specs[b].period = specs[a].period
         specs[b].radius = specs[a].radius * float(rng.uniform(0.9, 1.1))
         specs[b].anchor, specs[b].anchor_time = specs[a].anchor.copy(), specs[a].anchor_time
