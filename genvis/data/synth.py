@@ -25,7 +25,8 @@ Two styles (``SynthConfig.style``):
   A small frame detector finds it hard (frame mask AP 9-23), so video AP mostly measures
   detection.
 * ``"distinct"`` (frames solved, association hard): every category has its own shape, its
-  own texture and its own colour pair (jittered by a few grey levels per instance), and
+  own texture and its own colour pair (jittered by a few grey levels per instance:
+  ``color_jitter``; a look-alike twin by ``lookalike_jitter`` from its partner), and
   objects are 12-20% of the short side (the quickstart renders it at 128x160, so objects
   are as many pixels as the shared style's at 96x128 but less crowded), so frames are
   easier to segment and classify; but every instance of a category then looks alike, so telling two of them apart
