@@ -46,3 +46,24 @@ def test_cli_writes_both_files_and_names_bad_input(tmp_path):
     assert main(["seed-table", "--row", "A", str(tmp_path / "nope.json"), "--out-md", str(tmp_path / "u.md"),
                  "--out-csv", str(tmp_path / "u.csv")]) == 2
     assert not (tmp_path / "u.md").exists()
+
+
+def test_markdown_keeps_the_headline_association_columns_and_the_csv_all(tmp_path):
+    """genvis evaluate's nested association block (class- and detection-averaged combinations,
+    per-category figures) goes whole into the CSV; the markdown shows the top-level
+    (class-averaged) HOTA / DetA / AssA / IDF1 and the detection-averaged HOTA / DetA / AssA."""
+    block = {"class_averaged": {"HOTA": 24.0, "DetA": 12.0, "AssA": 50.0, "IDF1": 19.0},
+             "det_averaged": {"HOTA": 23.0, "DetA": 11.0, "AssA": 49.0, "IDF1": 18.0},
+             "per_category": {"disc": {"HOTA": 30.0, "AssA": 60.0}, "cross": {"HOTA": 20.0, "AssA": 40.0}}}
+    files = [write(tmp_path / f"s{i}.json", HOTA=24.0 + i, DetA=12.0, AssA=50.0, IDF1=19.0,
+                   association=block) for i in range(2)]
+    cols, rows = build([("GenVIS", files)])
+    assert "association.per_category.disc.AssA" in cols and "association.class_averaged.HOTA" in cols
+    md = to_markdown(cols, rows, "T", None)
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert header == ("| Method | seeds | AP | AP50 | AP75 | AR1 | AR10 | HOTA | DetA | AssA | IDF1 | "
+                      "HOTA (det-avg) | DetA (det-avg) | AssA (det-avg) |")
+    assert "| GenVIS | 2 | 10.00 ± 0.00 | 20.00 ± 0.00 | 5.00 ± 0.00 | 8.00 ± 0.00 | 12.00 ± 0.00 | 24.50 ± 0.71 |" in md
+    assert f"all {len(cols)} columns" in md
+    csv_header = to_csv(cols, rows, None).splitlines()[0].split(",")
+    assert "association.per_category.cross.HOTA_mean" in csv_header and len(csv_header) == 2 + 2 * len(cols)

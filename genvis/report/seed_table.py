@@ -12,6 +12,11 @@ where present, then every other numeric metric whose (dot-joined, for nested dic
 ``hota``, ``assa``, ``deta`` or ``idf1`` (case ignored), in the order first seen. These optional
 columns are written when present in any row's files; a row whose files lack one shows an empty
 cell. ``per_category_AP``, ``occlusion_instances`` and the per-frame diagnosis are never columns.
+
+The CSV has every column. The markdown table keeps the ones a reader compares
+(:func:`markdown_columns`): of ``genvis evaluate``'s nested ``association`` block (TrackEval's
+combinations and per-category figures, about 45 keys on six categories) only the
+detection-averaged HOTA / DetA / AssA, beside the class-averaged ones at the top level.
 """
 
 from __future__ import annotations
@@ -71,6 +76,19 @@ def columns(rows: Sequence[Sequence[dict[str, float]]]) -> list[str]:
     return cols
 
 
+#: of the nested ``association`` block, the keys the markdown table shows, and their headers
+MARKDOWN_ASSOCIATION = {"association.det_averaged.HOTA": "HOTA (det-avg)",
+                        "association.det_averaged.DetA": "DetA (det-avg)",
+                        "association.det_averaged.AssA": "AssA (det-avg)"}
+
+
+def markdown_columns(cols: Sequence[str]) -> list[str]:
+    """The columns of ``cols`` that the markdown table shows: all but the nested
+    ``association.*`` keys, of which only :data:`MARKDOWN_ASSOCIATION`'s (the class-averaged
+    figures are the top-level HOTA / DetA / AssA / IDF1; the per-category ones stay in the CSV)."""
+    return [c for c in cols if not c.startswith("association.") or c in MARKDOWN_ASSOCIATION]
+
+
 def summarise(values: Sequence[float]) -> tuple[float, float]:
     """(mean, sample standard deviation; 0 for one value)."""
     n = len(values)
@@ -115,16 +133,22 @@ def build(rows: Sequence[tuple[str, Sequence[str | os.PathLike]]]) -> tuple[list
 
 
 def to_markdown(cols: list[str], rows: list[dict[str, Any]], title: str, command: str | None) -> str:
-    """Markdown: title, the reproducing command, a table of ``mean ± std`` (n seeds)."""
+    """Markdown: title, the reproducing command, a table of ``mean ± std`` (n seeds) over
+    :func:`markdown_columns` of ``cols``."""
+    shown = markdown_columns(cols)
     lines = [f"# {title}", ""]
     if command:
         lines += ["Reproduce with:", "", "```", command, "```", ""]
     lines.append("Mean ± standard deviation over training seeds (video metrics in percent).")
+    if len(shown) < len(cols):
+        lines.append(f"HOTA / DetA / AssA / IDF1 averaged over categories (TrackEval's class average), "
+                     f"then over detections (det-avg); the CSV beside this file has all {len(cols)} "
+                     f"columns (per-category association figures too).")
     lines.append("")
-    lines.append("| Method | seeds | " + " | ".join(cols) + " |")
-    lines.append("|---|---:|" + "---:|" * len(cols))
+    lines.append("| Method | seeds | " + " | ".join(MARKDOWN_ASSOCIATION.get(c, c) for c in shown) + " |")
+    lines.append("|---|---:|" + "---:|" * len(shown))
     for r in rows:
-        cells = ["" if r[c] is None else f"{r[c][0]:.2f} ± {r[c][1]:.2f}" for c in cols]
+        cells = ["" if r[c] is None else f"{r[c][0]:.2f} ± {r[c][1]:.2f}" for c in shown]
         lines.append(f"| {r['label']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
