@@ -63,7 +63,8 @@ def test_markdown_keeps_the_headline_association_columns_and_the_csv_all(tmp_pat
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
     assert header == ("| Method | seeds | AP | AP50 | AP75 | AR1 | AR10 | HOTA | DetA | AssA | IDF1 | "
                       "HOTA (det-avg) | DetA (det-avg) | AssA (det-avg) |")
-    assert "| GenVIS | 2 | 10.00 ± 0.00 | 20.00 ± 0.00 | 5.00 ± 0.00 | 8.00 ± 0.00 | 12.00 ± 0.00 | 24.50 ± 0.71 |" in md
+    assert ("| GenVIS | 2 | 10.00 ± 0.00 | 20.00 ± 0.00 | 5.00 ± 0.00 | 8.00 ± 0.00 | 12.00 ± 0.00 | "
+            "24.50 ± 0.71 |") in md
     assert f"all {len(cols)} columns" in md
     csv_header = to_csv(cols, rows, None).splitlines()[0].split(",")
     assert "association.per_category.cross.HOTA_mean" in csv_header and len(csv_header) == 2 + 2 * len(cols)

@@ -385,7 +385,8 @@ def test_synth_train_split_adds_training_videos_and_keeps_the_dataset_ones(tmp_p
     assert f"--out data/synth/synth_train/30 --videos {30 + valid} --seed 0" in gen
     assert f"--valid-videos {valid} " in gen
     own_gen = next(x for x in lines if "genvis synth --out data/synth/synth " in x)
-    assert "--color-jitter 20.0 --lookalike-jitter 30.0" in gen and "--color-jitter 20.0 --lookalike-jitter 30.0" in own_gen
+    for job in (gen, own_gen):
+        assert "--color-jitter 20.0 --lookalike-jitter 30.0" in job
     base = next(x for x in lines if "--out runs/synth/base_30/model.pt" in x)
     assert "--cache cache/synth/train_30/tiny.zarr --annotations data/synth/synth_train/30/train.json" in base
     # generate both for real: the split's first videos are the dataset's train split, frame for frame
