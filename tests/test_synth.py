@@ -253,3 +253,46 @@ def test_colour_jitter_sets_how_alike_instances_are(tmp_path, capsys):
     assert recorded["color_jitter"] == 20 and recorded["lookalike_jitter"] == 30
     assert main(["synth", "--out", str(tmp_path / "k"), "--videos", "2", "--lookalike-jitter", "200"]) == 2
     assert "synth.lookalike_jitter" in capsys.readouterr().err
+
+
+def test_lookalike_offset_moves_the_crossing_apart(tmp_path):
+    """lookalike_offset: a look-alike pair that crossed through one point passes that many
+    radii apart (closest approach of the centres at the pair's anchor time), the rest of the
+    plan (every draw) unchanged, so 0 is the benchmark as before. 15-frame videos: no exits,
+    which would re-anchor an instance afterwards."""
+    from genvis.data.synth import _fold, plan_video
+
+    def centre(s, t):
+        return np.array([_fold(s.anchor[0] + s.velocity[0] * (t - s.anchor_time), *s.bounds[0]),
+                         _fold(s.anchor[1] + s.velocity[1] * (t - s.anchor_time), *s.bounds[1])])
+
+    checked = 0
+    for i in range(200):
+        before = plan_video(SynthConfig(height=128, width=160, style="distinct").validate(),
+                            np.random.default_rng([11, i]), 15)
+        after = plan_video(SynthConfig(height=128, width=160, style="distinct", lookalike_offset=1.0).validate(),
+                           np.random.default_rng([11, i]), 15)
+        moved = [k for k, (x, y) in enumerate(zip(before, after)) if not np.array_equal(x.anchor, y.anchor)]
+        for k, (x, y) in enumerate(zip(before, after)):
+            assert (x.category, x.anchor_time, x.radius, x.start) == (y.category, y.anchor_time, y.radius, y.start)
+            assert np.array_equal(x.velocity, y.velocity) and np.array_equal(x.colors, y.colors)
+        for b in moved:
+            # its twin: the same category, crossing it at one point in the plan without offset (a
+            # crossing partner of that category by chance may share the point too: one of them)
+            twins = [k for k, s in enumerate(before) if k != b and s.category == before[b].category
+                     and np.array_equal(s.anchor, before[b].anchor) and s.anchor_time == before[b].anchor_time]
+            a = next(k for k in twins if np.isclose(np.hypot(*(after[b].anchor - after[k].anchor)), after[k].radius))
+            shift = after[b].anchor - after[a].anchor
+            assert abs(float(shift @ (after[b].velocity - after[a].velocity))) < 1e-6
+            t0 = after[a].anchor_time
+            if all(lo < c < hi for s in (after[a], after[b]) for c, (lo, hi) in zip(centre(s, t0), s.bounds)):
+                ts = np.linspace(t0 - 1.0, t0 + 1.0, 201)   # no bounce near t0: closest there, 1 radius
+                gaps = [np.hypot(*(centre(after[b], t) - centre(after[a], t))) for t in ts]
+                assert min(gaps) == pytest.approx(after[a].radius, rel=1e-3)
+                checked += 1
+    assert checked > 50
+    with pytest.raises(Exception, match="synth.lookalike_offset"):
+        SynthConfig(lookalike_offset=-0.5).validate()
+    assert main(["synth", "--out", str(tmp_path / "o"), "--videos", "2", "--height", "32", "--width", "32",
+                 "--min-length", "3", "--max-length", "4", "--lookalike-offset", "1.5", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "o" / "synth_config.json").read_text())["lookalike_offset"] == 1.5

@@ -374,7 +374,7 @@ def test_synth_train_split_adds_training_videos_and_keeps_the_dataset_ones(tmp_p
     cfg = placeholder_config(tmp_path)
     synth = cfg["datasets"]["synth"]
     synth["splits"]["train_30"] = {"synth_train": {"videos": 30}}
-    synth["synth"].update(color_jitter=20, lookalike_jitter=30)  # reach both genvis synth jobs
+    synth["synth"].update(color_jitter=20, lookalike_jitter=30, lookalike_offset=1)  # reach both genvis synth jobs
     cfg["experiments"]["base_30"] = {"config": cfg["experiments"]["minvis_nv1"]["config"],
                                      "train_split": "train_30", "iterations": 50}
     proc = run_snakemake(tmp_path, "-n", "-p", "runs/synth/base_30/valid/metrics.json", config=cfg)
@@ -386,7 +386,7 @@ def test_synth_train_split_adds_training_videos_and_keeps_the_dataset_ones(tmp_p
     assert f"--valid-videos {valid} " in gen
     own_gen = next(x for x in lines if "genvis synth --out data/synth/synth " in x)
     for job in (gen, own_gen):
-        assert "--color-jitter 20.0 --lookalike-jitter 30.0" in job
+        assert "--color-jitter 20.0 --lookalike-jitter 30.0 --lookalike-offset 1.0" in job
     base = next(x for x in lines if "--out runs/synth/base_30/model.pt" in x)
     assert "--cache cache/synth/train_30/tiny.zarr --annotations data/synth/synth_train/30/train.json" in base
     # generate both for real: the split's first videos are the dataset's train split, frame for frame

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookalike-jitter", type=float, default=d.lookalike_jitter,
                         help="standard deviation, in grey levels per channel, of a look-alike's colours "
                         f"around those of the instance it copies (default {d.lookalike_jitter})")
+    parser.add_argument("--lookalike-offset", type=float, default=d.lookalike_offset,
+                        help="closest distance, in radii, between the centres of a look-alike pair as "
+                        f"they cross; 0: the same point at the same time (default {d.lookalike_offset})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
                       valid_fraction=valid_fraction, min_instances=args.min_instances,
                       max_instances=args.max_instances, num_categories=args.categories,
                       style=args.style, color_jitter=args.color_jitter,
-                      lookalike_jitter=args.lookalike_jitter).validate()
+                      lookalike_jitter=args.lookalike_jitter,
+                      lookalike_offset=args.lookalike_offset).validate()
     summary = write_synth_dataset(args.out, cfg, progress=not args.no_progress)
     for split in ("train", "valid"):
         s = summary[split]

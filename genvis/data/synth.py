@@ -8,7 +8,8 @@ needs temporal context. What the generator puts in, because it is what GenVIS is
 (paper Sec. 1, 4; OVIS):
 
 * look-alike instances: a second instance of the same category with near-identical
-  colours, sent through the same point at the same time as the first (crossing);
+  colours, sent through the same point at the same time as the first (crossing; or
+  ``lookalike_offset`` radii beside it, so that neither hides the other completely);
 * motion with crossings: pairs of instances share an anchor point and time;
 * heavy occlusion by depth order: instances are drawn far to near and an optional
   un-annotated occluder bar passes in front; masks are the *visible* parts only;
@@ -135,6 +136,10 @@ class SynthConfig:
     #: standard deviation (grey levels, per RGB channel) of a look-alike's colours around those
     #: of the instance it copies (both styles): how alike the two of a look-alike pair are
     lookalike_jitter: float = 6.0
+    #: closest distance, in radii of the copied instance, between the centres of a look-alike
+    #: pair as they cross (both styles); 0: through the same point at the same time, so the
+    #: nearer hides the farther completely and only the direction of motion tells them apart after
+    lookalike_offset: float = 0.0
 
     def validate(self) -> "SynthConfig":
         """Check ranges; return self. Raises ConfigError naming the setting."""
@@ -152,6 +157,7 @@ class SynthConfig:
             ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "in 1..100"),
             ("color_jitter", 0.0 <= self.color_jitter <= 128.0, "in [0, 128] grey levels"),
             ("lookalike_jitter", 0.0 <= self.lookalike_jitter <= 128.0, "in [0, 128] grey levels"),
+            ("lookalike_offset", 0.0 <= self.lookalike_offset <= 10.0, "in [0, 10] radii"),
         ]
         if self.style not in STYLES:
             raise ConfigError("synth.style", f"must be one of {list(STYLES)}, got {self.style!r}")
@@ -316,6 +322,7 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
         if rng.random() < 0.3 and length >= 8:
             s.start = int(rng.integers(length // 4, length // 2 + 1))
     paired: set[int] = set()
+    twins: list[tuple[int, int]] = []
     # look-alike: copy the category and colours of another instance, cross it
     pair_probs = (0.9, 0.5) if distinct else (0.6,)
     for prob in pair_probs:
@@ -329,6 +336,7 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
         specs[b].radius = specs[a].radius * float(rng.uniform(0.9, 1.1))
         specs[b].anchor, specs[b].anchor_time = specs[a].anchor.copy(), specs[a].anchor_time
         paired.update((int(a), int(b)))
+        twins.append((int(a), int(b)))
     # crossings: more pairs sharing an anchor point and time
     order = rng.permutation(n)
     for i in range(0, n - 1, 2):
@@ -337,6 +345,14 @@ def plan_video(cfg: SynthConfig, rng: np.random.Generator, length: int) -> list[
             paired.update((int(a), int(b)))
             specs[b].anchor, specs[b].anchor_time = specs[a].anchor.copy(), specs[a].anchor_time
             specs[b].start = min(specs[b].start, int(max(0, specs[a].anchor_time - 2)))
+    # look-alikes that still cross at one point pass lookalike_offset radii apart instead: b's
+    # path moves sideways to the pair's relative motion, so the closest approach is at anchor_time
+    for a, b in twins if cfg.lookalike_offset > 0 else ():
+        if np.array_equal(specs[a].anchor, specs[b].anchor) and specs[a].anchor_time == specs[b].anchor_time:
+            rel = specs[b].velocity - specs[a].velocity
+            norm = float(np.hypot(*rel))
+            side_dir = np.array([-rel[1], rel[0]]) / norm if norm > 1e-9 else np.array([1.0, 0.0])
+            specs[b].anchor = specs[b].anchor + cfg.lookalike_offset * specs[a].radius * side_dir
     # Leave and re-enter: the bounce box reaches far beyond one edge and the instance is at
     # that far point mid-video, so it is out of view for several frames and comes back.
     for k, s in enumerate(specs):

@@ -18,7 +18,7 @@ def _synth_args(wildcards, train_videos=None):
             args += f" --{key.replace('_', '-')} {int(s[key])}"
     if s.get("style"):
         args += f" --style {s['style']}"
-    for key in ("color_jitter", "lookalike_jitter"):
+    for key in ("color_jitter", "lookalike_jitter", "lookalike_offset"):
         if s.get(key) is not None:
             args += f" --{key.replace('_', '-')} {float(s[key])}"
     return args
